@@ -1,0 +1,77 @@
+"""Where handler failures go: the ``fastapi_events`` logger and the middleware's ``on_error`` hook.
+
+A failure is never allowed to escape into the ASGI server or stop other handlers; it is reported here instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Union
+
+from ._names import event_name_str
+from .typing import Event
+
+logger = logging.getLogger("fastapi_events")
+
+#: ``on_error(event, handler_name, exc)``; may be sync or async.
+ErrorHook = Callable[[Event, str, BaseException], Union[None, Awaitable[None]]]
+
+# Set by the runtime around handler execution so that nested code (LocalHandler's registered functions, forwarders)
+# reports to the hook of the middleware that is running it.
+current_error_hook: ContextVar[ErrorHook | None] = ContextVar("fastapi_events_error_hook", default=None)
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def qualified_name(obj: Any) -> str:
+    """``module.QualName`` of a function, method, callable object or handler instance."""
+    target = obj
+    if not hasattr(target, "__qualname__"):
+        target = type(obj)
+    module = getattr(target, "__module__", None) or "?"
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def report_failure(event: Event | None, handler: Any, exc: BaseException) -> None:
+    """Log a handler failure at ERROR with the event name and handler, then call the ``on_error`` hook."""
+    name = event_name_str(event[0]) if event is not None else "<batch>"
+    handler_name = handler if isinstance(handler, str) else qualified_name(handler)
+    logger.error(
+        "handler %s failed for event %r: %s: %s",
+        handler_name,
+        name,
+        type(exc).__name__,
+        exc,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"event_name": name, "handler": handler_name},
+    )
+    hook = current_error_hook.get()
+    if hook is None or event is None:
+        return
+    try:
+        result = hook(event, handler_name, exc)
+    except Exception:
+        logger.exception("on_error hook failed while reporting %s for event %r", handler_name, name)
+        return
+    if result is not None:
+        _spawn_hook(result, handler_name, name)
+
+
+def _spawn_hook(awaitable: Awaitable[None], handler_name: str, name: str) -> None:
+    async def run() -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("on_error hook failed while reporting %s for event %r", handler_name, name)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # called from a worker thread: the hook's coroutine needs a loop
+        asyncio.run(run())
+        return
+    task = loop.create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
