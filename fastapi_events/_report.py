@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, Union
 
@@ -35,29 +35,38 @@ def qualified_name(obj: Any) -> str:
     return f"{module}.{getattr(target, '__qualname__', repr(target))}"
 
 
-def report_failure(event: Event | None, handler: Any, exc: BaseException) -> None:
+def report_failure(event: Event, handler: Any, exc: BaseException) -> None:
     """Log a handler failure at ERROR with the event name and handler, then call the ``on_error`` hook."""
-    name = event_name_str(event[0]) if event is not None else "<batch>"
+    report_batch_failure((event,), handler, exc)
+
+
+def report_batch_failure(
+    events: Sequence[Event], handler: Any, exc: BaseException, *, stage: str = "handle"
+) -> None:
+    """Report one failure that hit ``events`` (empty for lifecycle stages such as ``startup`` or ``flush``)."""
+    names = [event_name_str(event[0]) for event in events]
+    shown = names[0] if len(names) == 1 else (", ".join(names) if names else f"<{stage}>")
     handler_name = handler if isinstance(handler, str) else qualified_name(handler)
     logger.error(
-        "handler %s failed for event %r: %s: %s",
+        "handler %s failed for event %s: %s: %s",
         handler_name,
-        name,
+        repr(shown) if len(names) == 1 else f"[{shown}]",
         type(exc).__name__,
         exc,
         exc_info=(type(exc), exc, exc.__traceback__),
-        extra={"event_name": name, "handler": handler_name},
+        extra={"event_name": shown, "handler": handler_name, "stage": stage},
     )
     hook = current_error_hook.get()
-    if hook is None or event is None:
+    if hook is None:
         return
-    try:
-        result = hook(event, handler_name, exc)
-    except Exception:
-        logger.exception("on_error hook failed while reporting %s for event %r", handler_name, name)
-        return
-    if result is not None:
-        _spawn_hook(result, handler_name, name)
+    for event in events:
+        try:
+            result = hook(event, handler_name, exc)
+        except Exception:
+            logger.exception("on_error hook failed while reporting %s for event %r", handler_name, shown)
+            continue
+        if result is not None:
+            _spawn_hook(result, handler_name, event_name_str(event[0]))
 
 
 def _spawn_hook(awaitable: Awaitable[None], handler_name: str, name: str) -> None:

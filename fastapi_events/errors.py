@@ -64,3 +64,19 @@ __all__ = [
     "NoEventContextError",
     "SerializationError",
 ]
+
+
+class MalformedMessageError(FastapiEventError, ValueError):
+    """A message received from a broker is not a valid ``["event name", payload]`` JSON body."""
+
+    def __init__(self, reason: str, body: bytes | str | None = None) -> None:
+        self.reason = reason
+        self.body = body
+        excerpt = ""
+        if body is not None:
+            text = body if isinstance(body, str) else body[:200].decode("utf-8", "replace")
+            excerpt = f" (body starts with {text[:200]!r})"
+        super().__init__(f"malformed event message: {reason}{excerpt}")
+
+
+__all__ += ["MalformedMessageError"]

@@ -1,0 +1,233 @@
+"""Per-middleware runtime: event buffers, the pumps that hand them to handlers, drain and shutdown.
+
+Every request gets an :class:`EventBuffer` stored in a ContextVar. While the request runs the buffer only collects;
+once the app returns (the response is sent) the buffer turns *live*: its events go to the handlers and anything
+dispatched later through the same context (a task spawned by the request, a chained dispatch from a handler) is
+handed over at once instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from ._report import ErrorHook, current_error_hook, report_batch_failure
+from .typing import Event
+
+logger = logging.getLogger("fastapi_events")
+
+# The name is kept from fastapi-events 0.x because users match it in LookupError messages.
+event_store: ContextVar[EventBuffer] = ContextVar("fastapi_context")
+
+_runtimes: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
+
+
+class EventBuffer:
+    """The events of one request (or WebSocket connection, or the runtime's out-of-request stream), in order."""
+
+    __slots__ = ("events", "live", "loop", "pump", "runtime")
+
+    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop | None, live: bool) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.live = live
+        self.events: list[Event] = []
+        self.pump: asyncio.Task[None] | None = None
+
+    def add(self, event: Event) -> None:
+        # list.append is atomic, so sync endpoints and sync handlers may dispatch from worker threads.
+        self.events.append(event)
+        if self.live:
+            self.runtime.kick(self)
+
+
+class Runtime:
+    """State shared by one :class:`~fastapi_events.middleware.EventHandlerASGIMiddleware` instance."""
+
+    def __init__(
+        self,
+        handlers: Iterable[Any],
+        middleware_id: int,
+        on_error: ErrorHook | None = None,
+    ) -> None:
+        self.handlers: tuple[Any, ...] = tuple(handlers)
+        self.middleware_id = middleware_id
+        self.on_error = on_error
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Events dispatched outside any request: ``middleware_id=...``, lifespan hooks, their chained events.
+        self.background = EventBuffer(self, None, live=True)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inline = 0
+        self._started = False
+        _runtimes[middleware_id] = self
+
+    # -- handing events over ------------------------------------------------------------------------------------
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.loop is not loop:
+            self.loop = loop
+            if self.background.events:
+                self._kick_now(self.background)
+
+    def kick(self, buffer: EventBuffer) -> None:
+        """Make sure a pump is running for a live buffer; callable from any thread."""
+        loop = buffer.loop or self.loop
+        if loop is None or loop.is_closed():
+            # No loop yet (dispatch before the app ever ran): the events wait in the buffer and are pumped as soon
+            # as the middleware sees a loop (lifespan startup or the first request) or drain() runs.
+            return
+        if asyncio._get_running_loop() is loop:
+            self._kick_now(buffer)
+        else:
+            loop.call_soon_threadsafe(self._kick_now, buffer)
+
+    def _kick_now(self, buffer: EventBuffer) -> None:
+        if buffer.pump is not None or not buffer.events:
+            return
+        loop = buffer.loop or self.loop
+        assert loop is not None
+        task = loop.create_task(self._pump(buffer))
+        buffer.pump = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, buffer: EventBuffer) -> None:
+        # A pump runs in its own task context: chained dispatches from handlers must land in this buffer.
+        event_store.set(buffer)
+        try:
+            await self.pump_inline(buffer)
+        finally:
+            buffer.pump = None
+            if buffer.events:  # dispatched by a thread between the last batch and here
+                self._kick_now(buffer)
+
+    async def pump_inline(self, buffer: EventBuffer) -> None:
+        """Hand the buffer's events to the handlers, batch after batch, until it is empty."""
+        self._inline += 1
+        hook_token = current_error_hook.set(self.on_error) if self.on_error is not None else None
+        try:
+            events = buffer.events
+            while events:
+                count = len(events)
+                batch = tuple(events[:count])
+                # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
+                del events[:count]
+                await self.deliver(batch)
+        finally:
+            if hook_token is not None:
+                current_error_hook.reset(hook_token)
+            self._inline -= 1
+
+    async def deliver(self, batch: Sequence[Event]) -> None:
+        """One batch to every handler; handlers run concurrently, each gets the batch in dispatch order."""
+        handlers = self.handlers
+        if len(handlers) == 1:
+            await _run_handler(handlers[0], batch)
+        elif handlers:
+            await asyncio.gather(*[_run_handler(handler, batch) for handler in handlers])
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.bind_loop(asyncio.get_running_loop())
+        if self._started:
+            return
+        self._started = True
+        for handler in self.handlers:
+            start = getattr(handler, "startup", None)
+            if start is not None:
+                try:
+                    await start()
+                except Exception as exc:
+                    report_batch_failure((), handler, exc, stage="startup")
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every event handed over so far was handled, then flush the handlers. True when done in time."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self.loop is None or self.loop.is_closed():
+            self.bind_loop(loop)
+        if self.background.events and self.background.pump is None:
+            self.kick(self.background)
+        # Polling (rather than awaiting the tasks) also works for tasks of another loop, as TestClient creates.
+        while self._tasks or self._inline or self.background.events:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.001)
+        for handler in self.handlers:
+            flush = getattr(handler, "flush", None)
+            if flush is None:
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await flush(remaining)
+            except Exception as exc:
+                report_batch_failure((), handler, exc, stage="flush")
+        return deadline is None or loop.time() < deadline
+
+    async def shutdown(self, timeout: float | None) -> None:
+        started = time.monotonic()
+        if not await self.drain(timeout):
+            pending = len(self.background.events) + len(self._tasks)
+            logger.error(
+                "shutdown timed out after %.1fs with %d event batch(es) still being handled; they may be lost",
+                timeout,
+                pending,
+            )
+        for handler in self.handlers:
+            stop = getattr(handler, "shutdown", None)
+            if stop is None:
+                continue
+            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            try:
+                await stop(remaining)
+            except Exception as exc:
+                report_batch_failure((), handler, exc, stage="shutdown")
+        self._started = False
+
+
+async def _run_handler(handler: Any, batch: Sequence[Event]) -> None:
+    try:
+        handle_many = getattr(handler, "handle_many", None)
+        if handle_many is not None:
+            result = handle_many(batch)
+            if result is not None:
+                await result
+            return
+        for event in batch:
+            try:
+                result = handler.handle(event)
+                if result is not None:
+                    await result
+            except Exception as exc:
+                report_batch_failure((event,), handler, exc)
+    except Exception as exc:
+        report_batch_failure(batch, handler, exc)
+
+
+def get_runtime(middleware_id: int) -> Runtime | None:
+    return _runtimes.get(middleware_id)
+
+
+def all_runtimes() -> list[Runtime]:
+    return list(_runtimes.values())
+
+
+async def drain(timeout: float | None = None) -> bool:
+    """Wait until every event dispatched so far has been handled and every handler flushed.
+
+    Events of requests still in flight are handed over when their response is sent; call this after the request.
+    Returns ``False`` when ``timeout`` (seconds) ran out first.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    done = True
+    for runtime in all_runtimes():
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        done = await runtime.drain(remaining) and done
+    return done

@@ -1,0 +1,350 @@
+"""Google Cloud Pub/Sub :class:`~fastapi_events.delivery.Transport` on top of ``google-cloud-pubsub``.
+
+The delivery layer owns batching, retries, the spool and dead letters; this module only turns one layer batch into
+one client-side publish request and reports a result per entry. ``PublisherClient`` is a thread-based library: the
+client is built, fed, flushed and stopped in this transport's own worker thread, and its publish futures complete on
+the client's commit threads, from where a single callback per batch wakes the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from google.api_core import exceptions as api_exceptions
+from google.api_core.timeout import ConstantTimeout
+from google.cloud.pubsub_v1 import PublisherClient
+from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
+from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+
+from ...delivery import EntryResult, OutboundMessage, Outcome
+
+logger = logging.getLogger("fastapi_events.pubsub")
+
+#: Largest ``PublishRequest`` the service accepts (what the client library enforces too).
+SERVER_MAX_REQUEST_BYTES = 10_000_000
+#: Largest number of messages in one ``PublishRequest``.
+SERVER_MAX_BATCH_COUNT = 1000
+
+# gRPC status names: a retry may succeed (outage, overload, deadline, token refresh) ...
+_TRANSIENT_CODES = frozenset(
+    {
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "ABORTED",
+        "INTERNAL",
+        "RESOURCE_EXHAUSTED",
+        "UNKNOWN",
+        "CANCELLED",
+        "UNAUTHENTICATED",
+    }
+)
+# ... or the request itself is wrong and resending it can never help.
+_PERMANENT_CODES = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "PERMISSION_DENIED",
+        "FAILED_PRECONDITION",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "ALREADY_EXISTS",
+    }
+)
+
+
+def _varint_len(value: int) -> int:
+    length = 1
+    while value >= 0x80:
+        value >>= 7
+        length += 1
+    return length
+
+
+def _field_len(payload: int) -> int:
+    """Bytes a length-delimited protobuf field takes: one tag byte, the varint length, the payload."""
+    return 1 + _varint_len(payload) + payload
+
+
+def encoded_message_size(data: bytes, attributes: Mapping[str, str], ordering_key: str) -> int:
+    """Exact bytes a message adds to a ``PublishRequest`` (the client's own size check, without building protos).
+
+    Map entries and empty fields are counted as if always present, so the figure is never below the real one.
+    """
+    size = _field_len(len(data))
+    for key, value in attributes.items():
+        entry = _field_len(len(key.encode())) + _field_len(len(value.encode()))
+        size += _field_len(entry)
+    if ordering_key:
+        size += _field_len(len(ordering_key.encode()))
+    return _field_len(size)
+
+
+def classify(exc: BaseException) -> EntryResult:
+    """Map one failed publish to RETRY or PERMANENT, with a reason fit for a dead-letter record."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, publisher_exceptions.MessageTooLargeError):
+        return EntryResult(Outcome.PERMANENT, f"message too large: {exc}")
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        status = getattr(exc.grpc_status_code, "name", None)
+        if status in _PERMANENT_CODES:
+            return EntryResult(Outcome.PERMANENT, f"{status}: {exc.message}")
+        if status in _TRANSIENT_CODES:
+            return EntryResult(Outcome.RETRY, f"{status}: {exc.message}")
+        # No gRPC status (REST transport): the HTTP class tells client mistakes from server trouble.
+        if isinstance(exc, api_exceptions.ClientError) and not isinstance(
+            exc, api_exceptions.TooManyRequests
+        ):
+            return EntryResult(Outcome.PERMANENT, reason)
+        return EntryResult(Outcome.RETRY, reason)
+    if isinstance(exc, (TypeError, ValueError)):
+        # Raised synchronously by ``publish()`` for data/attributes the client refuses to send.
+        return EntryResult(Outcome.PERMANENT, reason)
+    # Paused ordering keys, batches cancelled behind a failed ordered batch, flow control, a stopped client and
+    # anything unknown: the message itself is fine, so let the retry budget decide.
+    return EntryResult(Outcome.RETRY, reason)
+
+
+class BrokerUnreachableError(ConnectionError):
+    """No entry of a batch got through because the service could not be reached (or did not answer in time)."""
+
+
+def _is_unreachable(item: Future[str] | BaseException) -> bool:
+    if isinstance(item, Future):
+        if not item.done():
+            return True
+        exc = item.exception()
+        if exc is None:
+            return False
+        item = exc
+    if isinstance(item, api_exceptions.GoogleAPICallError):
+        return getattr(item.grpc_status_code, "name", None) in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    return False
+
+
+class PubSubTransport:
+    """Publishes delivery-layer batches to one Pub/Sub topic.
+
+    ``batch_settings`` feeds both sides: ``max_messages`` and ``max_bytes`` become the layer's batch limits, and the
+    client is configured so that one layer batch fits exactly one ``PublishRequest`` (the client's ``max_latency``
+    timer then sends it). Client-side retries are off by default - the layer retries failed entries with backoff,
+    and client retries would hold a batch hostage for minutes during an outage (infinitely with ordering keys).
+    """
+
+    system = "gcp_pubsub"
+
+    def __init__(
+        self,
+        project_id: str,
+        topic_id: str,
+        *,
+        batch_settings: BatchSettings | None = None,
+        ordering: bool = False,
+        publisher_options: PublisherOptions | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        publish_timeout: float = 30.0,
+    ) -> None:
+        self.project_id = project_id
+        self.topic_id = topic_id
+        # Pure string formatting (no I/O), so it is safe to do here.
+        self.destination: str = PublisherClient.topic_path(project_id, topic_id)
+        self._request_overhead = _field_len(len(self.destination.encode()))
+
+        settings = batch_settings or BatchSettings(max_messages=SERVER_MAX_BATCH_COUNT)
+        self.max_batch_count: int = max(1, min(settings.max_messages, SERVER_MAX_BATCH_COUNT))
+        request_bytes = min(settings.max_bytes, SERVER_MAX_REQUEST_BYTES)
+        self.max_batch_bytes: int = request_bytes - self._request_overhead
+        self.max_message_bytes: int = SERVER_MAX_REQUEST_BYTES - self._request_overhead
+        # The client commits when the count *reaches* max_messages, leaving that message for the next request;
+        # one more slot keeps a full layer batch in one request.
+        self._batch_settings = BatchSettings(
+            max_bytes=request_bytes,
+            max_latency=settings.max_latency,
+            max_messages=self.max_batch_count + 1,
+        )
+
+        options = publisher_options or PublisherOptions(retry=None, timeout=ConstantTimeout(publish_timeout))
+        self.ordering = ordering or options.enable_message_ordering
+        self._publisher_options = options._replace(enable_message_ordering=self.ordering)
+        self._client_kwargs = dict(client_kwargs or {})
+        self._publish_timeout = publish_timeout
+
+        self._client: PublisherClient | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._open_lock = asyncio.Lock()
+        # A NOT_FOUND for a topic we have published to before is most likely a topic being recreated (or an
+        # emulator restart), not a misconfiguration: retry it within the layer's budget instead of dead-lettering.
+        self._topic_seen = False
+        # Publish futures not yet completed, so that close() can wait for them after stopping the client.
+        self._inflight: set[Future[str]] = set()
+        self._inflight_lock = threading.Lock()
+
+    def message_size(self, message: OutboundMessage) -> int:
+        return encoded_message_size(message.body, message.attributes, self._ordering_key(message))
+
+    def _ordering_key(self, message: OutboundMessage) -> str:
+        return (message.key or "") if self.ordering else ""
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._client is not None:
+                return
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastapi-events-pubsub")
+            loop = asyncio.get_running_loop()
+            try:
+                # Credential discovery may hit the metadata server, and channel setup touches the network stack.
+                self._client = await loop.run_in_executor(executor, self._make_client)
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._executor = executor
+
+    def _make_client(self) -> PublisherClient:
+        return PublisherClient(
+            batch_settings=self._batch_settings,
+            publisher_options=self._publisher_options,
+            **self._client_kwargs,
+        )
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        if not batch:
+            return []
+        if self._client is None:
+            await self.open()
+        client, executor = self._client, self._executor
+        assert client is not None and executor is not None
+        loop = asyncio.get_running_loop()
+        pending = await loop.run_in_executor(executor, self._publish_all, client, batch)
+        await self._wait_all(loop, [item for item in pending if isinstance(item, Future)])
+
+        results: list[EntryResult] = []
+        failed_keys: set[str] = set()
+        unreachable = delivered = False
+        for message, item in zip(batch, pending):
+            result = self._result_of(item)
+            if result.outcome is Outcome.DELIVERED:
+                delivered = True
+            elif self._ordering_key(message):
+                failed_keys.add(self._ordering_key(message))
+            unreachable = unreachable or _is_unreachable(item)
+            results.append(result)
+        if failed_keys:
+            await loop.run_in_executor(executor, self._resume, client, failed_keys)
+        if unreachable and not delivered:
+            # The layer waits out an outage without spending the entries' retry budget when we raise.
+            raise BrokerUnreachableError(f"Pub/Sub unreachable for {self.destination}: {results[0].reason}")
+        return results
+
+    def _publish_all(
+        self, client: PublisherClient, batch: Sequence[OutboundMessage]
+    ) -> list[Future[str] | BaseException]:
+        out: list[Future[str] | BaseException] = []
+        for message in batch:
+            try:
+                out.append(
+                    client.publish(
+                        self.destination,
+                        message.body,
+                        ordering_key=self._ordering_key(message),
+                        **message.attributes,
+                    )
+                )
+            except Exception as exc:  # too large, bad attribute, stopped client: this entry only
+                out.append(exc)
+        futures = [item for item in out if isinstance(item, Future)]
+        with self._inflight_lock:
+            self._inflight.update(futures)
+        for future in futures:
+            future.add_done_callback(self._forget)
+        return out
+
+    def _forget(self, future: Future[str]) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(future)
+
+    async def _wait_all(self, loop: asyncio.AbstractEventLoop, futures: list[Future[str]]) -> None:
+        """Wait for every publish future with one wake-up of the event loop per batch, not one per message."""
+        if not futures:
+            return
+        done = loop.create_future()
+        remaining = len(futures)
+        lock = threading.Lock()
+
+        def on_done(_: Future[str]) -> None:
+            nonlocal remaining
+            with lock:
+                remaining -= 1
+                last = remaining == 0
+            if last:
+                loop.call_soon_threadsafe(_set_done, done)
+
+        for future in futures:
+            future.add_done_callback(on_done)
+        # The RPC timeout completes every future; the margin only guards against a client bug leaving one pending,
+        # in which case the entry is reported RETRY (at-least-once: a late success may then be sent twice).
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self._publish_timeout * 2 + 5)
+        except asyncio.TimeoutError:
+            logger.warning("Pub/Sub publish futures for %s did not complete in time", self.destination)
+
+    def _result_of(self, item: Future[str] | BaseException) -> EntryResult:
+        if isinstance(item, BaseException):
+            return classify(item)
+        if not item.done():
+            return EntryResult(Outcome.RETRY, "publish did not complete in time")
+        exc = item.exception()
+        if exc is None:
+            self._topic_seen = True
+            return EntryResult(Outcome.DELIVERED)
+        result = classify(exc)
+        if (
+            self._topic_seen
+            and result.outcome is Outcome.PERMANENT
+            and isinstance(exc, api_exceptions.NotFound)
+        ):
+            return EntryResult(Outcome.RETRY, f"{result.reason} (topic existed before; may be recreated)")
+        return result
+
+    def _resume(self, client: PublisherClient, keys: set[str]) -> None:
+        # A failed ordered publish pauses its key in the client; the layer resends the entries in order.
+        for key in keys:
+            try:
+                client.resume_publish(self.destination, key)
+            except (RuntimeError, ValueError):  # not paused (any more) or client stopped
+                pass
+
+    def _stop_client(self, client: PublisherClient) -> None:
+        """Send whatever the client still holds, wait for those requests, then release the channel."""
+        try:
+            client.stop()
+        except RuntimeError:  # already stopped
+            pass
+        with self._inflight_lock:
+            inflight = list(self._inflight)
+        if inflight:
+            wait(inflight, timeout=self._publish_timeout + 5)
+        client.transport.close()
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            client, executor = self._client, self._executor
+            self._client = self._executor = None
+            if client is None or executor is None:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(executor, self._stop_client, client)
+            finally:
+                executor.shutdown(wait=False)
+
+
+def _set_done(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+__all__ = ["BrokerUnreachableError", "PubSubTransport", "classify", "encoded_message_size"]

@@ -1,0 +1,200 @@
+"""The one wire format shared by every forwarder and consumer: JSON ``["event name", payload]``.
+
+Payloads are encoded with a JSON encoder that knows the types FastAPI apps commonly put in events. Anything it does
+not know is an error naming the event and the type - never ``pickle`` and never ``str()`` of an arbitrary object,
+because a consumer must be able to decode what a producer sent without trusting it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from ._names import event_name_str
+from .errors import MalformedMessageError, SerializationError
+from .typing import Event
+
+# Message attribute names, identical for every broker so that consumers and tracing tools find them in one place.
+# SQS only allows [A-Za-z0-9_.-] in attribute names; these fit every broker.
+ATTR_EVENT_NAME = "event_name"
+ATTR_EVENT_ID = "event_id"
+ATTR_TRACEPARENT = "traceparent"
+ATTR_TRACESTATE = "tracestate"
+TRACE_ATTRIBUTES = (ATTR_TRACEPARENT, ATTR_TRACESTATE)
+
+#: A user-supplied ``serializer(event) -> str | bytes`` replacing the default JSON body (as in fastapi-events 0.x).
+Serializer = Callable[[Event], Union[str, bytes]]
+
+
+class _UnsupportedType(TypeError):
+    def __init__(self, value: Any) -> None:
+        self.type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+        super().__init__(self.type_name)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` hook for the types events commonly carry."""
+    # datetime is a subclass of date: test it first so that the time part is kept.
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        # A string keeps every digit; a float would silently round money amounts.
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        try:
+            # Sorted so that equal sets produce equal bodies (deduplication, tests).
+            return sorted(value)
+        except TypeError:
+            return list(value)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump) and not isinstance(value, type):
+        return model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    raise _UnsupportedType(value)
+
+
+def _dumps(obj: Any) -> bytes:
+    # allow_nan=False: NaN/Infinity are not JSON and break non-Python consumers.
+    return json.dumps(obj, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def encode_payload(value: Any) -> bytes:
+    """JSON-encode any value with :func:`json_default` (raises ``TypeError``/``ValueError`` on failure)."""
+    return _dumps(value)
+
+
+def encode_event(event: Event, serializer: Serializer | None = None) -> bytes:
+    """Encode ``event`` as the message body, ``["event name", payload]`` unless ``serializer`` is given.
+
+    Raises :class:`~fastapi_events.errors.SerializationError` naming the event and the offending type.
+    """
+    name = event_name_str(event[0])
+    if serializer is not None:
+        try:
+            body = serializer(event)
+        except Exception as exc:
+            raise SerializationError(name, f"serializer failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(body, str):
+            try:
+                return body.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SerializationError(name, f"serializer returned text that is not valid UTF-8: {exc}") from exc
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            return bytes(body)
+        raise SerializationError(name, f"serializer returned {type(body).__name__}, expected str or bytes")
+    try:
+        return _dumps([name, event[1]])
+    except _UnsupportedType as exc:
+        raise SerializationError(name, f"payload contains a value of type {exc.type_name} (not JSON-encodable)") from exc
+    except ValueError as exc:  # circular reference, NaN/Infinity
+        raise SerializationError(name, f"payload is not JSON-encodable: {exc}") from exc
+    except UnicodeEncodeError as exc:  # lone surrogates in strings
+        raise SerializationError(name, f"payload contains text that is not valid UTF-8: {exc}") from exc
+    except TypeError as exc:  # e.g. non-string dict keys of an unsupported type
+        raise SerializationError(name, f"payload is not JSON-encodable: {exc}") from exc
+
+
+def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
+    """Decode a body produced by :func:`encode_event` (default format) into ``(event_name, payload)``.
+
+    Raises :class:`~fastapi_events.errors.MalformedMessageError` saying exactly what is wrong.
+    """
+    if isinstance(body, (bytearray, memoryview)):
+        body = bytes(body)
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedMessageError(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})", body) from exc
+    elif isinstance(body, str):
+        text = body
+    else:
+        raise MalformedMessageError(f"body must be bytes or str, not {type(body).__name__}")
+    if not text.strip():
+        raise MalformedMessageError("body is empty", body)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedMessageError(
+            f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", body
+        ) from exc
+    if not isinstance(value, list):
+        raise MalformedMessageError(f'expected a JSON array ["event name", payload], got {type(value).__name__}', body)
+    if len(value) != 2:
+        raise MalformedMessageError(
+            f'expected a JSON array of 2 items ["event name", payload], got {len(value)} item(s)', body
+        )
+    name, payload = value
+    if not isinstance(name, str):
+        raise MalformedMessageError(f"event name must be a JSON string, got {type(name).__name__}", body)
+    if not name:
+        raise MalformedMessageError("event name is empty", body)
+    return (name, payload)
+
+
+def new_event_id() -> str:
+    """A fresh stable event id (uuid4 hex): message id and deduplication id on every broker."""
+    return uuid.uuid4().hex
+
+
+def trace_context(event: Event) -> dict[str, str]:
+    """W3C trace-context attributes (``traceparent``/``tracestate``) to send with ``event``.
+
+    Taken from a ``trace_context`` mapping carried by the event (the OpenTelemetry integration attaches it at
+    dispatch time, so the consumer's span links to the dispatching request) or, failing that, from the current
+    OpenTelemetry context when the API is installed.
+    """
+    carried = getattr(event, "trace_context", None)
+    if isinstance(carried, Mapping):
+        return {k: str(v) for k, v in carried.items() if k in TRACE_ATTRIBUTES and v}
+    return _inject_current()
+
+
+def _inject_current() -> dict[str, str]:
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return {}
+    carrier: dict[str, str] = {}
+    try:
+        propagate.inject(carrier)
+    except Exception:  # a broken propagator must not stop delivery
+        return {}
+    return {k: v for k, v in carrier.items() if k in TRACE_ATTRIBUTES}
+
+
+def attributes_for(event: Event, event_id: str) -> dict[str, str]:
+    """The message attributes every forwarder sends: event name, event id and trace context."""
+    attributes = {ATTR_EVENT_NAME: event_name_str(event[0]), ATTR_EVENT_ID: event_id}
+    attributes.update(trace_context(event))
+    return attributes
+
+
+__all__ = [
+    "ATTR_EVENT_ID",
+    "ATTR_EVENT_NAME",
+    "ATTR_TRACEPARENT",
+    "ATTR_TRACESTATE",
+    "TRACE_ATTRIBUTES",
+    "Serializer",
+    "attributes_for",
+    "decode_event",
+    "encode_event",
+    "encode_payload",
+    "json_default",
+    "new_event_id",
+    "trace_context",
+]

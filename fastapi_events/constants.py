@@ -1,0 +1,4 @@
+"""Environment variables read by fastapi-events (names kept from fastapi-events 0.x)."""
+
+FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR = "FASTAPI_EVENTS_DISABLE_DISPATCH"
+FASTAPI_EVENTS_USE_SPAN_LINKING_ENV_VAR = "FASTAPI_EVENTS_USE_SPAN_LINKING"

@@ -1,0 +1,102 @@
+"""Bounded in-memory queue used when a forwarder has no ``spool_path``."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+from .store import DeadLetter, Entry, Retry
+from .transport import OutboundMessage
+
+logger = logging.getLogger("fastapi_events.delivery")
+
+
+class MemoryStore:
+    """Fresh entries in FIFO order plus a heap of entries waiting for their retry time.
+
+    The bound covers everything held (fresh, waiting, being sent) so that a long broker outage cannot exhaust
+    memory. When it is hit the *incoming* events are dropped: each one is logged at ERROR with its name and the
+    caller counts it, because losing events silently is the failure this package exists to prevent.
+    """
+
+    durable = False
+
+    def __init__(self, max_size: int, destination: str = "") -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be >= 1")
+        self.max_size = max_size
+        self.destination = destination
+        self._fresh: deque[Entry] = deque()
+        self._waiting: list[tuple[float, int, Entry]] = []
+        self._in_flight = 0
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._fresh) + len(self._waiting) + self._in_flight
+
+    def queued(self) -> int:
+        return len(self)
+
+    async def add(self, messages: Sequence[OutboundMessage]) -> tuple[list[Entry], list[OutboundMessage]]:
+        room = max(0, self.max_size - len(self))
+        accepted: list[Entry] = []
+        for message in messages[:room]:
+            self._seq += 1
+            entry = Entry(self._seq, message)
+            self._fresh.append(entry)
+            accepted.append(entry)
+        dropped = list(messages[room:])
+        for message in dropped:
+            logger.error(
+                "event %r (id %s) DROPPED: in-memory queue for %s is full (%d events); configure spool_path= "
+                "to keep events through broker outages",
+                message.event_name,
+                message.id,
+                self.destination,
+                self.max_size,
+                extra={"event_name": message.event_name, "event_id": message.id},
+            )
+        return accepted, dropped
+
+    async def due(self, now: float, limit: int) -> tuple[list[Entry], float | None]:
+        batch: list[Entry] = []
+        # Retries first: they are the oldest events.
+        while self._waiting and self._waiting[0][0] <= now and len(batch) < limit:
+            batch.append(heapq.heappop(self._waiting)[2])
+        while self._fresh and len(batch) < limit:
+            batch.append(self._fresh.popleft())
+        self._in_flight += len(batch)
+        next_at = self._waiting[0][0] if self._waiting else None
+        if self._fresh:
+            next_at = now
+        return batch, next_at
+
+    async def resolve(
+        self, delivered: Sequence[Entry], retries: Sequence[Retry], dead: Sequence[tuple[Entry, DeadLetter]]
+    ) -> None:
+        self._in_flight -= len(delivered) + len(retries) + len(dead)
+        for retry in retries:
+            heapq.heappush(self._waiting, (retry.next_attempt_at, retry.entry.seq, retry.entry))
+
+    async def add_dead(self, dead: Sequence[DeadLetter]) -> None:
+        # Without a spool there is nowhere durable to keep them: the forwarder logs and reports each one.
+        return None
+
+    def drain_all(self) -> list[Entry]:
+        """Remove and return every entry not being sent (used at shutdown to report what is lost)."""
+        entries = list(self._fresh) + [item[2] for item in self._waiting]
+        self._fresh.clear()
+        self._waiting.clear()
+        return entries
+
+    def reset_in_flight(self) -> None:
+        """Forget entries of a sender task that died with its event loop."""
+        self._in_flight = 0
+
+    async def close(self) -> None:
+        return None
+
+
+__all__ = ["MemoryStore"]

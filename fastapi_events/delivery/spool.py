@@ -1,0 +1,318 @@
+"""The durable spool file: an embedded SQLite database (stdlib ``sqlite3``) in WAL mode.
+
+Two tables keyed by destination: ``pending`` (accepted, not yet acknowledged by the broker) and ``dead_letters``.
+This module is the synchronous SQL layer; forwarders reach it only through the single writer thread of
+:mod:`fastapi_events.delivery.spool_writer`, the command line uses it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigurationError
+from .store import DeadLetter, Entry, Retry
+from .transport import OutboundMessage
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attributes TEXT NOT NULL,
+    key TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_failure_at REAL,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_due ON pending (destination, next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attributes TEXT NOT NULL,
+    key TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL,
+    replayable INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id);
+"""
+
+_COLUMNS = "seq, id, destination, event_name, body, attributes, key, attempts, first_failure_at, last_error"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    """A row of either table, as listed by the command line."""
+
+    table: str  # "pending" or "dead_letters"
+    seq: int
+    id: str
+    destination: str
+    event_name: str
+    size: int
+    attempts: int
+    reason: str  # last error (pending) or dead-letter reason
+    created_at: float
+    replayable: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class SpoolDB:
+    """One connection to a spool file. Not thread-safe: use it from a single thread.
+
+    ``lock=True`` (forwarders) takes an exclusive ``flock`` on ``<path>.lock`` so that two processes never send
+    the same pending rows; the kernel releases it when the process dies, even by ``kill -9``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = False, create: bool = True) -> None:
+        self.path = os.fspath(path)
+        self._lock_fd: int | None = None
+        if not create and not os.path.exists(self.path):
+            raise FileNotFoundError(f"no spool file at {self.path}")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        # Created 0600 before SQLite touches it: events may carry personal data. SQLite gives the -wal and -shm
+        # files the permissions of the database file.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        if lock:
+            self._take_lock()
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (kill -9), only an OS crash or power loss
+        # can lose the last transactions - and it saves an fsync per commit.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
+        self.conn.executescript(_SCHEMA)
+        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigurationError(
+                f"spool {self.path} is in use by another process; every process (e.g. each server worker) "
+                "needs its own spool_path"
+            ) from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- transactions (the writer thread groups several operations into one) --------------------------------
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Any:
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    # -- forwarder operations ---------------------------------------------------------------------------------
+    def insert_pending(self, destination: str, messages: Sequence[OutboundMessage], now: float) -> list[int]:
+        cursor = self.conn.cursor()
+        seqs: list[int] = []
+        sql = (
+            "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        for m in messages:
+            cursor.execute(sql, (m.id, destination, m.event_name, m.body, _dump(m.attributes), m.key, now))
+            seqs.append(int(cursor.lastrowid or 0))
+        return seqs
+
+    def due(self, destination: str, now: float, limit: int) -> tuple[list[Entry], float | None]:
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM pending WHERE destination = ? AND next_attempt_at <= ? "
+            "ORDER BY seq LIMIT ?",
+            (destination, now, limit),
+        ).fetchall()
+        entries = [_entry(row) for row in rows]
+        (next_at,) = self.conn.execute(
+            "SELECT MIN(next_attempt_at) FROM pending WHERE destination = ? AND next_attempt_at > ?",
+            (destination, now),
+        ).fetchone()
+        if len(rows) == limit:
+            next_at = now
+        return entries, next_at
+
+    def resolve(
+        self,
+        destination: str,
+        delivered: Sequence[Entry],
+        retries: Sequence[Retry],
+        dead: Sequence[tuple[Entry, DeadLetter]],
+        now: float,
+    ) -> None:
+        if delivered:
+            self.conn.executemany("DELETE FROM pending WHERE seq = ?", [(e.seq,) for e in delivered])
+        if retries:
+            self.conn.executemany(
+                "UPDATE pending SET attempts = ?, first_failure_at = ?, next_attempt_at = ?, last_error = ? "
+                "WHERE seq = ?",
+                [
+                    (r.entry.attempts, r.entry.first_failure_at, r.next_attempt_at, r.entry.last_error, r.entry.seq)
+                    for r in retries
+                ],
+            )
+        if dead:
+            self.insert_dead(destination, [d for _, d in dead], now)
+            self.conn.executemany("DELETE FROM pending WHERE seq = ?", [(e.seq,) for e, _ in dead])
+
+    def insert_dead(self, destination: str, dead: Iterable[DeadLetter], now: float) -> None:
+        self.conn.executemany(
+            "INSERT INTO dead_letters (id, destination, event_name, body, attributes, key, attempts, reason, "
+            "replayable, created_at, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    d.message.id,
+                    destination,
+                    d.message.event_name,
+                    d.message.body,
+                    _dump(d.message.attributes),
+                    d.message.key,
+                    d.attempts,
+                    d.reason,
+                    int(d.replayable),
+                    now,
+                    now,
+                )
+                for d in dead
+            ],
+        )
+
+    def count_pending(self, destination: str | None = None) -> int:
+        if destination is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+        sql = "SELECT COUNT(*) FROM pending WHERE destination = ?"
+        return int(self.conn.execute(sql, (destination,)).fetchone()[0])
+
+    # -- command-line operations ------------------------------------------------------------------------------
+    def list_pending(self, destination: str | None = None) -> list[SpoolRecord]:
+        sql = (
+            "SELECT seq, id, destination, event_name, length(body), attempts, last_error, created_at "
+            "FROM pending" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
+        )
+        rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
+        return [SpoolRecord("pending", *row) for row in rows]
+
+    def list_dead(self, destination: str | None = None) -> list[SpoolRecord]:
+        sql = (
+            "SELECT seq, id, destination, event_name, length(body), attempts, reason, dead_at, replayable "
+            "FROM dead_letters" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
+        )
+        rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
+        return [SpoolRecord("dead_letters", *row[:8], bool(row[8])) for row in rows]
+
+    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
+        """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
+
+        Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
+        """
+        where, params = _dead_filter(ids, destination)
+        skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
+        with self.transaction():
+            now = time.time()
+            cursor = self.conn.execute(
+                "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
+                f"SELECT id, destination, event_name, body, attributes, key, ? FROM dead_letters "
+                f"WHERE replayable = 1{where} ORDER BY seq",
+                (now, *params),
+            )
+            moved = cursor.rowcount
+            self.conn.execute(f"DELETE FROM dead_letters WHERE replayable = 1{where}", params)
+        return moved, skipped
+
+    def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
+        """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too."""
+        where, params = _dead_filter(ids, destination)
+        with self.transaction():
+            removed = self.conn.execute(f"DELETE FROM dead_letters WHERE 1 = 1{where}", params).rowcount
+            if pending:
+                removed += self.conn.execute(f"DELETE FROM pending WHERE 1 = 1{where}", params).rowcount
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        by_destination: dict[str, dict[str, Any]] = {}
+        for table in ("pending", "dead_letters"):
+            for dest, count, oldest in self.conn.execute(
+                f"SELECT destination, COUNT(*), MIN(created_at) FROM {table} GROUP BY destination"
+            ):
+                item = by_destination.setdefault(dest, {"pending": 0, "dead_letters": 0, "oldest_pending_at": None})
+                item[table] = count
+                if table == "pending":
+                    item["oldest_pending_at"] = oldest
+        size = sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        return {
+            "path": self.path,
+            "bytes": size,
+            "pending": sum(d["pending"] for d in by_destination.values()),
+            "dead_letters": sum(d["dead_letters"] for d in by_destination.values()),
+            "destinations": by_destination,
+        }
+
+
+def _dead_filter(ids: Sequence[str] | None, destination: str | None) -> tuple[str, tuple[Any, ...]]:
+    where = ""
+    params: tuple[Any, ...] = ()
+    if ids is not None:
+        where += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+        params += tuple(ids)
+    if destination is not None:
+        where += " AND destination = ?"
+        params += (destination,)
+    return where, params
+
+
+def _dump(attributes: dict[str, str]) -> str:
+    return json.dumps(attributes, separators=(",", ":"))
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    seq, id_, _destination, name, body, attributes, key, attempts, first_failure_at, last_error = row
+    message = OutboundMessage(id_, name, bytes(body), json.loads(attributes), key)
+    return Entry(seq, message, attempts, first_failure_at, last_error)
+
+
+__all__ = ["SCHEMA_VERSION", "SpoolDB", "SpoolRecord"]

@@ -1,0 +1,197 @@
+"""All spool I/O of a process runs in one dedicated thread per spool file, never on the event loop.
+
+Operations queued while a transaction is running are committed together with the next one (group commit): under
+load, many requests' events share one ``COMMIT``, which is what keeps the amortised cost per event low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .spool import SpoolDB
+from .store import DeadLetter, Entry, Retry
+from .transport import OutboundMessage
+
+logger = logging.getLogger("fastapi_events.delivery")
+
+T = TypeVar("T")
+_MAX_GROUP = 512  # operations per transaction: bounds how long one commit keeps callers waiting
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[SpoolDB], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+class SpoolWriter:
+    """The thread owning a :class:`SpoolDB`. Shared by every forwarder of the process using the same file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._users = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable[[SpoolDB], T]) -> T:
+        """Run ``fn(db)`` in the writer thread, inside a transaction, and wait for the commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, loop, future))
+        return await future
+
+    def _run(self) -> None:
+        try:
+            db = SpoolDB(self.path, lock=True)
+        except BaseException as exc:
+            self._open_error = exc
+            db = None
+        self._ready.set()
+        while True:
+            op = self._queue.get()
+            if op is None:
+                break
+            ops = [op]
+            stop = False
+            while len(ops) < _MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                ops.append(nxt)
+            self._execute(db, ops)
+            if stop:
+                break
+        if db is not None:
+            db.close()
+
+    def _execute(self, db: SpoolDB | None, ops: list[_Op]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        if db is None:
+            error = self._open_error or RuntimeError("spool is not open")
+            results = [(None, error)] * len(ops)
+        else:
+            try:
+                db.begin()
+                for op in ops:
+                    try:
+                        results.append((op.fn(db), None))
+                    except Exception as exc:  # this operation fails alone; the others still commit
+                        results.append((None, exc))
+                db.commit()
+            except Exception as exc:
+                db.rollback()
+                results = [(None, exc)] * len(ops)
+        for op, (value, error) in zip(ops, results):
+            with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
+                op.loop.call_soon_threadsafe(_settle, op.future, value, error)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
+_registry: dict[str, SpoolWriter] = {}
+_registry_lock = threading.Lock()
+
+
+async def acquire(path: str | os.PathLike[str]) -> SpoolWriter:
+    """The process-wide writer for ``path`` (started on first use); pair with :func:`release`."""
+    key = os.path.realpath(os.fspath(path))
+    with _registry_lock:
+        writer = _registry.get(key)
+        if writer is None:
+            writer = _registry[key] = SpoolWriter(key)
+            writer.start()
+        writer._users += 1
+    try:
+        await writer.call(lambda db: None)  # surfaces open errors (permissions, lock held elsewhere)
+    except BaseException:
+        await release(writer)
+        raise
+    return writer
+
+
+async def release(writer: SpoolWriter) -> None:
+    with _registry_lock:
+        writer._users -= 1
+        last = writer._users <= 0
+        if last:
+            _registry.pop(writer.path, None)
+    if last:
+        writer.stop()
+        # Joined in a helper thread: the final commit must not block the event loop.
+        await asyncio.to_thread(writer.join, 30.0)
+
+
+class SpoolStore:
+    """:class:`~fastapi_events.delivery.store.PendingStore` backed by the spool, for one destination."""
+
+    durable = True
+
+    def __init__(self, writer: SpoolWriter, destination: str) -> None:
+        self.writer = writer
+        self.destination = destination
+        self._queued = 0
+
+    async def load_count(self) -> int:
+        self._queued = await self.writer.call(lambda db: db.count_pending(self.destination))
+        return self._queued
+
+    def queued(self) -> int:
+        return self._queued
+
+    async def add(self, messages: Sequence[OutboundMessage]) -> tuple[list[Entry], list[OutboundMessage]]:
+        msgs = list(messages)
+        seqs = await self.writer.call(lambda db: db.insert_pending(self.destination, msgs, time.time()))
+        self._queued += len(seqs)
+        return [Entry(seq, m) for seq, m in zip(seqs, msgs)], []
+
+    async def due(self, now: float, limit: int) -> tuple[list[Entry], float | None]:
+        return await self.writer.call(lambda db: db.due(self.destination, now, limit))
+
+    async def resolve(
+        self, delivered: Sequence[Entry], retries: Sequence[Retry], dead: Sequence[tuple[Entry, DeadLetter]]
+    ) -> None:
+        await self.writer.call(lambda db: db.resolve(self.destination, delivered, retries, dead, time.time()))
+        self._queued = max(0, self._queued - len(delivered) - len(dead))
+
+    async def add_dead(self, dead: Sequence[DeadLetter]) -> None:
+        await self.writer.call(lambda db: db.insert_dead(self.destination, dead, time.time()))
+
+    async def close(self) -> None:
+        await release(self.writer)
+
+
+__all__ = ["SpoolStore", "SpoolWriter", "acquire", "release"]

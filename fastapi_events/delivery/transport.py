@@ -1,0 +1,62 @@
+"""What the delivery layer needs from a broker: send a batch, report each entry's outcome."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One encoded event on its way to a broker."""
+
+    id: str  # stable per-event id (uuid4 hex): deduplication id, message id
+    event_name: str
+    body: bytes  # from the codec: JSON ["event name", payload] (or the user's serializer)
+    attributes: dict[str, str] = field(default_factory=dict)  # event name, event id, trace context
+    key: str | None = None  # ordering / partition / message-group key
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: try this entry again later
+    PERMANENT = "permanent"  # the broker will never accept this entry: dead-letter it
+
+
+@dataclass(frozen=True, slots=True)
+class EntryResult:
+    outcome: Outcome
+    reason: str = ""
+
+
+DELIVERED = EntryResult(Outcome.DELIVERED)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A broker client used by :class:`~fastapi_events.delivery.ForwardHandler`.
+
+    Nothing here may block the event loop: blocking SDK calls go to the transport's own worker thread.
+    ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``; it returns
+    one result per message, in order. Raising from ``send_batch`` means "the broker could not be reached": every
+    entry is retried without using up its retry budget (an outage must not turn events into dead letters).
+    """
+
+    system: str  # "aws_sqs", "gcp_pubsub", "kafka", "redis" (OTel messaging.system)
+    destination: str  # queue URL / topic path / stream: spool key, messaging.destination.name
+    max_batch_count: int
+    max_batch_bytes: int
+    max_message_bytes: int
+
+    def message_size(self, message: OutboundMessage) -> int: ...
+
+    async def open(self) -> None: ...
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]: ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = ["DELIVERED", "EntryResult", "OutboundMessage", "Outcome", "Transport"]

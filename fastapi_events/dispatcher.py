@@ -1,0 +1,109 @@
+"""``dispatch()``: emit an event from anywhere in request-handling code."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Any
+
+from . import _hooks
+from ._names import event_name_str
+from ._runtime import event_store, get_runtime
+from .constants import FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
+from .errors import (
+    MissingEventNameDuringDispatch,
+    MultiplePayloadsDetectedDuringDispatch,
+    NoEventContextError,
+)
+from .registry.base import BaseEventPayloadSchemaRegistry
+from .registry.payload_schema import registry as default_registry
+from .utils import strtobool
+
+try:
+    from pydantic import BaseModel as _BaseModel
+except ImportError:  # pragma: no cover - pydantic is optional for Starlette-only users
+    _BaseModel = None  # type: ignore[assignment,misc]
+
+_environ = os.environ
+
+
+def _dump(model: Any, dict_args: dict[str, Any] | None) -> Any:
+    return model.model_dump(**(dict_args or {}))
+
+
+def dispatch(
+    event_name_or_model: str | Enum | Any = None,
+    payload: Any | None = None,
+    event_name: str | Enum | None = None,
+    validate_payload: bool = True,
+    payload_schema_cls_dict_args: dict[str, Any] | None = None,
+    payload_schema_registry: BaseEventPayloadSchemaRegistry | None = None,
+    middleware_id: int | None = None,
+    payload_schema_dump: bool = True,
+) -> None:
+    """Dispatch an event.
+
+    ``event_name_or_model`` is an event name (``str`` or ``Enum``) or a pydantic model instance whose class defines
+    ``__event_name__`` (``event_name=`` overrides it). A payload with a schema in the registry is validated here, so
+    a bad payload raises pydantic's ``ValidationError`` at the call site; with ``payload_schema_dump`` (default) the
+    handlers get the validated model dumped with ``payload_schema_cls_dict_args``, otherwise the model itself.
+
+    Inside a request the event is handled after the response is sent; with ``middleware_id`` it goes to that
+    middleware's handlers at once, from anywhere (another task, a thread, a startup hook).
+    """
+    disabled = _environ.get(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)
+    if disabled is not None and strtobool(disabled):
+        return
+
+    if _BaseModel is not None and isinstance(event_name_or_model, _BaseModel):
+        if payload is not None:
+            raise MultiplePayloadsDetectedDuringDispatch(
+                "dispatch() got a pydantic model as the event and a separate payload; pass only one"
+            )
+        model = event_name_or_model
+        name = event_name if event_name is not None else getattr(model, "__event_name__", None)
+        if name is None:
+            raise MissingEventNameDuringDispatch(
+                f"{type(model).__qualname__} has no __event_name__; pass event_name= to dispatch()"
+            )
+        payload = _dump(model, payload_schema_cls_dict_args) if payload_schema_dump else model
+    else:
+        name = event_name_or_model if event_name_or_model is not None else event_name
+        if name is None:
+            raise MissingEventNameDuringDispatch("dispatch() needs an event name or a pydantic model")
+        if validate_payload:
+            registry = default_registry if payload_schema_registry is None else payload_schema_registry
+            if registry.data:
+                schema = registry.data.get(event_name_str(name))
+                if schema is not None:
+                    validated = schema.model_validate(payload)
+                    payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
+
+    event = (name, payload)
+    if _hooks.on_dispatch:
+        for hook in _hooks.on_dispatch:
+            event = hook(event)
+    if _hooks.recorders:
+        for recorder in _hooks.recorders:
+            recorder.append(event)
+
+    buffer = event_store.get(None)
+    if middleware_id is not None and (buffer is None or buffer.runtime.middleware_id != middleware_id):
+        runtime = get_runtime(middleware_id)
+        if runtime is None:
+            raise NoEventContextError(
+                f"no EventHandlerASGIMiddleware with middleware_id={middleware_id!r} exists (yet)"
+            )
+        buffer = runtime.background
+    elif buffer is None:
+        if _hooks.recorders:  # unit tests of code that dispatches: capturing is enough, no app is needed
+            return
+        raise NoEventContextError(
+            f"dispatch({event_name_str(name)!r}) was called outside a request handled by "
+            "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
+            "fastapi_events.testing.capture_events() in tests"
+        )
+    buffer.add(event)
+
+
+__all__ = ["dispatch"]

@@ -1,0 +1,188 @@
+"""``LocalHandler``: run registered functions in-process for events whose name matches a pattern."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
+from fnmatch import translate
+from typing import Any, TypeVar, overload
+
+from .._names import event_name_str
+from .._report import qualified_name, report_failure
+from .._threads import run_sync
+from ..errors import HandlerFailedError
+from ..typing import Event, EventName
+from ._dependencies import EventsDepends, Plan
+from .base import BaseEventHandler
+
+try:
+    from fastapi import Depends
+except ImportError:  # pragma: no cover - Starlette-only installs
+    Depends = EventsDepends  # type: ignore[assignment,misc]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Event names are usually a closed set, but a bound keeps names built from data from growing the cache forever.
+_MATCH_CACHE_SIZE = 2048
+
+
+class Registration:
+    """One function registered for one pattern, with its dependency plan built at registration time."""
+
+    __slots__ = ("func", "name", "pattern", "plan", "regex")
+
+    def __init__(self, pattern: str, func: Callable[..., Any]) -> None:
+        self.pattern = pattern
+        self.regex = re.compile(translate(pattern))
+        self.func = func
+        self.name = qualified_name(func)
+        self.plan = Plan(func)
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.pattern!r} -> {self.name}>"
+
+
+class LocalHandler(BaseEventHandler):
+    """Dispatch events to functions registered with :meth:`register`.
+
+    Patterns are Unix shell-style (``fnmatch``, case-sensitive): ``"user.*"``, ``"*"``. Handlers may be sync or
+    async and take FastAPI ``Depends`` parameters. For one request's events every function gets its matching events
+    in dispatch order; different functions run concurrently. A function that raises is reported (logger
+    ``fastapi_events`` and the middleware's ``on_error``) and does not affect the others.
+    """
+
+    def __init__(self) -> None:
+        self._registrations: list[Registration] = []
+        self._matches: dict[str, tuple[Registration, ...]] = {}
+
+    @overload
+    def register(self, _func: F, event_name: EventName = "*") -> F: ...
+
+    @overload
+    def register(self, _func: EventName | None = None, event_name: EventName = "*") -> Callable[[F], F]: ...
+
+    def register(self, _func: Any = None, event_name: EventName = "*") -> Any:
+        """Register a handler: ``@register``, ``@register(event_name="cat*")``, ``@register("cat*")`` or
+        ``register(func, event_name=...)``. Decorators stack and return the function unchanged."""
+        if isinstance(_func, (str, Enum)):
+            event_name, _func = _func, None
+
+        def decorator(func: F) -> F:
+            self._register_handler(event_name, func)
+            return func
+
+        if _func is None:
+            return decorator
+        return decorator(_func)
+
+    def _register_handler(self, event_name: EventName, func: Callable[..., Any]) -> None:
+        self._registrations.append(Registration(event_name_str(event_name), func))
+        self._matches.clear()
+
+    def unregister(self, func: Callable[..., Any], event_name: EventName | None = None) -> None:
+        """Remove ``func`` (for ``event_name`` only, when given)."""
+        pattern = None if event_name is None else event_name_str(event_name)
+        self._registrations = [
+            r for r in self._registrations if not (r.func is func and (pattern is None or r.pattern == pattern))
+        ]
+        self._matches.clear()
+
+    @property
+    def registrations(self) -> tuple[Registration, ...]:
+        return tuple(self._registrations)
+
+    def _get_handlers_for_event(self, event_name: EventName) -> tuple[Registration, ...]:
+        name = event_name_str(event_name)
+        found = self._matches.get(name)
+        if found is None:
+            found = tuple(r for r in self._registrations if r.regex.match(name))
+            if len(self._matches) >= _MATCH_CACHE_SIZE:
+                self._matches.clear()
+            self._matches[name] = found
+        return found
+
+    # -- handling -------------------------------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        await self.handle_many((event,))
+
+    async def handle_many(self, events: Iterable[Event]) -> None:
+        if not isinstance(events, (list, tuple)):
+            events = list(events)
+        if len(events) == 1:
+            event = events[0]
+            registrations = self._get_handlers_for_event(event[0])
+            if len(registrations) == 1:
+                await _run_one(registrations[0], (event,))
+                return
+            work = [(registration, (event,)) for registration in registrations]
+        else:
+            grouped: dict[Registration, list[Event]] = {}
+            for event in events:
+                for registration in self._get_handlers_for_event(event[0]):
+                    grouped.setdefault(registration, []).append(event)
+            work = list(grouped.items())
+        await _run_all(work)
+
+    async def handle_strict(self, event: Event) -> int:
+        """Run every function matching ``event`` and return how many matched; raise if any of them failed.
+
+        Consumers use this to acknowledge a message only after all its handlers succeeded.
+        """
+        registrations = self._get_handlers_for_event(event[0])
+        results = await asyncio.gather(*(r.plan.run(event) for r in registrations), return_exceptions=True)
+        failures = [
+            (r.name, result)
+            for r, result in zip(registrations, results)
+            if isinstance(result, BaseException)
+        ]
+        for _, exc in failures:
+            if not isinstance(exc, Exception):
+                raise exc
+        if failures:
+            raise HandlerFailedError(event_name_str(event[0]), failures)
+        return len(registrations)
+
+
+async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
+    plan = registration.plan
+    for event in events:
+        try:
+            await plan.run(event)
+        except Exception as exc:
+            report_failure(event, registration.func, exc)
+
+
+def _run_sync_group(work: Sequence[tuple[Registration, Sequence[Event]]]) -> list[tuple[Event, Any, Exception]]:
+    # Runs in one worker thread: one hop for all sync functions of a batch instead of one per call.
+    failures: list[tuple[Event, Any, Exception]] = []
+    for registration, events in work:
+        for event in events:
+            try:
+                registration.plan.run_sync(event)
+            except Exception as exc:
+                failures.append((event, registration.func, exc))
+    return failures
+
+
+async def _run_sync_work(work: Sequence[tuple[Registration, Sequence[Event]]]) -> None:
+    for event, func, exc in await run_sync(_run_sync_group, work):
+        report_failure(event, func, exc)
+
+
+async def _run_all(work: Sequence[tuple[Registration, Sequence[Event]]]) -> None:
+    sync_work = [item for item in work if item[0].plan.all_sync]
+    jobs = [_run_one(registration, events) for registration, events in work if not registration.plan.all_sync]
+    if sync_work:
+        jobs.append(_run_sync_work(sync_work))
+    if len(jobs) == 1:
+        await jobs[0]
+    elif jobs:
+        await asyncio.gather(*jobs)
+
+
+local_handler = LocalHandler()
+
+__all__ = ["Depends", "LocalHandler", "local_handler"]

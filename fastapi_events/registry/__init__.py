@@ -1,0 +1,1 @@
+"""Payload-schema registries."""
