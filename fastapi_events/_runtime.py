@@ -30,14 +30,15 @@ _runtimes: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictiona
 class EventBuffer:
     """The events of one request (or WebSocket connection, or the runtime's out-of-request stream), in order."""
 
-    __slots__ = ("events", "live", "loop", "pump", "runtime")
+    # Class-level defaults instead of __slots__: a request's buffer is created on every request, so its
+    # constructor sets only what differs per request.
+    live = False
+    loop: asyncio.AbstractEventLoop | None = None
+    pump: asyncio.Task[None] | None = None
 
-    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop | None, live: bool) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.loop = loop
-        self.live = live
         self.events: list[Event] = []
-        self.pump: asyncio.Task[None] | None = None
 
     def add(self, event: Event) -> None:
         # list.append is atomic, so sync endpoints and sync handlers may dispatch from worker threads.
@@ -60,7 +61,8 @@ class Runtime:
         self.on_error = on_error
         self.loop: asyncio.AbstractEventLoop | None = None
         # Events dispatched outside any request: ``middleware_id=...``, lifespan hooks, their chained events.
-        self.background = EventBuffer(self, None, live=True)
+        self.background = EventBuffer(self)
+        self.background.live = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._inline = 0
         self._started = False
@@ -76,20 +78,22 @@ class Runtime:
 
     def kick(self, buffer: EventBuffer) -> None:
         """Make sure a pump is running for a live buffer; callable from any thread."""
+        running = asyncio._get_running_loop()
+        if running is not None:
+            buffer.loop = running
+            self._kick_now(buffer)
+            return
         loop = buffer.loop or self.loop
         if loop is None or loop.is_closed():
             # No loop yet (dispatch before the app ever ran): the events wait in the buffer and are pumped as soon
             # as the middleware sees a loop (lifespan startup or the first request) or drain() runs.
             return
-        if asyncio._get_running_loop() is loop:
-            self._kick_now(buffer)
-        else:
-            loop.call_soon_threadsafe(self._kick_now, buffer)
+        loop.call_soon_threadsafe(self._kick_now, buffer)
 
     def _kick_now(self, buffer: EventBuffer) -> None:
         if buffer.pump is not None or not buffer.events:
             return
-        loop = buffer.loop or self.loop
+        loop = asyncio._get_running_loop() or buffer.loop or self.loop
         assert loop is not None
         task = loop.create_task(self._pump(buffer))
         buffer.pump = task

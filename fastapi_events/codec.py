@@ -1,8 +1,8 @@
 """The one wire format shared by every forwarder and consumer: JSON ``["event name", payload]``.
 
-Payloads are encoded with a JSON encoder that knows the types FastAPI apps commonly put in events. Anything it does
-not know is an error naming the event and the type - never ``pickle`` and never ``str()`` of an arbitrary object,
-because a consumer must be able to decode what a producer sent without trusting it.
+Payloads are encoded with a JSON encoder that knows the types FastAPI apps commonly put in events. Anything it
+does not know is an error naming the event and the type - never ``pickle`` and never ``str()`` of an arbitrary
+object, because a consumer must be able to decode what a producer sent without trusting it.
 """
 
 from __future__ import annotations
@@ -14,22 +14,23 @@ import enum
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from ._names import event_name_str
 from .errors import MalformedMessageError, SerializationError
 from .typing import Event
 
-# Message attribute names, identical for every broker so that consumers and tracing tools find them in one place.
-# SQS only allows [A-Za-z0-9_.-] in attribute names; these fit every broker.
+# Message attribute names, identical for every broker so that consumers and tracing tools find them in one
+# place. SQS only allows [A-Za-z0-9_.-] in attribute names; these fit every broker.
 ATTR_EVENT_NAME = "event_name"
 ATTR_EVENT_ID = "event_id"
 ATTR_TRACEPARENT = "traceparent"
 ATTR_TRACESTATE = "tracestate"
 TRACE_ATTRIBUTES = (ATTR_TRACEPARENT, ATTR_TRACESTATE)
 
-#: A user-supplied ``serializer(event) -> str | bytes`` replacing the default JSON body (as in fastapi-events 0.x).
-Serializer = Callable[[Event], Union[str, bytes]]
+#: A user-supplied ``serializer(event) -> str | bytes`` replacing the default JSON body (as in fastapi-events
+#: 0.x).
+Serializer = Callable[[Event], str | bytes]
 
 
 class _UnsupportedType(TypeError):
@@ -66,9 +67,9 @@ def json_default(value: Any) -> Any:
 
 def _dumps(obj: Any) -> bytes:
     # allow_nan=False: NaN/Infinity are not JSON and break non-Python consumers.
-    return json.dumps(obj, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        obj, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
 
 
 def encode_payload(value: Any) -> bytes:
@@ -91,14 +92,18 @@ def encode_event(event: Event, serializer: Serializer | None = None) -> bytes:
             try:
                 return body.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise SerializationError(name, f"serializer returned text that is not valid UTF-8: {exc}") from exc
+                raise SerializationError(
+                    name, f"serializer returned text that is not valid UTF-8: {exc}"
+                ) from exc
         if isinstance(body, (bytes, bytearray, memoryview)):
             return bytes(body)
         raise SerializationError(name, f"serializer returned {type(body).__name__}, expected str or bytes")
     try:
         return _dumps([name, event[1]])
     except _UnsupportedType as exc:
-        raise SerializationError(name, f"payload contains a value of type {exc.type_name} (not JSON-encodable)") from exc
+        raise SerializationError(
+            name, f"payload contains a value of type {exc.type_name} (not JSON-encodable)"
+        ) from exc
     except ValueError as exc:  # circular reference, NaN/Infinity
         raise SerializationError(name, f"payload is not JSON-encodable: {exc}") from exc
     except UnicodeEncodeError as exc:  # lone surrogates in strings
@@ -118,7 +123,9 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MalformedMessageError(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})", body) from exc
+            raise MalformedMessageError(
+                f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})", body
+            ) from exc
     elif isinstance(body, str):
         text = body
     else:
@@ -132,7 +139,9 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
             f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", body
         ) from exc
     if not isinstance(value, list):
-        raise MalformedMessageError(f'expected a JSON array ["event name", payload], got {type(value).__name__}', body)
+        raise MalformedMessageError(
+            f'expected a JSON array ["event name", payload], got {type(value).__name__}', body
+        )
     if len(value) != 2:
         raise MalformedMessageError(
             f'expected a JSON array of 2 items ["event name", payload], got {len(value)} item(s)', body

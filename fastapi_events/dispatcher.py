@@ -24,7 +24,32 @@ try:
 except ImportError:  # pragma: no cover - pydantic is optional for Starlette-only users
     _BaseModel = None  # type: ignore[assignment,misc]
 
-_environ = os.environ
+# os.environ.get() encodes the key on every call (~1 µs); the raw mapping behind os.environ is what putenv and
+# monkeypatch.setenv update too, so reading it directly still honours changes made after import.
+# The hook lists are mutated in place, never rebound, so module-level aliases stay valid.
+_on_dispatch = _hooks.on_dispatch
+_recorders = _hooks.recorders
+
+_environ_data: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+_env_key: Any = FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
+if _environ_data is not None:
+    try:
+        _env_key = os.environ.encodekey(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - not CPython's os.environ
+        _environ_data = None
+
+
+def _dispatch_disabled() -> bool:
+    if _environ_data is not None:
+        raw = _environ_data.get(_env_key)
+        if raw is None:
+            return False
+        value = os.environ.decodevalue(raw)  # type: ignore[attr-defined]
+    else:  # pragma: no cover
+        value = os.environ.get(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)
+        if value is None:
+            return False
+    return strtobool(value)
 
 
 def _dump(model: Any, dict_args: dict[str, Any] | None) -> Any:
@@ -51,11 +76,15 @@ def dispatch(
     Inside a request the event is handled after the response is sent; with ``middleware_id`` it goes to that
     middleware's handlers at once, from anywhere (another task, a thread, a startup hook).
     """
-    disabled = _environ.get(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)
-    if disabled is not None and strtobool(disabled):
+    if _dispatch_disabled():
         return
 
-    if _BaseModel is not None and isinstance(event_name_or_model, _BaseModel):
+    # ``type(...) is str`` first: pydantic's metaclass makes isinstance() against BaseModel comparatively slow.
+    if (
+        type(event_name_or_model) is not str
+        and _BaseModel is not None
+        and isinstance(event_name_or_model, _BaseModel)
+    ):
         if payload is not None:
             raise MultiplePayloadsDetectedDuringDispatch(
                 "dispatch() got a pydantic model as the event and a separate payload; pass only one"
@@ -80,11 +109,11 @@ def dispatch(
                     payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
 
     event = (name, payload)
-    if _hooks.on_dispatch:
-        for hook in _hooks.on_dispatch:
+    if _on_dispatch:
+        for hook in _on_dispatch:
             event = hook(event)
-    if _hooks.recorders:
-        for recorder in _hooks.recorders:
+    if _recorders:
+        for recorder in _recorders:
             recorder.append(event)
 
     buffer = event_store.get(None)
@@ -96,7 +125,7 @@ def dispatch(
             )
         buffer = runtime.background
     elif buffer is None:
-        if _hooks.recorders:  # unit tests of code that dispatches: capturing is enough, no app is needed
+        if _recorders:  # unit tests of code that dispatches: capturing is enough, no app is needed
             return
         raise NoEventContextError(
             f"dispatch({event_name_str(name)!r}) was called outside a request handled by "

@@ -44,18 +44,17 @@ class EventHandlerASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
-        if scope_type == "http":
-            await self._http(scope, receive, send)
-        elif scope_type == "websocket":
-            await self._websocket(scope, receive, send)
-        elif scope_type == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope_type != "http":
+            if scope_type == "websocket":
+                await self._websocket(scope, receive, send)
+            elif scope_type == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # HTTP is the hot path: handled inline, without a further coroutine frame.
         runtime = self._runtime
-        buffer = EventBuffer(runtime, asyncio.get_running_loop(), live=False)
+        buffer = EventBuffer(runtime)
         token = event_store.set(buffer)
         try:
             await self.app(scope, receive, send)
@@ -73,7 +72,9 @@ class EventHandlerASGIMiddleware:
             event_store.reset(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = event_store.set(EventBuffer(self._runtime, asyncio.get_running_loop(), live=True))
+        buffer = EventBuffer(self._runtime)
+        buffer.live = True
+        token = event_store.set(buffer)
         try:
             await self.app(scope, receive, send)
         finally:

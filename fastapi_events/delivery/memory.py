@@ -17,8 +17,8 @@ class MemoryStore:
     """Fresh entries in FIFO order plus a heap of entries waiting for their retry time.
 
     The bound covers everything held (fresh, waiting, being sent) so that a long broker outage cannot exhaust
-    memory. When it is hit the *incoming* events are dropped: each one is logged at ERROR with its name and the
-    caller counts it, because losing events silently is the failure this package exists to prevent.
+    memory. When it is hit the *incoming* events are dropped: each one is logged at ERROR with its name and
+    the caller counts it, because losing events silently is the failure this package exists to prevent.
     """
 
     durable = False

@@ -12,10 +12,11 @@ from ..errors import ConfigurationError
 class RetryPolicy:
     """Exponential backoff with full jitter, bounded by attempts and/or elapsed time.
 
-    ``max_attempts`` counts sends the broker answered with a transient error for that entry (including the first);
-    ``max_elapsed`` is measured from the first such failure. ``None`` disables a bound; with both ``None`` an entry
-    is retried for as long as the process lives. Broker outages (the send itself failed) never consume the budget -
-    they are waited out with the same backoff, since events outliving an outage is the point of this layer.
+    ``max_attempts`` counts sends the broker answered with a transient error for that entry (including the
+    first); ``max_elapsed`` is measured from the first such failure. ``None`` disables a bound; with both
+    ``None`` an entry is retried for as long as the process lives. Broker outages (the send itself failed)
+    never consume the budget - they are waited out with the same backoff, since events outliving an outage is
+    the point of this layer.
     """
 
     max_attempts: int | None = 10
@@ -46,7 +47,11 @@ class RetryPolicy:
         """True when an entry that failed ``attempts`` times must not be retried again."""
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return True
-        return self.max_elapsed is not None and first_failure_at is not None and now - first_failure_at >= self.max_elapsed
+        return (
+            self.max_elapsed is not None
+            and first_failure_at is not None
+            and now - first_failure_at >= self.max_elapsed
+        )
 
 
 _rng = random.Random()

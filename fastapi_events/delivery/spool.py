@@ -1,8 +1,8 @@
 """The durable spool file: an embedded SQLite database (stdlib ``sqlite3``) in WAL mode.
 
-Two tables keyed by destination: ``pending`` (accepted, not yet acknowledged by the broker) and ``dead_letters``.
-This module is the synchronous SQL layer; forwarders reach it only through the single writer thread of
-:mod:`fastapi_events.delivery.spool_writer`, the command line uses it directly.
+Two tables keyed by destination: ``pending`` (accepted, not yet acknowledged by the broker) and
+``dead_letters``. This module is the synchronous SQL layer; forwarders reach it only through the single writer
+thread of :mod:`fastapi_events.delivery.spool_writer`, the command line uses it directly.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class SpoolRecord:
 class SpoolDB:
     """One connection to a spool file. Not thread-safe: use it from a single thread.
 
-    ``lock=True`` (forwarders) takes an exclusive ``flock`` on ``<path>.lock`` so that two processes never send
-    the same pending rows; the kernel releases it when the process dies, even by ``kill -9``.
+    ``lock=True`` (forwarders) takes an exclusive ``flock`` on ``<path>.lock`` so that two processes never
+    send the same pending rows; the kernel releases it when the process dies, even by ``kill -9``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock: bool = False, create: bool = True) -> None:
@@ -92,20 +92,22 @@ class SpoolDB:
             raise FileNotFoundError(f"no spool file at {self.path}")
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        # Created 0600 before SQLite touches it: events may carry personal data. SQLite gives the -wal and -shm
-        # files the permissions of the database file.
+        # Created 0600 before SQLite touches it: events may carry personal data. SQLite gives the -wal and
+        # -shm files the permissions of the database file.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         if lock:
             self._take_lock()
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives the process being killed (kill -9), only an OS crash or power loss
-        # can lose the last transactions - and it saves an fsync per commit.
+        # NORMAL in WAL mode: a commit survives the process being killed (kill -9), only an OS crash or power
+        # loss can lose the last transactions - and it saves an fsync per commit.
         self.conn.execute("PRAGMA synchronous=NORMAL")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
+            raise ConfigurationError(
+                f"spool {self.path} has schema {version}, newer than this version supports"
+            )
         self.conn.executescript(_SCHEMA)
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -149,7 +151,7 @@ class SpoolDB:
             raise
         self.commit()
 
-    # -- forwarder operations ---------------------------------------------------------------------------------
+    # -- forwarder operations ------------------------------------------------------------------------------
     def insert_pending(self, destination: str, messages: Sequence[OutboundMessage], now: float) -> list[int]:
         cursor = self.conn.cursor()
         seqs: list[int] = []
@@ -192,7 +194,13 @@ class SpoolDB:
                 "UPDATE pending SET attempts = ?, first_failure_at = ?, next_attempt_at = ?, last_error = ? "
                 "WHERE seq = ?",
                 [
-                    (r.entry.attempts, r.entry.first_failure_at, r.next_attempt_at, r.entry.last_error, r.entry.seq)
+                    (
+                        r.entry.attempts,
+                        r.entry.first_failure_at,
+                        r.next_attempt_at,
+                        r.entry.last_error,
+                        r.entry.seq,
+                    )
                     for r in retries
                 ],
             )
@@ -228,14 +236,14 @@ class SpoolDB:
         sql = "SELECT COUNT(*) FROM pending WHERE destination = ?"
         return int(self.conn.execute(sql, (destination,)).fetchone()[0])
 
-    # -- command-line operations ------------------------------------------------------------------------------
+    # -- command-line operations ---------------------------------------------------------------------------
     def list_pending(self, destination: str | None = None) -> list[SpoolRecord]:
         sql = (
             "SELECT seq, id, destination, event_name, length(body), attempts, last_error, created_at "
             "FROM pending" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
         )
         rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
-        return [SpoolRecord("pending", *row) for row in rows]
+        return [SpoolRecord("pending", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     def list_dead(self, destination: str | None = None) -> list[SpoolRecord]:
         sql = (
@@ -243,15 +251,22 @@ class SpoolDB:
             "FROM dead_letters" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
         )
         rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
-        return [SpoolRecord("dead_letters", *row[:8], bool(row[8])) for row in rows]
+        return [
+            SpoolRecord("dead_letters", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+            for r in rows
+        ]
 
-    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
+    def replay(
+        self, ids: Sequence[str] | None, destination: str | None = None
+    ) -> tuple[int, list[SpoolRecord]]:
         """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
 
         Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
         """
         where, params = _dead_filter(ids, destination)
-        skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
+        skipped = [
+            r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)
+        ]
         with self.transaction():
             now = time.time()
             cursor = self.conn.execute(
@@ -264,7 +279,9 @@ class SpoolDB:
             self.conn.execute(f"DELETE FROM dead_letters WHERE replayable = 1{where}", params)
         return moved, skipped
 
-    def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
+    def purge(
+        self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False
+    ) -> int:
         """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too."""
         where, params = _dead_filter(ids, destination)
         with self.transaction():
@@ -279,7 +296,9 @@ class SpoolDB:
             for dest, count, oldest in self.conn.execute(
                 f"SELECT destination, COUNT(*), MIN(created_at) FROM {table} GROUP BY destination"
             ):
-                item = by_destination.setdefault(dest, {"pending": 0, "dead_letters": 0, "oldest_pending_at": None})
+                item = by_destination.setdefault(
+                    dest, {"pending": 0, "dead_letters": 0, "oldest_pending_at": None}
+                )
                 item[table] = count
                 if table == "pending":
                     item["oldest_pending_at"] = oldest

@@ -1,7 +1,7 @@
 """All spool I/O of a process runs in one dedicated thread per spool file, never on the event loop.
 
-Operations queued while a transaction is running are committed together with the next one (group commit): under
-load, many requests' events share one ``COMMIT``, which is what keeps the amortised cost per event low.
+Operations queued while a transaction is running are committed together with the next one (group commit):
+under load, many requests' events share one ``COMMIT``, which is what keeps the amortised cost per event low.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class SpoolWriter:
         self._users = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True
+        )
         self._thread.start()
 
     async def call(self, fn: Callable[[SpoolDB], T]) -> T:
@@ -87,8 +89,8 @@ class SpoolWriter:
     def _execute(self, db: SpoolDB | None, ops: list[_Op]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
         if db is None:
-            error = self._open_error or RuntimeError("spool is not open")
-            results = [(None, error)] * len(ops)
+            failure: BaseException = self._open_error or RuntimeError("spool is not open")
+            results = [(None, failure)] * len(ops)
         else:
             try:
                 db.begin()
@@ -101,7 +103,7 @@ class SpoolWriter:
             except Exception as exc:
                 db.rollback()
                 results = [(None, exc)] * len(ops)
-        for op, (value, error) in zip(ops, results):
+        for op, (value, error) in zip(ops, results, strict=True):
             with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
                 op.loop.call_soon_threadsafe(_settle, op.future, value, error)
 
@@ -126,9 +128,14 @@ _registry: dict[str, SpoolWriter] = {}
 _registry_lock = threading.Lock()
 
 
+def _registry_key(path: str | os.PathLike[str]) -> str:
+    # abspath, not realpath: only a getcwd(), no filesystem walk on the event loop.
+    return os.path.abspath(os.fspath(path))
+
+
 async def acquire(path: str | os.PathLike[str]) -> SpoolWriter:
     """The process-wide writer for ``path`` (started on first use); pair with :func:`release`."""
-    key = os.path.realpath(os.fspath(path))
+    key = _registry_key(path)
     with _registry_lock:
         writer = _registry.get(key)
         if writer is None:
@@ -176,7 +183,7 @@ class SpoolStore:
         msgs = list(messages)
         seqs = await self.writer.call(lambda db: db.insert_pending(self.destination, msgs, time.time()))
         self._queued += len(seqs)
-        return [Entry(seq, m) for seq, m in zip(seqs, msgs)], []
+        return [Entry(seq, m) for seq, m in zip(seqs, msgs, strict=True)], []
 
     async def due(self, now: float, limit: int) -> tuple[list[Entry], float | None]:
         return await self.writer.call(lambda db: db.due(self.destination, now, limit))

@@ -1,4 +1,4 @@
-"""Where accepted events wait for delivery: the interface shared by the in-memory queue and the durable spool."""
+"""Where accepted events wait for delivery: the interface shared by the in-memory queue and the spool."""
 
 from __future__ import annotations
 

@@ -39,9 +39,10 @@ class Transport(Protocol):
     """A broker client used by :class:`~fastapi_events.delivery.ForwardHandler`.
 
     Nothing here may block the event loop: blocking SDK calls go to the transport's own worker thread.
-    ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``; it returns
-    one result per message, in order. Raising from ``send_batch`` means "the broker could not be reached": every
-    entry is retried without using up its retry budget (an outage must not turn events into dead letters).
+    ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``; it
+    returns one result per message, in order. Raising from ``send_batch`` means "the broker could not be
+    reached": every entry is retried without using up its retry budget (an outage must not turn events into
+    dead letters).
     """
 
     system: str  # "aws_sqs", "gcp_pubsub", "kafka", "redis" (OTel messaging.system)

@@ -91,6 +91,15 @@ def _is_event_annotation(annotation: Any) -> bool:
     return annotation is not inspect.Parameter.empty and annotation == Event
 
 
+def _positional_ok(call: Callable[..., Any]) -> bool:
+    """Whether the first parameter of ``call`` accepts a positional argument."""
+    try:
+        first = next(iter(inspect.signature(call).parameters.values()))
+    except (StopIteration, TypeError, ValueError):
+        return False
+    return first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD)
+
+
 def _qualname(call: Callable[..., Any]) -> str:
     return getattr(call, "__qualname__", None) or type(call).__qualname__
 
@@ -110,6 +119,15 @@ class Plan:
         #: Everything is sync: the whole plan runs in one worker-thread hop.
         self.all_sync = kinds <= {Kind.SYNC, Kind.SYNC_GEN}
         self.handler_step = self.steps[-1]
+        # The common case - an async handler whose only parameter is the event - skips argument building.
+        step = self.handler_step
+        simple = len(self.steps) == 1 and step.kind is Kind.ASYNC
+        self._direct: Callable[..., Any] | None = None
+        if simple and (step.positional, step.keywords) in (((EVENT,), ()), ((), ())) or (
+            simple and not step.positional and len(step.keywords) == 1 and _positional_ok(step.call)
+        ):
+            self._direct = step.call
+            self._direct_takes_event = bool(step.positional or step.keywords)
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:
@@ -168,6 +186,9 @@ class Plan:
 
     async def run(self, event: Event) -> Any:
         """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
+        direct = self._direct
+        if direct is not None:
+            return await (direct(event) if self._direct_takes_event else direct())
         if self.all_sync:
             return await run_sync(self.run_sync, event)
         if len(self.steps) == 1 and self.handler_step.kind is Kind.ASYNC:

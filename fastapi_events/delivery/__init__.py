@@ -1,0 +1,33 @@
+"""The delivery layer shared by every broker forwarder: batching, retries, durable spool, dead letters."""
+
+from __future__ import annotations
+
+from .batching import Batches, split_batches
+from .forwarder import DeadLetterCallback, ForwarderStats, ForwardHandler, KeyFunction
+from .memory import MemoryStore
+from .retry import RetryPolicy
+from .spool import SpoolDB, SpoolRecord
+from .store import DeadLetter, Entry, PendingStore, Retry
+from .transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
+
+__all__ = [
+    "DELIVERED",
+    "Batches",
+    "DeadLetter",
+    "DeadLetterCallback",
+    "Entry",
+    "EntryResult",
+    "ForwardHandler",
+    "ForwarderStats",
+    "KeyFunction",
+    "MemoryStore",
+    "OutboundMessage",
+    "Outcome",
+    "PendingStore",
+    "Retry",
+    "RetryPolicy",
+    "SpoolDB",
+    "SpoolRecord",
+    "Transport",
+    "split_batches",
+]
