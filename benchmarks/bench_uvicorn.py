@@ -1,0 +1,232 @@
+"""End-to-end benchmark: uvicorn + wrk, a route dispatching 10 events, with vs. without the middleware.
+
+Two server runs, one after the other, each a fresh ``uvicorn`` subprocess (1 worker, httptools + uvloop when
+installed, else h11 + asyncio, 127.0.0.1 on a free port, log level warning, no access log):
+
+* ``with``: ``EventHandlerASGIMiddleware(handlers=[local_handler])``; ``GET /events`` dispatches 10 events
+  to an async no-op local handler;
+* ``without``: the same FastAPI app and route without the middleware; the route calls a no-op function with
+  the same signature instead of ``dispatch`` (0.12.2's ``dispatch`` raises ``LookupError`` outside the
+  middleware).
+
+Each is loaded with ``wrk -t2 -c20 -d10s`` (after a short warm-up run). Printed: requests/s of both and the
+ratio with/without. ``GET /stats`` reports how many events were dispatched and handled (none may be
+dropped).
+
+Run: ``python benchmarks/bench_uvicorn.py [--json]``; needs ``wrk`` (Debian: ``apt-get install -y wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from _common import Figure, emit, package_info
+
+EVENTS_PER_REQUEST = 10
+RATIO_TARGET = 60.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# server side (runs in the subprocess)
+
+
+def build_app(with_middleware: bool) -> Any:
+    from fastapi import FastAPI
+    from starlette.responses import JSONResponse, Response
+
+    from fastapi_events.dispatcher import dispatch
+    from fastapi_events.handlers.local import local_handler
+    from fastapi_events.middleware import EventHandlerASGIMiddleware
+
+    counts = {"dispatched": 0, "handled": 0}
+
+    def no_dispatch(event_name: str, payload: Any = None) -> None:
+        return None
+
+    emit_event = dispatch if with_middleware else no_dispatch
+
+    @local_handler.register(event_name="e2e.*")
+    async def on_event(event: Any) -> None:
+        counts["handled"] += 1
+
+    app = FastAPI()
+    if with_middleware:
+        app.add_middleware(EventHandlerASGIMiddleware, handlers=[local_handler])
+
+    @app.get("/events")
+    async def events() -> Response:
+        for i in range(EVENTS_PER_REQUEST):
+            emit_event("e2e.tick", payload={"i": i})
+        counts["dispatched"] += EVENTS_PER_REQUEST
+        return Response(b"ok", media_type="text/plain")
+
+    @app.get("/stats")
+    async def stats() -> JSONResponse:
+        return JSONResponse(counts)
+
+    return app
+
+
+def serve(variant: str, port: int) -> None:
+    import importlib.util
+
+    import uvicorn
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    print(json.dumps({"http": http, "loop": loop}), flush=True)
+    uvicorn.run(
+        build_app(variant == "with"),
+        host="127.0.0.1",
+        port=port,
+        http=http,  # type: ignore[arg-type]
+        loop=loop,  # type: ignore[arg-type]
+        workers=1,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# driver side
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wrk(url: str, threads: int, connections: int, seconds: float) -> dict[str, float]:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rps or not total:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(0) if socket_errors else "",  # type: ignore[dict-item]
+    }
+
+
+def run_server(variant: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    port = free_port()
+    cmd = [sys.executable, os.path.abspath(__file__), "--serve", variant, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        server_info = json.loads(proc.stdout.readline() or "{}")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(f"{base}/stats", timeout=0.5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn ({variant}) did not come up on port {port}") from None
+                time.sleep(0.1)
+        if args.warmup > 0:
+            wrk(f"{base}/events", args.threads, args.connections, args.warmup)
+        before = get_json(f"{base}/stats")
+        result = wrk(f"{base}/events", args.threads, args.connections, args.duration)
+        # handlers may still be running right after the load stops: wait (bounded) until the counts settle
+        stats = get_json(f"{base}/stats")
+        settle_deadline = time.monotonic() + 10
+        while (
+            variant == "with"
+            and stats["handled"] < stats["dispatched"]
+            and time.monotonic() < settle_deadline
+        ):
+            time.sleep(0.05)
+            stats = get_json(f"{base}/stats")
+        dispatched = stats["dispatched"] - before["dispatched"]
+        handled = stats["handled"] - before["handled"]
+        log(
+            f"{variant:>7}: {result['rps']:.0f} req/s ({result['requests']} requests,"
+            f" non-2xx {result['non_2xx']}"
+            f"{', ' + str(result['socket_errors']) if result['socket_errors'] else ''}); "
+            f"events dispatched {dispatched}, handled {handled}; server {server_info}"
+        )
+        return {**result, "dispatched": dispatched, "handled": handled, "server": server_info}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
+    parser.add_argument("--duration", type=float, default=10, help="wrk seconds per server run")
+    parser.add_argument("--warmup", type=float, default=2, help="wrk warm-up seconds (not counted)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--serve", choices=("with", "without"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "bench_uvicorn: `wrk` not found on PATH. Install it (Debian/Ubuntu: apt-get install -y wrk)."
+        )
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(f"[bench_uvicorn] {msg}", file=sys.stderr, flush=True)
+
+    without = run_server("without", args, log)
+    with_mw = run_server("with", args, log)
+    ratio = 100.0 * with_mw["rps"] / without["rps"]
+    lost = with_mw["dispatched"] - with_mw["handled"]
+    server = with_mw["server"]
+    figures = [
+        Figure("uvicorn", "rps_without", "req/s without middleware", without["rps"], "req/s",
+               extra={"requests": without["requests"], "non_2xx": without["non_2xx"]}),
+        Figure("uvicorn", "rps_with", "req/s with middleware, 10 events", with_mw["rps"], "req/s",
+               extra={"requests": with_mw["requests"], "non_2xx": with_mw["non_2xx"],
+                      "events": with_mw["dispatched"], "handled": with_mw["handled"]}),
+        Figure("uvicorn", "rps_ratio_pct", "req/s ratio with/without", ratio, "%", RATIO_TARGET, ">=",
+               {"unhandled_events": lost}),
+    ]  # fmt: skip
+    meta: dict[str, Any] = {
+        **package_info(),
+        "loop": f"uvicorn 1 worker, --http {server.get('http')} --loop {server.get('loop')}",
+        "method": f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s"
+        f" after {args.warmup:g}s warm-up;"
+        " 'without' then 'with', fresh server each",
+    }
+    emit("bench_uvicorn (end to end)", meta, figures, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Run bench_core.py and bench_uvicorn.py under ours and under fastapi-events 0.12.2; print a Markdown table.
+
+``python benchmarks/run_all.py`` (any interpreter >= 3.10; standard library only). The old package's venv
+(``benchmarks/.venv-old``) is created on first use. The two packages run one after the other in the same
+invocation, old first by default; pass-through options tune both benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import _venvs
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+# figure key -> (row label, format, target text); rows in this order
+ROWS: list[tuple[str, str, str, str]] = [
+    ("baseline_us", "in-process request, no middleware (µs)", "{:.1f}", ""),
+    ("with_middleware_us", "in-process request, with middleware (µs)", "{:.1f}", ""),
+    ("overhead_us", "**middleware overhead (µs/request)**", "{:.1f}", "<= 1.5"),
+    ("async_event_us_k10", "**dispatch + async no-op handler (µs/event, K=10)**", "{:.1f}", "<= 3"),
+    ("async_event_us_k1", "dispatch + async no-op handler (µs/event, K=1)", "{:.1f}", "<= 3"),
+    ("sync_event_us_k10", "**dispatch + sync no-op handler (µs/event, K=10)**", "{:.1f}", "<= 8"),
+    ("sync_event_us_k1", "dispatch + sync no-op handler (µs/event, K=1)", "{:.1f}", "<= 8"),
+    ("dep_event_us_k10", "**dispatch + handler with one Depends (µs/event, K=10)**", "{:.1f}", "<= 5"),
+    ("dep_event_us_k1", "dispatch + handler with one Depends (µs/event, K=1)", "{:.1f}", "<= 5"),
+    ("memory_growth_kib", "memory growth, requests 10k→20k (KiB)", "{:.1f}", "~0 (<= 64)"),
+    ("rps_without", "uvicorn req/s, no middleware", "{:.0f}", ""),
+    ("rps_with", "uvicorn req/s, middleware + 10 events/request", "{:.0f}", ""),
+    ("rps_ratio_pct", "**uvicorn req/s ratio with/without (%)**", "{:.1f}", ">= 60"),
+]
+
+
+def run_bench(interp: _venvs.Interpreter, script: str, extra: list[str]) -> tuple[list[dict[str, Any]], str]:
+    print(f"[run_all] {interp.label}: {script} {' '.join(extra)}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    res = interp.run([str(BENCH_DIR / script), "--json", *extra], stdout=subprocess.PIPE)
+    elapsed = time.monotonic() - started
+    if res.returncode != 0:
+        return [], f"{script} failed (exit {res.returncode}) after {elapsed:.0f}s"
+    figures = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    print(f"[run_all] {interp.label}: {script} done in {elapsed:.0f}s", file=sys.stderr, flush=True)
+    return figures, ""
+
+
+def cell(fig: dict[str, Any] | None, fmt: str) -> str:
+    if fig is None:
+        return "n/a"
+    text = fmt.format(fig["value"])
+    if fig.get("ok") is False:
+        text += " ✗"
+    elif fig.get("ok") is True:
+        text += " ✓"
+    return text
+
+
+def git_head() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(_venvs.REPO_ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return out.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--only", choices=("ours", "old"), help="run a single package")
+    parser.add_argument("--skip-uvicorn", action="store_true")
+    parser.add_argument("--skip-core", action="store_true")
+    parser.add_argument("--core-args", default="", help="extra arguments for bench_core.py (one string)")
+    parser.add_argument(
+        "--uvicorn-args", default="", help="extra arguments for bench_uvicorn.py (one string)"
+    )
+    parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
+    args = parser.parse_args(argv)
+
+    interpreters: list[_venvs.Interpreter] = []
+    notes: list[str] = []
+    if args.only != "ours":
+        interpreters.append(_venvs.ensure_old_venv())
+    if args.only != "old":
+        ok, detail = _venvs.ours_importable()
+        if ok:
+            interpreters.append(_venvs.ours())
+        else:
+            notes.append(f"ours not importable ({detail}): not measured")
+            print(f"[run_all] ours not importable: {detail}", file=sys.stderr)
+
+    results: dict[str, dict[str, dict[str, Any]]] = {"ours": {}, _venvs.OLD_VERSION: {}}
+    meta: dict[str, dict[str, Any]] = {}
+    for interp in interpreters:
+        for script, skip, extra in (
+            ("bench_core.py", args.skip_core, args.core_args.split()),
+            ("bench_uvicorn.py", args.skip_uvicorn, args.uvicorn_args.split()),
+        ):
+            if skip:
+                continue
+            figures, error = run_bench(interp, script, extra)
+            if error:
+                notes.append(f"{interp.label}: {error}")
+            for fig in figures:
+                results[interp.label][fig["key"]] = fig
+                meta.setdefault(interp.label, {}).update(
+                    {k: fig[k] for k in ("version", "location", "stack", "loop", "gc", "method") if k in fig}
+                )
+
+    lines = [
+        "| figure | ours | 0.12.2 | target |",
+        "|---|---:|---:|---|",
+    ]
+    for key, label, fmt, target in ROWS:
+        ours_fig, old_fig = results["ours"].get(key), results[_venvs.OLD_VERSION].get(key)
+        if ours_fig is None and old_fig is None:
+            continue
+        lines.append(f"| {label} | {cell(ours_fig, fmt)} | {cell(old_fig, fmt)} | {target} |")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stack = next((m["stack"] for m in meta.values() if "stack" in m), "?")
+    footer = [
+        "",
+        f"Measured {now} on this machine, both packages in one `python benchmarks/run_all.py` run; "
+        f"ours = `{git_head()}`; {stack}.",
+        "µs figures: median of interleaved rounds, each a difference against a baseline measured in the same "
+        "rounds (see benchmarks/README.md). ✓/✗ = target met/missed.",
+    ]
+    for label, m in meta.items():
+        footer.append(f"- {label}: {m.get('version')}; core GC: {m.get('gc', '-')}")
+    footer.extend(f"- note: {n}" for n in notes)
+    table = "\n".join(lines + footer)
+    print(table)
+    if args.output:
+        args.output.write_text(table + "\n")
+    return 1 if any("failed" in n for n in notes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
