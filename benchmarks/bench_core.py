@@ -294,8 +294,10 @@ GROUPS: list[list[Config]] = [
 ]
 
 
-async def run_batch(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool) -> float:
-    """Seconds for ``n`` requests plus the wait until all their handler calls happened."""
+async def run_batch(
+    app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool
+) -> tuple[float, float]:
+    """(wall, process CPU) seconds for ``n`` requests plus the wait until all their handler calls happened."""
     hits = HITS.get(cfg.app)
     if hits is not None:
         hits.clear()
@@ -305,20 +307,23 @@ async def run_batch(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc
     if gc_off:
         gc.disable()
     try:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             status = await http_call(app, path, state)
             if status != 200:
                 raise RuntimeError(f"{cfg.name}: HTTP {status}")
         if hits is not None and expected:
             await wait_for_hits(hits, expected)
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     finally:
         if gc_off:
             gc.enable()
     if hits is not None and len(hits) != expected:
         raise RuntimeError(f"{cfg.name}: {len(hits)} handler calls, expected {expected}")
-    return elapsed
+    return elapsed, elapsed_cpu
+
+
+Samples = dict[str, dict[str, list[float]]]  # clock ("wall" / "cpu") -> config name -> us per request
 
 
 async def measure(
@@ -329,16 +334,16 @@ async def measure(
     gc_off: bool,
     seed: int,
     log: Callable[[str], None],
-) -> tuple[dict[str, list[float]], dict[str, int]]:
+) -> tuple[Samples, dict[str, int]]:
     configs = [cfg for group in GROUPS for cfg in group]
     # warm-up + calibration: enough requests per batch for ~round_seconds each
     sizes: dict[str, int] = {}
     for cfg in configs:
         await run_batch(apps[cfg.app], cfg, 50, states[cfg.app], gc_off)
-        per_request = await run_batch(apps[cfg.app], cfg, 200, states[cfg.app], gc_off) / 200
+        per_request = (await run_batch(apps[cfg.app], cfg, 200, states[cfg.app], gc_off))[0] / 200
         sizes[cfg.name] = max(100, min(200_000, int(round_seconds / per_request)))
     log("calibrated: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
-    samples: dict[str, list[float]] = {cfg.name: [] for cfg in configs}
+    samples: Samples = {clock: {cfg.name: [] for cfg in configs} for clock in ("wall", "cpu")}
     rng = random.Random(seed)
     for r in range(rounds):
         groups = [list(g) for g in GROUPS]
@@ -347,8 +352,9 @@ async def measure(
             rng.shuffle(group)  # members of a group (the configs that get subtracted) run back to back
             for cfg in group:
                 n = sizes[cfg.name]
-                seconds = await run_batch(apps[cfg.app], cfg, n, states[cfg.app], gc_off)
-                samples[cfg.name].append(seconds / n * 1e6)
+                wall, cpu = await run_batch(apps[cfg.app], cfg, n, states[cfg.app], gc_off)
+                samples["wall"][cfg.name].append(wall / n * 1e6)
+                samples["cpu"][cfg.name].append(cpu / n * 1e6)
         log(f"round {r + 1}/{rounds} done")
     return samples, sizes
 
@@ -406,21 +412,32 @@ def _per_event(samples: dict[str, list[float]], kind: str, k: int) -> list[float
     return [(a - b) / k for a, b in zip(samples[f"{kind}/{k}"], samples[f"{kind}/0"], strict=True)]
 
 
-def build_figures(samples: dict[str, list[float]], sizes: dict[str, int]) -> list[Figure]:
+def _overhead(samples: dict[str, list[float]]) -> list[float]:
+    return [a - b for a, b in zip(samples["mw/0"], samples["plain/0"], strict=True)]
+
+
+def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str) -> list[Figure]:
+    """Figures from the ``clock`` samples; ``other`` = the median by the other clock, for comparison."""
+    samples = all_samples[clock]
+    other_clock = "wall" if clock == "cpu" else "cpu"
+    others = all_samples[other_clock]
+    other = f"{other_clock}_median"
     figures: list[Figure] = []
     plain, mw = samples["plain/0"], samples["mw/0"]
-    overhead = [a - b for a, b in zip(mw, plain, strict=True)]
+    overhead = _overhead(samples)
     figures.append(
         Figure("core", "baseline_us", "request without middleware", median(plain), "us/req",
-               extra={"iqr": spread(plain), "n": sizes["plain/0"]})
+               extra={"iqr": spread(plain), other: round(median(others["plain/0"]), 2),
+                      "n": sizes["plain/0"]})
     )  # fmt: skip
     figures.append(
         Figure("core", "with_middleware_us", "request with middleware", median(mw), "us/req",
-               extra={"iqr": spread(mw), "n": sizes["mw/0"]})
+               extra={"iqr": spread(mw), other: round(median(others["mw/0"]), 2), "n": sizes["mw/0"]})
     )  # fmt: skip
     figures.append(
         Figure("core", "overhead_us", "middleware overhead", median(overhead), "us/req",
-               TARGETS_US["overhead"], "<=", {"iqr": spread(overhead)})
+               TARGETS_US["overhead"], "<=",
+               {"iqr": spread(overhead), other: round(median(_overhead(others)), 2)})
     )  # fmt: skip
     titles = {
         "async": "async no-op handler",
@@ -433,7 +450,8 @@ def build_figures(samples: dict[str, list[float]], sizes: dict[str, int]) -> lis
             figures.append(
                 Figure("core", f"{kind}_event_us_k{k}", f"{titles[kind]} (K={k})", median(per_event),
                        "us/event", TARGETS_US[kind], "<=",
-                       {"iqr": spread(per_event), "t0": round(median(samples[f'{kind}/0']), 2),
+                       {"iqr": spread(per_event), other: round(median(_per_event(others, kind, k)), 2),
+                        "t0": round(median(samples[f'{kind}/0']), 2),
                         f"t{k}": round(median(samples[f'{kind}/{k}']), 2)})
             )  # fmt: skip
     return figures
@@ -454,7 +472,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
         samples, sizes = await measure(
             apps, states, args.rounds, args.round_seconds, args.gc == "off", args.seed, log
         )
-        figures = build_figures(samples, sizes)
+        figures = build_figures(samples, sizes, args.clock)
         if args.mem_requests:
             growth, extra = await memory_check(apps["mem"], states["mem"], args.mem_requests, log)
             figures.append(
@@ -472,7 +490,8 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
         **package_info(),
         "loop": args.loop,
         "gc": gc_note,
-        "method": f"median of {args.rounds} interleaved rounds, ~{args.round_seconds}s of requests per batch",
+        "method": f"{args.clock} time, median of {args.rounds} interleaved rounds,"
+        f" ~{args.round_seconds}s of requests per batch",
     }
     return figures, meta
 
@@ -480,10 +499,16 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
-    parser.add_argument("--rounds", type=int, default=9, help="rounds per configuration (median taken)")
-    parser.add_argument("--round-seconds", type=float, default=0.15, help="target duration of one batch")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per configuration (median taken)")
+    parser.add_argument("--round-seconds", type=float, default=0.1, help="target duration of one batch")
     parser.add_argument("--mem-requests", type=int, default=20_000, help="0 skips the memory check")
     parser.add_argument("--gc", choices=("on", "off"), default="on", help="GC during timed batches")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="figures from process CPU time (default; robust to other load on the machine) or wall time",
+    )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
