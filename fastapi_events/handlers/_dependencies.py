@@ -83,8 +83,26 @@ def _type_hints(call: Callable[..., Any]) -> dict[str, Any]:
         target = getattr(type(call), "__call__", call)  # noqa: B004
     try:
         return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # unresolvable forward references: fall back to the raw annotations
-        return {}
+    except Exception:
+        pass
+    # Some annotation cannot be resolved (often a name local to a function under
+    # ``from __future__ import annotations``): resolve the others one by one, and refuse to silently drop a
+    # ``Depends`` hidden in a string we cannot evaluate.
+    hints: dict[str, Any] = {}
+    namespace = getattr(target, "__globals__", {})
+    for name, annotation in getattr(target, "__annotations__", {}).items():
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)  # noqa: S307 - the function's own annotation
+        except Exception as exc:
+            if "Depends" in annotation:
+                raise ConfigurationError(
+                    f"{_qualname(call)}: cannot evaluate the annotation of {name!r} ({annotation!r}): {exc}; "
+                    "define the dependency at module level"
+                ) from exc
+    return hints
 
 
 def _is_event_annotation(annotation: Any) -> bool:

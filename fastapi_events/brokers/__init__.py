@@ -1,0 +1,1 @@
+"""Broker transports (one sub-package per broker) used by the forwarders and consumers."""
