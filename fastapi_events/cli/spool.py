@@ -1,0 +1,172 @@
+"""``python -m fastapi_events spool ...``: inspect a forwarder's spool file, replay or purge dead letters.
+
+``replay`` moves dead letters back to the pending table; it does not talk to any broker. A running forwarder
+using the file picks them up within its relay interval (1 s by default), otherwise the next process started
+with the same ``spool_path`` delivers them. This keeps broker credentials and settings in one place - the app
+- and lets ``replay`` run safely while the app is up (SQLite WAL: the app keeps writing meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..delivery.spool import SpoolDB, SpoolRecord
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "spool", help="inspect and repair a forwarder's spool file", description=__doc__
+    )
+    commands = parser.add_subparsers(dest="spool_command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument("path", metavar="PATH", help="the spool file (the forwarder's spool_path)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.add_argument("--destination", help="only this destination (queue URL/name, topic path...)")
+        return sub
+
+    add("list", "list pending events and dead letters").set_defaults(func=_list)
+    add("dead-letters", "list dead letters with their reason").set_defaults(func=_dead_letters)
+    replay = add("replay", "move dead letters back to pending; the forwarder delivers them")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", dest="ids", metavar="ID", help="event id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every replayable dead letter")
+    replay.set_defaults(func=_replay)
+    purge = add("purge", "delete dead letters (all, or --id ...); with --pending also undelivered events")
+    purge.add_argument("--id", action="append", dest="ids", metavar="ID", help="event id (repeatable)")
+    purge.add_argument("--pending", action="store_true", help="also delete pending (never delivered!) events")
+    purge.set_defaults(func=_purge)
+    add("stats", "counts per destination").set_defaults(func=_stats)
+
+
+def _open(args: argparse.Namespace) -> SpoolDB | None:
+    try:
+        return SpoolDB(args.path, create=False)
+    except FileNotFoundError:
+        print(f"error: no spool file at {args.path}", file=sys.stderr)
+        return None
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_records(title: str, records: Sequence[SpoolRecord], reason_header: str) -> None:
+    print(f"{title}: {len(records)}")
+    if not records:
+        return
+    rows = [
+        (r.id, r.event_name, r.destination, str(r.attempts), _when(r.created_at), r.reason or "-")
+        for r in records
+    ]
+    headers = ("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:-1])]
+    for row in [headers, *rows]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def _list(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if db is None:
+        return 2
+    try:
+        pending, dead = db.list_pending(args.destination), db.list_dead(args.destination)
+    finally:
+        db.close()
+    if args.json:
+        json.dump(
+            {"pending": [r.as_dict() for r in pending], "dead_letters": [r.as_dict() for r in dead]},
+            sys.stdout,
+        )
+        print()
+        return 0
+    _print_records("pending", pending, "LAST ERROR")
+    _print_records("dead letters", dead, "REASON")
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if db is None:
+        return 2
+    try:
+        dead = db.list_dead(args.destination)
+    finally:
+        db.close()
+    if args.json:
+        json.dump([r.as_dict() for r in dead], sys.stdout)
+        print()
+    else:
+        _print_records("dead letters", dead, "REASON")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if db is None:
+        return 2
+    try:
+        moved, skipped = db.replay(None if args.all else args.ids, args.destination)
+    finally:
+        db.close()
+    if args.json:
+        json.dump({"replayed": moved, "skipped": [r.as_dict() for r in skipped]}, sys.stdout)
+        print()
+    else:
+        print(f"replayed {moved} dead letter(s) into pending; a forwarder using {args.path} delivers them")
+        for r in skipped:
+            print(f"skipped {r.id} ({r.event_name}): not replayable, it was never encoded: {r.reason}")
+    if args.ids and moved + len(skipped) < len(args.ids):
+        print("warning: some ids were not found among the dead letters", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if db is None:
+        return 2
+    try:
+        removed = db.purge(args.ids, args.destination, pending=args.pending)
+    finally:
+        db.close()
+    if args.json:
+        json.dump({"purged": removed}, sys.stdout)
+        print()
+    else:
+        print(f"purged {removed} event(s) from {args.path}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if db is None:
+        return 2
+    try:
+        stats = db.stats()
+    finally:
+        db.close()
+    if args.destination is not None:
+        stats["destinations"] = {k: v for k, v in stats["destinations"].items() if k == args.destination}
+    if args.json:
+        json.dump(stats, sys.stdout)
+        print()
+        return 0
+    print(f"{stats['path']}: {stats['bytes']} bytes, mode {oct(os.stat(args.path).st_mode & 0o777)}")
+    print(f"pending: {stats['pending']}  dead letters: {stats['dead_letters']}")
+    for dest, item in sorted(stats["destinations"].items()):
+        oldest = _when(item["oldest_pending_at"])
+        print(f"  {dest}: pending {item['pending']} (oldest {oldest}), dead letters {item['dead_letters']}")
+    return 0
+
+
+__all__ = ["register"]
