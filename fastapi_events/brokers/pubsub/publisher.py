@@ -1,14 +1,15 @@
 """Google Cloud Pub/Sub :class:`~fastapi_events.delivery.Transport` on top of ``google-cloud-pubsub``.
 
-The delivery layer owns batching, retries, the spool and dead letters; this module only turns one layer batch into
-one client-side publish request and reports a result per entry. ``PublisherClient`` is a thread-based library: the
-client is built, fed, flushed and stopped in this transport's own worker thread, and its publish futures complete on
-the client's commit threads, from where a single callback per batch wakes the event loop.
+The delivery layer owns batching, retries, the spool and dead letters; this module only turns one layer batch
+into one client-side publish request and reports a result per entry. ``PublisherClient`` is a thread-based
+library: the client is built, fed, flushed and stopped in this transport's own worker thread, and its publish
+futures complete on the client's commit threads, from where a single callback per batch wakes the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -71,9 +72,9 @@ def _field_len(payload: int) -> int:
 
 
 def encoded_message_size(data: bytes, attributes: Mapping[str, str], ordering_key: str) -> int:
-    """Exact bytes a message adds to a ``PublishRequest`` (the client's own size check, without building protos).
+    """Bytes a message adds to a ``PublishRequest`` - the client's own size check, without building protos.
 
-    Map entries and empty fields are counted as if always present, so the figure is never below the real one.
+    Empty data is counted as if present, so the figure is never below the real one.
     """
     size = _field_len(len(data))
     for key, value in attributes.items():
@@ -104,13 +105,13 @@ def classify(exc: BaseException) -> EntryResult:
     if isinstance(exc, (TypeError, ValueError)):
         # Raised synchronously by ``publish()`` for data/attributes the client refuses to send.
         return EntryResult(Outcome.PERMANENT, reason)
-    # Paused ordering keys, batches cancelled behind a failed ordered batch, flow control, a stopped client and
-    # anything unknown: the message itself is fine, so let the retry budget decide.
+    # Paused ordering keys, batches cancelled behind a failed ordered batch, flow control, a stopped client
+    # and anything unknown: nothing says the message itself is bad, so let the retry budget decide.
     return EntryResult(Outcome.RETRY, reason)
 
 
 class BrokerUnreachableError(ConnectionError):
-    """No entry of a batch got through because the service could not be reached (or did not answer in time)."""
+    """No entry of a batch got through: the service could not be reached or did not answer in time."""
 
 
 def _is_unreachable(item: Future[str] | BaseException) -> bool:
@@ -129,10 +130,11 @@ def _is_unreachable(item: Future[str] | BaseException) -> bool:
 class PubSubTransport:
     """Publishes delivery-layer batches to one Pub/Sub topic.
 
-    ``batch_settings`` feeds both sides: ``max_messages`` and ``max_bytes`` become the layer's batch limits, and the
-    client is configured so that one layer batch fits exactly one ``PublishRequest`` (the client's ``max_latency``
-    timer then sends it). Client-side retries are off by default - the layer retries failed entries with backoff,
-    and client retries would hold a batch hostage for minutes during an outage (infinitely with ordering keys).
+    ``batch_settings`` feeds both sides: ``max_messages`` and ``max_bytes`` become the layer's batch limits,
+    and the client is configured so that one layer batch fits exactly one ``PublishRequest`` (the client's
+    ``max_latency`` timer then sends it). Client-side retries are off by default: the layer retries failed
+    entries with backoff, while client retries would hold a batch for minutes during an outage (forever with
+    ordering keys) and hide the outage from the layer.
     """
 
     system = "gcp_pubsub"
@@ -167,7 +169,10 @@ class PubSubTransport:
             max_messages=self.max_batch_count + 1,
         )
 
-        options = publisher_options or PublisherOptions(retry=None, timeout=ConstantTimeout(publish_timeout))
+        options = publisher_options or PublisherOptions(
+            retry=None,
+            timeout=ConstantTimeout(publish_timeout),  # type: ignore[no-untyped-call]
+        )
         self.ordering = ordering or options.enable_message_ordering
         self._publisher_options = options._replace(enable_message_ordering=self.ordering)
         self._client_kwargs = dict(client_kwargs or {})
@@ -175,9 +180,8 @@ class PubSubTransport:
 
         self._client: PublisherClient | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._open_lock = asyncio.Lock()
-        # A NOT_FOUND for a topic we have published to before is most likely a topic being recreated (or an
-        # emulator restart), not a misconfiguration: retry it within the layer's budget instead of dead-lettering.
+        # A NOT_FOUND for a topic we have published to before most likely means that the topic is being
+        # recreated (or the emulator restarted), not a misconfiguration: retry within the layer's budget.
         self._topic_seen = False
         # Publish futures not yet completed, so that close() can wait for them after stopping the client.
         self._inflight: set[Future[str]] = set()
@@ -190,18 +194,18 @@ class PubSubTransport:
         return (message.key or "") if self.ordering else ""
 
     async def open(self) -> None:
-        async with self._open_lock:
-            if self._client is not None:
-                return
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastapi-events-pubsub")
-            loop = asyncio.get_running_loop()
-            try:
-                # Credential discovery may hit the metadata server, and channel setup touches the network stack.
-                self._client = await loop.run_in_executor(executor, self._make_client)
-            except BaseException:
-                executor.shutdown(wait=False)
-                raise
-            self._executor = executor
+        # The layer never calls open/close concurrently with anything else, so no lock (which would also tie
+        # this transport to one event loop).
+        if self._client is not None:
+            return
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastapi-events-pubsub")
+        try:
+            # Credential discovery may call the metadata server; channel setup touches the network stack.
+            client = await asyncio.get_running_loop().run_in_executor(executor, self._make_client)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._client, self._executor = client, executor
 
     def _make_client(self) -> PublisherClient:
         return PublisherClient(
@@ -216,7 +220,8 @@ class PubSubTransport:
         if self._client is None:
             await self.open()
         client, executor = self._client, self._executor
-        assert client is not None and executor is not None
+        assert client is not None
+        assert executor is not None
         loop = asyncio.get_running_loop()
         pending = await loop.run_in_executor(executor, self._publish_all, client, batch)
         await self._wait_all(loop, [item for item in pending if isinstance(item, Future)])
@@ -224,7 +229,7 @@ class PubSubTransport:
         results: list[EntryResult] = []
         failed_keys: set[str] = set()
         unreachable = delivered = False
-        for message, item in zip(batch, pending):
+        for message, item in zip(batch, pending, strict=True):
             result = self._result_of(item)
             if result.outcome is Outcome.DELIVERED:
                 delivered = True
@@ -284,8 +289,8 @@ class PubSubTransport:
 
         for future in futures:
             future.add_done_callback(on_done)
-        # The RPC timeout completes every future; the margin only guards against a client bug leaving one pending,
-        # in which case the entry is reported RETRY (at-least-once: a late success may then be sent twice).
+        # The RPC timeout completes every future; the margin only guards against a client bug leaving one
+        # pending, which is then reported RETRY (at-least-once: a late success may be sent twice).
         try:
             await asyncio.wait_for(asyncio.shield(done), self._publish_timeout * 2 + 5)
         except asyncio.TimeoutError:
@@ -312,17 +317,14 @@ class PubSubTransport:
     def _resume(self, client: PublisherClient, keys: set[str]) -> None:
         # A failed ordered publish pauses its key in the client; the layer resends the entries in order.
         for key in keys:
-            try:
+            # RuntimeError/ValueError: not paused (any more), or the client is stopped.
+            with contextlib.suppress(RuntimeError, ValueError):
                 client.resume_publish(self.destination, key)
-            except (RuntimeError, ValueError):  # not paused (any more) or client stopped
-                pass
 
     def _stop_client(self, client: PublisherClient) -> None:
         """Send whatever the client still holds, wait for those requests, then release the channel."""
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped
             client.stop()
-        except RuntimeError:  # already stopped
-            pass
         with self._inflight_lock:
             inflight = list(self._inflight)
         if inflight:
@@ -330,16 +332,14 @@ class PubSubTransport:
         client.transport.close()
 
     async def close(self) -> None:
-        async with self._open_lock:
-            client, executor = self._client, self._executor
-            self._client = self._executor = None
-            if client is None or executor is None:
-                return
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(executor, self._stop_client, client)
-            finally:
-                executor.shutdown(wait=False)
+        client, executor = self._client, self._executor
+        self._client = self._executor = None
+        if client is None or executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._stop_client, client)
+        finally:
+            executor.shutdown(wait=False)
 
 
 def _set_done(done: asyncio.Future[None]) -> None:
