@@ -1,11 +1,16 @@
-"""Process-wide observers of ``dispatch()``: test capture and tracing.
+"""Process-wide observers of ``dispatch()``, handlers, forwarders and consumers: test capture and telemetry.
 
-Kept as plain module globals that ``dispatch()`` checks for emptiness, so that they cost nothing when unused.
+Kept as plain module globals that the hot paths check for emptiness, so that they cost nothing when unused.
+:mod:`fastapi_events.otel` fills them when OpenTelemetry is active; the delivery layer and consumers call the
+small helpers below, which return a shared no-op context manager while the lists are empty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
 
 from .typing import Event
 
@@ -14,3 +19,73 @@ recorders: list[list[Event]] = []
 
 #: Called with each event before it is buffered; returns the event to buffer (tracing attaches context here).
 on_dispatch: list[Callable[[Event], Event]] = []
+
+#: ``hook(event, handler_name)`` -> context manager entered around one local handler function handling one
+#: event; it sees the function's exception before the failure is reported.
+on_handle: list[Callable[[Event, str], AbstractContextManager[Any]]] = []
+
+#: ``hook(system, destination, messages)`` -> context manager around one forwarder batch send.
+on_forward_batch: list[Callable[[str, str, Sequence[Any]], AbstractContextManager[Any]]] = []
+
+#: ``hook(system, destination, message_id, event_name, headers)`` -> context manager around a consumer's
+#: handling of one received message (headers: the message attributes, trace context included).
+on_consume: list[Callable[[str, str, str, str, Mapping[str, str]], AbstractContextManager[Any]]] = []
+
+#: ``hook(event_name, where, reason)`` once per dead-lettered event (``where``: forwarder or consumer).
+on_dead_letter: list[Callable[[str, str, str], None]] = []
+
+#: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
+on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
+
+_NULL: AbstractContextManager[Any] = nullcontext()
+
+
+def _combine(managers: list[AbstractContextManager[Any]]) -> AbstractContextManager[Any]:
+    if len(managers) == 1:
+        return managers[0]
+    stack = ExitStack()
+    for manager in managers:
+        stack.enter_context(manager)
+    return stack
+
+
+def observe_handler(event: Event, handler_name: str) -> AbstractContextManager[Any]:
+    if not on_handle:
+        return _NULL
+    return _combine([hook(event, handler_name) for hook in on_handle])
+
+
+def forward_batch(system: str, destination: str, messages: Sequence[Any]) -> AbstractContextManager[Any]:
+    """Wrap a forwarder's ``transport.send_batch(messages)`` in this (a span, when tracing is on)."""
+    if not on_forward_batch:
+        return _NULL
+    return _combine([hook(system, destination, messages) for hook in on_forward_batch])
+
+
+def consume(
+    system: str, destination: str, message_id: str, event_name: str, headers: Mapping[str, str]
+) -> AbstractContextManager[Any]:
+    """Wrap a consumer's handling of one message in this; handlers run inside it see its trace context."""
+    if not on_consume:
+        return _NULL
+    return _combine([hook(system, destination, message_id, event_name, headers) for hook in on_consume])
+
+
+def dead_lettered(event_name: str, where: str, reason: str) -> None:
+    for hook in on_dead_letter:
+        hook(event_name, where, reason)
+
+
+def consumer_lag(system: str, destination: str, partition: str, lag: int) -> None:
+    for hook in on_consumer_lag:
+        hook(system, destination, partition, lag)
+
+
+def runtime_starting() -> None:
+    """Called once by each middleware, at lifespan startup or on its first request, whichever comes first."""
+    # A tracer or meter provider cannot be configured without importing opentelemetry, so an app that never
+    # imported it has nothing to instrument and does not pay for the import.
+    if "opentelemetry.trace" in sys.modules or "opentelemetry.metrics" in sys.modules:
+        from .otel import auto_instrument
+
+        auto_instrument()

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from . import _hooks
 from ._report import ErrorHook, current_error_hook, report_batch_failure
 from .typing import Event
 
@@ -39,6 +40,8 @@ class EventBuffer:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.events: list[Event] = []
+        if runtime.probe_pending:  # the middleware's first request (servers may skip lifespan)
+            runtime.first_use()
 
     def add(self, event: Event) -> None:
         # list.append is atomic, so sync endpoints and sync handlers may dispatch from worker threads.
@@ -49,6 +52,10 @@ class EventBuffer:
 
 class Runtime:
     """State shared by one :class:`~fastapi_events.middleware.EventHandlerASGIMiddleware` instance."""
+
+    # Set once construction is done: building the middleware stack is too early to look for telemetry
+    # providers, which apps often configure in their startup code.
+    probe_pending = False
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class Runtime:
         self._inline = 0
         self._started = False
         _runtimes[middleware_id] = self
+        self.probe_pending = True
 
     # -- handing events over ------------------------------------------------------------------------------------
 
@@ -137,7 +145,16 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
+    def first_use(self) -> None:
+        """Activate optional instrumentation (OpenTelemetry) once the app's own setup had its chance."""
+        self.probe_pending = False
+        try:
+            _hooks.runtime_starting()
+        except Exception:  # telemetry must never stop the app from serving
+            logger.exception("enabling OpenTelemetry instrumentation failed; continuing without it")
+
     async def startup(self) -> None:
+        self.first_use()
         self.bind_loop(asyncio.get_running_loop())
         if self._started:
             return

@@ -9,6 +9,7 @@ from enum import Enum
 from fnmatch import translate
 from typing import Any, TypeVar, overload
 
+from .. import _hooks
 from .._names import event_name_str
 from .._report import qualified_name, report_failure
 from .._threads import run_sync
@@ -23,6 +24,9 @@ except ImportError:  # pragma: no cover - Starlette-only installs
     Depends = EventsDepends  # type: ignore[assignment,misc]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Telemetry wrappers (OpenTelemetry spans and metrics); the list is mutated in place, never rebound.
+_on_handle = _hooks.on_handle
 
 # Event names are usually a closed set, but a bound keeps names built from data from growing the cache forever.
 _MATCH_CACHE_SIZE = 2048
@@ -132,7 +136,8 @@ class LocalHandler(BaseEventHandler):
         Consumers use this to acknowledge a message only after all its handlers succeeded.
         """
         registrations = self._get_handlers_for_event(event[0])
-        results = await asyncio.gather(*(r.plan.run(event) for r in registrations), return_exceptions=True)
+        runs = (_observed(r, event) if _on_handle else r.plan.run(event) for r in registrations)
+        results = await asyncio.gather(*runs, return_exceptions=True)
         failures = [
             (r.name, result)
             for r, result in zip(registrations, results)
@@ -146,11 +151,19 @@ class LocalHandler(BaseEventHandler):
         return len(registrations)
 
 
+async def _observed(registration: Registration, event: Event) -> Any:
+    with _hooks.observe_handler(event, registration.name):
+        return await registration.plan.run(event)
+
+
 async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
     plan = registration.plan
     for event in events:
         try:
-            await plan.run(event)
+            if _on_handle:
+                await _observed(registration, event)
+            else:
+                await plan.run(event)
         except Exception as exc:
             report_failure(event, registration.func, exc)
 
@@ -161,7 +174,11 @@ def _run_sync_group(work: Sequence[tuple[Registration, Sequence[Event]]]) -> lis
     for registration, events in work:
         for event in events:
             try:
-                registration.plan.run_sync(event)
+                if _on_handle:
+                    with _hooks.observe_handler(event, registration.name):
+                        registration.plan.run_sync(event)
+                else:
+                    registration.plan.run_sync(event)
             except Exception as exc:
                 failures.append((event, registration.func, exc))
     return failures
