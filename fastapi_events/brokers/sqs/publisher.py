@@ -127,7 +127,25 @@ class SQSTransport:
 
     def _send_sync(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         self._open_sync()  # after a failed open (broker down at startup), the first send resolves the queue
-        response: dict[str, Any] = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        try:
+            response: dict[str, Any] = self._client.send_message_batch(
+                QueueUrl=self.queue_url, Entries=entries
+            )
+        except Exception as exc:
+            code = _content_error(exc)
+            if code is None:
+                raise  # unreachable, throttled, queue missing...: the whole batch is retried
+            if len(entries) == 1:
+                failed = {"Id": entries[0]["Id"], "SenderFault": True, "Code": code, "Message": str(exc)}
+                return {"Successful": [], "Failed": [failed]}
+            # SQS rejected the request for the content of some entry (e.g. over the queue's
+            # MaximumMessageSize): send them one by one so that only the offending event fails.
+            merged: dict[str, Any] = {"Successful": [], "Failed": []}
+            for entry in entries:
+                single = self._send_sync([entry])
+                merged["Successful"] += single.get("Successful", [])
+                merged["Failed"] += single.get("Failed", [])
+            return merged
         return response
 
     async def close(self) -> None:
@@ -143,6 +161,29 @@ class SQSTransport:
 
     def __repr__(self) -> str:
         return f"SQSTransport({self.destination!r})"
+
+
+# Whole-request errors caused by what a message contains: retrying the same content can never succeed.
+_CONTENT_ERRORS = frozenset(
+    {
+        "InvalidParameterValue",
+        "InvalidMessageContents",
+        "InvalidAttributeName",
+        "InvalidAttributeValue",
+        "MessageTooLong",
+        "BatchRequestTooLong",
+        "AWS.SimpleQueueService.BatchRequestTooLong",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+    }
+)
+
+
+def _content_error(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return code if isinstance(code, str) and code in _CONTENT_ERRORS else None
 
 
 def _make_client(region_name: str | None, kwargs: dict[str, Any]) -> Any:
