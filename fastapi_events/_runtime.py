@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from . import _hooks
+from ._names import event_name_str
 from ._report import ErrorHook, current_error_hook, report_batch_failure
 from .typing import Event
 
@@ -122,14 +123,25 @@ class Runtime:
         """Hand the buffer's events to the handlers, batch after batch, until it is empty."""
         self._inline += 1
         hook_token = current_error_hook.set(self.on_error) if self.on_error is not None else None
+        events = buffer.events
+        batch: tuple[Event, ...] = ()
         try:
-            events = buffer.events
             while events:
                 count = len(events)
                 batch = tuple(events[:count])
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
                 del events[:count]
                 await self.deliver(batch)
+        except asyncio.CancelledError:
+            # The server gave up on this request (graceful-shutdown timeout) or the loop is closing: say exactly
+            # what may not have been handled instead of losing it silently.
+            unfinished = [*batch, *events]
+            logger.error(
+                "cancelled while handling %d event(s) %s; handlers may not have completed for them",
+                len(unfinished),
+                [event_name_str(event[0]) for event in unfinished],
+            )
+            raise
         finally:
             if hook_token is not None:
                 current_error_hook.reset(hook_token)
