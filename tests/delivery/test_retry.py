@@ -1,7 +1,7 @@
 """Retry policy and per-entry retry logic.
 
-The recording transport below exists only to drive retry timing and entry bookkeeping deterministically; broker
-behaviour is tested against moto_server in the other modules.
+The recording transport below exists only to drive retry timing and entry bookkeeping deterministically;
+broker behaviour is tested against moto_server in the other modules.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ async def test_retry_budget_exhausted_becomes_a_dead_letter_with_the_reason() ->
     await handler.flush(5)
     assert dead == [("doomed", "retry budget exhausted after 3 attempt(s): throttled")]
     assert sum(names.count("doomed") for _, names in transport.batches) == 3
-    assert handler.stats.dead_lettered == 1 and handler.stats.delivered == 1
+    assert handler.stats.dead_lettered == 1
+    assert handler.stats.delivered == 1
     await handler.shutdown(1)
 
 
@@ -129,8 +130,9 @@ async def test_outages_back_off_but_never_use_up_the_budget() -> None:
     await handler.flush(10)
     # Six failed sends, yet max_attempts=1 did not dead-letter the event: it arrived on the 7th.
     assert len(transport.batches) == 7
-    assert handler.stats.delivered == 1 and handler.stats.dead_lettered == 0
-    gaps = [b[0] - a[0] for a, b in zip(transport.batches, transport.batches[1:])]
+    assert handler.stats.delivered == 1
+    assert handler.stats.dead_lettered == 0
+    gaps = [b[0] - a[0] for a, b in zip(transport.batches, transport.batches[1:], strict=False)]
     assert max(gaps) <= 0.5  # backoff capped by reconnect_max_delay, not the entry policy's 30 s
     await handler.shutdown(1)
 

@@ -48,7 +48,8 @@ async def test_events_outlive_a_broker_outage_and_a_restart(
     down = SQSForwardHandler(sqs_queue.name, sqs_queue.region, spool_path=spool_path, **dead_endpoint())
     for i in range(5):
         await down.handle_many([("order.placed", {"i": i * 3 + j}) for j in range(3)])
-    assert down.stats.accepted == 15 and down.stats.queued == 15
+    assert down.stats.accepted == 15
+    assert down.stats.queued == 15
     await down.shutdown(0.2)
     assert await asyncio.to_thread(_pending, spool_path, sqs_queue.name) == 15
 
@@ -110,7 +111,8 @@ async def test_two_forwarders_share_one_spool_file_by_destination(
     await h2.shutdown(1)
     assert {r.event_name for r in await asyncio.to_thread(first.receive, 4)} == {"one"}
     assert {r.event_name for r in await asyncio.to_thread(second.receive, 6)} == {"two"}
-    assert len(first.drain_rest()) == 4 and len(second.drain_rest()) == 6
+    assert len(first.drain_rest()) == 4
+    assert len(second.drain_rest()) == 6
 
 
 @pytest.mark.anyio
@@ -128,7 +130,8 @@ async def test_sqlite_work_never_runs_on_the_event_loop_thread(
     handler = SQSForwardHandler("q", "us-east-1", spool_path=spool_path, **dead_endpoint())
     await handler.handle_many([("a", 1)])
     await handler.shutdown(0.1)
-    assert threads and all(name.startswith("fastapi-events-spool") for name in threads)
+    assert threads
+    assert all(name.startswith("fastapi-events-spool") for name in threads)
     assert threading.current_thread().name not in threads
 
 
