@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .. import _hooks
 from .._names import event_name_str
 from .._report import report_failure
 from ..codec import Serializer, attributes_for, encode_event, new_event_id
@@ -343,8 +344,10 @@ class ForwardHandler(BaseEventHandler):
         return outages
 
     async def _send(self, batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
+        messages = [entry.message for entry in batch]
         try:
-            results = await self.transport.send_batch([entry.message for entry in batch])
+            with _hooks.forward_batch(self.transport.system, self.transport.destination, messages):
+                results = await self.transport.send_batch(messages)
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"
         if len(results) != len(batch):
@@ -389,6 +392,9 @@ class ForwardHandler(BaseEventHandler):
                 extra={"event_name": d.message.event_name, "event_id": d.message.id},
             )
         self._counts["dead_lettered"] += len(dead)
+        if _hooks.on_dead_letter:
+            for d in dead:
+                _hooks.dead_lettered(d.message.event_name, repr(self), d.reason)
         if not stored and self._store is not None and self._store.durable:
             try:
                 await self._store.add_dead(dead)
