@@ -1,0 +1,132 @@
+"""A small FastAPI service that shows events flowing, on embedded defaults (no broker, no cloud account).
+
+Run it with ``make example`` (or ``uvicorn examples.service:app``) and try::
+
+    curl -X POST localhost:8000/users -H 'content-type: application/json' -d '{"email": "ada@example.com"}'
+    curl localhost:8000/audit
+
+Every request prints its events (EchoHandler); local handlers with FastAPI dependencies keep an audit log and
+send a (pretend) welcome mail; a pydantic model is dispatched as an event and its payload validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, Field
+
+from fastapi_events.dispatcher import dispatch
+from fastapi_events.handlers.echo import EchoHandler
+from fastapi_events.handlers.local import local_handler
+from fastapi_events.middleware import EventHandlerASGIMiddleware
+from fastapi_events.registry.payload_schema import registry as payload_schema
+from fastapi_events.typing import Event
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("example")
+
+AUDIT_LOG: list[dict[str, object]] = []
+_ids = itertools.count(1)
+
+
+# -- events ------------------------------------------------------------------------------------------------------
+
+
+class UserCreated(BaseModel):
+    """Dispatched as a model: the event name comes from ``__event_name__``."""
+
+    __event_name__ = "user.created"
+
+    user_id: int
+    email: str = Field(pattern=r"^[^@ ]+@[^@ ]+$")
+
+
+@payload_schema.register(event_name="user.deleted")
+class UserDeleted(BaseModel):
+    """Registered schema: ``dispatch("user.deleted", {...})`` is validated at the call site."""
+
+    user_id: int
+
+
+# -- dependencies used by handlers, exactly as in FastAPI ---------------------------------------------------------
+
+
+class AuditStore:
+    def __init__(self) -> None:
+        self.entries = AUDIT_LOG
+
+    def add(self, **entry: object) -> None:
+        self.entries.append({"at": datetime.now(timezone.utc).isoformat(), **entry})
+
+
+async def audit_store() -> AsyncIterator[AuditStore]:
+    store = AuditStore()
+    yield store  # a `yield` dependency: teardown would run after the handler (close a session, commit, ...)
+
+
+def mailer_settings() -> dict[str, str]:
+    return {"sender": "hello@example.com"}
+
+
+# -- handlers ----------------------------------------------------------------------------------------------------
+
+
+@local_handler.register(event_name="user.*")
+async def audit(event: Event, store: Annotated[AuditStore, Depends(audit_store)]) -> None:
+    name, payload = event
+    store.add(event=name, payload=payload)
+
+
+@local_handler.register(event_name="user.created")
+def send_welcome_mail(event: Event, settings: dict[str, str] = Depends(mailer_settings)) -> None:
+    # A sync handler: it runs in a worker thread, so blocking I/O here does not stall the server.
+    _, payload = event
+    log.info("mail from %s to %s: welcome!", settings["sender"], payload["email"])
+    dispatch("mail.sent", {"to": payload["email"]})  # event chaining
+
+
+# -- app ---------------------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(30)
+            dispatch("service.heartbeat", {"audit_entries": len(AUDIT_LOG)})
+
+    task = asyncio.create_task(heartbeat())  # dispatches outside any request: no middleware_id needed here
+    yield
+    task.cancel()
+
+
+app = FastAPI(title="fastapi-events example", lifespan=lifespan)
+app.add_middleware(EventHandlerASGIMiddleware, handlers=[local_handler, EchoHandler()])
+
+
+class NewUser(BaseModel):
+    email: str = Field(pattern=r"^[^@ ]+@[^@ ]+$")
+
+
+@app.post("/users", status_code=201)
+async def create_user(body: NewUser) -> dict[str, object]:
+    user_id = next(_ids)
+    dispatch(UserCreated(user_id=user_id, email=body.email))
+    return {"id": user_id, "email": body.email}
+
+
+@app.delete("/users/{user_id}", status_code=204)
+async def delete_user(user_id: int) -> None:
+    dispatch("user.deleted", {"user_id": user_id})
+
+
+@app.get("/audit")
+async def audit_log() -> list[dict[str, object]]:
+    return AUDIT_LOG
