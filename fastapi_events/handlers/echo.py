@@ -18,7 +18,7 @@ class EchoHandler(BaseEventHandler):
     async def handle(self, event: Event) -> None:
         name, payload = event
         stream = self._stream or sys.stdout
-        stream.write(f"{pformat((event_name_str(name), payload))}\n")
+        stream.write(f"{pformat((event_name_str(name), payload), sort_dicts=False)}\n")
         stream.flush()
 
 
