@@ -1,6 +1,6 @@
 """End-to-end benchmark: uvicorn + wrk, a route dispatching 10 events, with vs. without the middleware.
 
-Two server runs, one after the other, each a fresh ``uvicorn`` subprocess (1 worker, httptools + uvloop when
+Server runs one after the other, each a fresh ``uvicorn`` subprocess (1 worker, httptools + uvloop when
 installed, else h11 + asyncio, 127.0.0.1 on a free port, log level warning, no access log):
 
 * ``with``: ``EventHandlerASGIMiddleware(handlers=[local_handler])``; ``GET /events`` dispatches 10 events
@@ -9,9 +9,9 @@ installed, else h11 + asyncio, 127.0.0.1 on a free port, log level warning, no a
   the same signature instead of ``dispatch`` (0.12.2's ``dispatch`` raises ``LookupError`` outside the
   middleware).
 
-Each is loaded with ``wrk -t2 -c20 -d10s`` (after a short warm-up run). Printed: requests/s of both and the
-ratio with/without. ``GET /stats`` reports how many events were dispatched and handled (none may be
-dropped).
+Each is loaded with ``wrk -t2 -c20 -d10s`` (after a short warm-up run); by default two pairs of runs in ABBA
+order (without, with, with, without). Printed: mean requests/s of both and the ratio with/without.
+``GET /stats`` reports how many events were dispatched and handled (none may be dropped).
 
 Run: ``python benchmarks/bench_uvicorn.py [--json]``; needs ``wrk`` (Debian: ``apt-get install -y wrk``).
 """
@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
     parser.add_argument("--duration", type=float, default=10, help="wrk seconds per server run")
     parser.add_argument("--warmup", type=float, default=2, help="wrk warm-up seconds (not counted)")
+    parser.add_argument("--pairs", type=int, default=2, help="(without, with) server run pairs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--quiet", action="store_true")
@@ -204,17 +206,29 @@ def main(argv: list[str] | None = None) -> None:
         if not args.quiet:
             print(f"[bench_uvicorn] {msg}", file=sys.stderr, flush=True)
 
-    without = run_server("without", args, log)
-    with_mw = run_server("with", args, log)
-    ratio = 100.0 * with_mw["rps"] / without["rps"]
-    lost = with_mw["dispatched"] - with_mw["handled"]
-    server = with_mw["server"]
+    # ABBA order (without, with, with, without, ...) so that a drift in machine load affects both alike.
+    runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    for i in range(args.pairs):
+        for variant in ("without", "with") if i % 2 == 0 else ("with", "without"):
+            runs[variant].append(run_server(variant, args, log))
+    without_rps = statistics.mean(r["rps"] for r in runs["without"])
+    with_rps = statistics.mean(r["rps"] for r in runs["with"])
+    ratio = 100.0 * with_rps / without_rps
+    lost = sum(r["dispatched"] - r["handled"] for r in runs["with"])
+    server = runs["with"][0]["server"]
+
+    def detail(variant: str) -> dict[str, Any]:
+        return {
+            "runs": "/".join(f"{r['rps']:.0f}" for r in runs[variant]),
+            "non_2xx": sum(r["non_2xx"] for r in runs[variant]),
+        }
+
     figures = [
-        Figure("uvicorn", "rps_without", "req/s without middleware", without["rps"], "req/s",
-               extra={"requests": without["requests"], "non_2xx": without["non_2xx"]}),
-        Figure("uvicorn", "rps_with", "req/s with middleware, 10 events", with_mw["rps"], "req/s",
-               extra={"requests": with_mw["requests"], "non_2xx": with_mw["non_2xx"],
-                      "events": with_mw["dispatched"], "handled": with_mw["handled"]}),
+        Figure("uvicorn", "rps_without", "req/s without middleware", without_rps, "req/s",
+               extra=detail("without")),
+        Figure("uvicorn", "rps_with", "req/s with middleware, 10 events", with_rps, "req/s",
+               extra={**detail("with"), "events": sum(r["dispatched"] for r in runs["with"]),
+                      "handled": sum(r["handled"] for r in runs["with"])}),
         Figure("uvicorn", "rps_ratio_pct", "req/s ratio with/without", ratio, "%", RATIO_TARGET, ">=",
                {"unhandled_events": lost}),
     ]  # fmt: skip
@@ -223,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         "loop": f"uvicorn 1 worker, --http {server.get('http')} --loop {server.get('loop')}",
         "method": f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s"
         f" after {args.warmup:g}s warm-up;"
-        " 'without' then 'with', fresh server each",
+        f" {args.pairs} pair(s) of runs in ABBA order, a fresh server each; mean req/s",
     }
     emit("bench_uvicorn (end to end)", meta, figures, args.json)
 
