@@ -39,6 +39,8 @@ class SQSForwardHandler(ForwardHandler):
         message_group_id: MessageIdFunction | None = None,
         deduplication_id: MessageIdFunction | None = None,
         flush_timeout: float = 30.0,
+        relay_interval: float = 1.0,
+        reconnect_max_delay: float = 5.0,
         **boto_client_kwargs: Any,
     ) -> None:
         if not 1 <= max_batch_size <= SQS_MAX_BATCH_COUNT:
@@ -61,6 +63,8 @@ class SQSForwardHandler(ForwardHandler):
             key=key,
             id_generator=id_generator,
             flush_timeout=flush_timeout,
+            relay_interval=relay_interval,
+            reconnect_max_delay=reconnect_max_delay,
         )
         self.queue_url = queue_url
         self.region_name = region_name

@@ -161,7 +161,7 @@ async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(
         db.close()
     received = await asyncio.to_thread(sqs_queue.receive, 2, 15)
     assert sorted(r.body for r in received) == [
-        '["kept",{"n":1}]'.replace('{"n":1}', "1"),
+        '["kept",1]',
         '["late", {"n": 7}]',
     ]
     await handler.shutdown(1)
