@@ -44,11 +44,13 @@ async def test_broker_killed_mid_stream_and_restarted_nothing_lost(
                 await asyncio.sleep(0.01)
 
         producer = asyncio.create_task(produce())
-        while handler.stats.delivered < 40:
+        for _ in range(3000):
+            if handler.stats.delivered >= 40:
+                break
             await asyncio.sleep(0.01)
-        # Deliberately blocking the loop: no new send can start, sends already queued in the transport's thread
-        # finish, and the consumer takes everything moto holds - moto forgets its queues when killed, and that
-        # loss is moto's, not ours. Then the broker dies while the app keeps dispatching.
+        # Deliberately blocking the loop: no new send can start, sends already queued in the transport's
+        # thread finish, and the consumer takes everything moto holds - moto forgets its queues when killed,
+        # and that loss is moto's, not ours. Then the broker dies while the app keeps dispatching.
         queue.drain_rest(settle=2.0)
         server.kill()
         before_kill = handler.stats.delivered
