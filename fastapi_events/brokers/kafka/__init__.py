@@ -1,0 +1,1 @@
+"""Kafka (confluent-kafka): the forwarder's transport and the consumer's source."""

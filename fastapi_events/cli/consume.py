@@ -1,0 +1,94 @@
+"""``python -m fastapi_events consume URL --handlers module:attribute``: run handlers fed by a broker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from ..delivery.retry import RetryPolicy
+from ..errors import ConfigurationError
+
+_URLS = """\
+URL forms:
+  kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC)
+  redis://HOST:PORT/DB/STREAM?group=G        dead letters: STREAM.dlq (or &dlq=STREAM); &claim_idle=SECONDS
+  sqs://QUEUE?region=R&endpoint_url=U        dead letters: QUEUE-dlq (or &dlq=NAME)
+  pubsub://PROJECT/SUBSCRIPTION              dead letters: &dlq_topic=TOPIC (default SUBSCRIPTION-dlq)
+Kafka URLs also take librdkafka settings, e.g. &session.timeout.ms=10000.
+SIGTERM/SIGINT: finish running handlers, commit, exit 0 (a second signal cancels them).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "consume",
+        help="run LocalHandler registrations for events read from a broker",
+        description=__doc__,
+        epilog=_URLS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("url", help="where to read events from (see below)")
+    parser.add_argument(
+        "--handlers",
+        action="append",
+        required=True,
+        metavar="MODULE:ATTRIBUTE",
+        help="a LocalHandler to run, e.g. myapp.events:local_handler (repeatable)",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="handlers running at once (default 16)")
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=5,
+        help="attempts before a failing event is dead-lettered (default 5)",
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=0.5, help="first retry delay in seconds (default 0.5)"
+    )
+    parser.add_argument(
+        "--max-retry-delay", type=float, default=30.0, help="longest retry delay (default 30)"
+    )
+    parser.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="acknowledge events no handler is registered for, instead of dead-lettering them",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to let running handlers finish (default 30)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..consumer import load_handlers, run_consumer, source_from_url
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+    )
+    try:
+        if args.concurrency < 1:
+            raise ConfigurationError("--concurrency must be >= 1")
+        handler = load_handlers(args.handlers)
+        source = source_from_url(args.url)
+        retry = RetryPolicy(
+            max_attempts=args.max_attempts, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
+        )
+    except ConfigurationError as exc:
+        logging.getLogger("fastapi_events.consumer").error("%s", exc)
+        return 2
+    return run_consumer(
+        source,
+        handler,
+        concurrency=args.concurrency,
+        retry=retry,
+        ignore_unknown=args.ignore_unknown,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+__all__ = ["register", "run"]
