@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..codec import Serializer
@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "GoogleCloudSimplePubSubHandler needs google-cloud-pubsub: pip install 'fastapi-events[google]'"
     ) from exc
 
-from ..brokers.pubsub.publisher import SERVER_MAX_REQUEST_BYTES, PubSubTransport
+from ..brokers.pubsub.publisher import SERVER_MAX_BATCH_COUNT, SERVER_MAX_REQUEST_BYTES, PubSubTransport
 
 
 class GoogleCloudSimplePubSubHandler(ForwardHandler):
@@ -56,20 +56,30 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
         client_kwargs: Mapping[str, Any] | None = None,
         publish_timeout: float = 30.0,
         max_queue_size: int = 10_000,
+        id_generator: Callable[[], str] | None = None,
         flush_timeout: float = 30.0,
+        relay_interval: float = 1.0,
+        reconnect_max_delay: float = 5.0,
     ) -> None:
         if not project_id or not topic_id:
             raise ConfigurationError("GoogleCloudSimplePubSubHandler needs a project_id and a topic_id")
-        if max_batch_size < 1:
-            raise ConfigurationError("max_batch_size must be >= 1")
+        if not 1 <= max_batch_size <= SERVER_MAX_BATCH_COUNT:
+            raise ConfigurationError(f"max_batch_size must be between 1 and {SERVER_MAX_BATCH_COUNT} for Pub/Sub")
         settings: dict[str, Any] = {"max_messages": max_batch_size, "max_bytes": SERVER_MAX_REQUEST_BYTES}
         settings.update(batch_settings_kwargs or {})
         try:
             batch_settings = BatchSettings(**settings)
         except TypeError as exc:
             raise ConfigurationError(f"invalid batch_settings_kwargs: {exc}") from exc
-        if batch_settings.max_messages < 1 or batch_settings.max_bytes < 1 or batch_settings.max_latency < 0:
-            raise ConfigurationError(f"invalid batch settings: {batch_settings}")
+        if not (
+            1 <= batch_settings.max_messages <= SERVER_MAX_BATCH_COUNT
+            and 1 <= batch_settings.max_bytes <= SERVER_MAX_REQUEST_BYTES
+            and batch_settings.max_latency >= 0
+        ):
+            raise ConfigurationError(
+                f"invalid batch settings {batch_settings}: Pub/Sub takes 1-{SERVER_MAX_BATCH_COUNT} messages "
+                f"and at most {SERVER_MAX_REQUEST_BYTES} bytes per request"
+            )
 
         self.project_id = project_id
         self.topic_id = topic_id
@@ -92,7 +102,10 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
             max_queue_size=max_queue_size,
             on_dead_letter=on_dead_letter,
             key=ordering_key,
+            id_generator=id_generator,
             flush_timeout=flush_timeout,
+            relay_interval=relay_interval,
+            reconnect_max_delay=reconnect_max_delay,
         )
 
     @property

@@ -60,8 +60,6 @@ def test_batch_settings_kwargs_size_both_layers() -> None:
     # The client gets one spare slot: it cuts a batch when the count *reaches* max_messages.
     assert transport._batch_settings.max_messages == 51
     assert transport._batch_settings.max_latency == 0.2
-    # More than the service's 1000 messages per request is capped, not an error.
-    assert GoogleCloudSimplePubSubHandler("p", "t", max_batch_size=5000).transport.max_batch_count == 1000
 
 
 @pytest.mark.parametrize(
@@ -70,6 +68,9 @@ def test_batch_settings_kwargs_size_both_layers() -> None:
         (("", "topic"), {}),
         (("proj", ""), {}),
         (("proj", "topic", 0), {}),
+        (("proj", "topic", 1001), {}),  # the service takes at most 1000 messages per publish request
+        (("proj", "topic"), {"batch_settings_kwargs": {"max_messages": 5000}}),
+        (("proj", "topic"), {"batch_settings_kwargs": {"max_bytes": 20_000_000}}),
         (("proj", "topic"), {"batch_settings_kwargs": {"no_such_setting": 1}}),
         (("proj", "topic"), {"batch_settings_kwargs": {"max_latency": -1}}),
     ],

@@ -97,9 +97,7 @@ def classify(exc: BaseException) -> EntryResult:
         if status in _TRANSIENT_CODES:
             return EntryResult(Outcome.RETRY, f"{status}: {exc.message}")
         # No gRPC status (REST transport): the HTTP class tells client mistakes from server trouble.
-        if isinstance(exc, api_exceptions.ClientError) and not isinstance(
-            exc, api_exceptions.TooManyRequests
-        ):
+        if isinstance(exc, api_exceptions.ClientError) and not isinstance(exc, api_exceptions.TooManyRequests):
             return EntryResult(Outcome.PERMANENT, reason)
         return EntryResult(Outcome.RETRY, reason)
     if isinstance(exc, (TypeError, ValueError)):
@@ -306,11 +304,7 @@ class PubSubTransport:
             self._topic_seen = True
             return EntryResult(Outcome.DELIVERED)
         result = classify(exc)
-        if (
-            self._topic_seen
-            and result.outcome is Outcome.PERMANENT
-            and isinstance(exc, api_exceptions.NotFound)
-        ):
+        if self._topic_seen and result.outcome is Outcome.PERMANENT and isinstance(exc, api_exceptions.NotFound):
             return EntryResult(Outcome.RETRY, f"{result.reason} (topic existed before; may be recreated)")
         return result
 

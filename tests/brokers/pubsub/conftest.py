@@ -47,9 +47,7 @@ class Consumer:
     consumer outlives an emulator restart once :meth:`create` has run again.
     """
 
-    def __init__(
-        self, emulator: PubSubEmulator, *, ordered: bool = False, topic_id: str | None = None
-    ) -> None:
+    def __init__(self, emulator: PubSubEmulator, *, ordered: bool = False, topic_id: str | None = None) -> None:
         self.project = emulator.project
         self.topic_id = topic_id or f"topic-{uuid.uuid4().hex[:12]}"
         self.ordered = ordered

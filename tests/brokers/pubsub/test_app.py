@@ -37,9 +37,7 @@ def make_app(handler: GoogleCloudSimplePubSubHandler) -> FastAPI:
 
 @pytest.mark.anyio
 @pytest.mark.servers
-async def test_routes_forward_through_the_middleware(
-    pubsub_env: PubSubEmulator, consumer_factory: Any
-) -> None:
+async def test_routes_forward_through_the_middleware(pubsub_env: PubSubEmulator, consumer_factory: Any) -> None:
     consumer = consumer_factory()
     handler = GoogleCloudSimplePubSubHandler(pubsub_env.project, consumer.topic_id)
     app = make_app(handler)
@@ -56,9 +54,7 @@ async def test_routes_forward_through_the_middleware(
 
     bodies = sorted((m.body[0], m.body[1].get("order_id", -1)) for m in consumer.received())
     assert bodies == sorted(
-        [("order.placed", i) for i in range(40)]
-        + [("order.paid", i) for i in range(40)]
-        + [("sync.called", -1)]
+        [("order.placed", i) for i in range(40)] + [("order.paid", i) for i in range(40)] + [("sync.called", -1)]
     )
     assert {m.attributes["event_name"] for m in consumer.received()} == {
         "order.placed",

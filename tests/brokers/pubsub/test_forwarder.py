@@ -36,9 +36,7 @@ async def wait_count(consumer: Consumer, count: int, within: float = 30.0) -> No
     await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(count, within))
 
 
-async def test_events_arrive_with_body_and_attributes(
-    pubsub_env: PubSubEmulator, consumer_factory: Any
-) -> None:
+async def test_events_arrive_with_body_and_attributes(pubsub_env: PubSubEmulator, consumer_factory: Any) -> None:
     consumer = consumer_factory()
     handler = GoogleCloudSimplePubSubHandler(pubsub_env.project, consumer.topic_id)
     events = [
@@ -179,9 +177,7 @@ async def test_oversize_event_dead_letters_and_large_one_arrives(
         pubsub_env.project, consumer.topic_id, on_dead_letter=lambda m, r: dead.append((m, r))
     )
     try:
-        await handler.handle_many(
-            [("small", 1), ("huge", "x" * 10_500_000), ("large", "y" * 3_000_000), ("small", 2)]
-        )
+        await handler.handle_many([("small", 1), ("huge", "x" * 10_500_000), ("large", "y" * 3_000_000), ("small", 2)])
         await handler.flush(30)
         await wait_count(consumer, 3)
     finally:
