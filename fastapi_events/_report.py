@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Any, Union
+from typing import Any
 
 from ._names import event_name_str
 from .typing import Event
@@ -17,7 +17,7 @@ from .typing import Event
 logger = logging.getLogger("fastapi_events")
 
 #: ``on_error(event, handler_name, exc)``; may be sync or async.
-ErrorHook = Callable[[Event, str, BaseException], Union[None, Awaitable[None]]]
+ErrorHook = Callable[[Event, str, BaseException], Awaitable[None] | None]
 
 # Set by the runtime around handler execution so that nested code (LocalHandler's registered functions, forwarders)
 # reports to the hook of the middleware that is running it.

@@ -24,17 +24,17 @@ try:
 except ImportError:  # pragma: no cover - pydantic is optional for Starlette-only users
     _BaseModel = None  # type: ignore[assignment,misc]
 
-# os.environ.get() encodes the key on every call (~1 µs); the raw mapping behind os.environ is what putenv and
-# monkeypatch.setenv update too, so reading it directly still honours changes made after import.
 # The hook lists are mutated in place, never rebound, so module-level aliases stay valid.
 _on_dispatch = _hooks.on_dispatch
 _recorders = _hooks.recorders
 
+# os.environ.get() encodes the key on every call (~1 µs); the raw mapping behind os.environ is what putenv and
+# monkeypatch.setenv update too, so reading it directly still honours changes made after import.
 _environ_data: dict[Any, Any] | None = getattr(os.environ, "_data", None)
 _env_key: Any = FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
 if _environ_data is not None:
     try:
-        _env_key = os.environ.encodekey(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)  # type: ignore[attr-defined]
+        _env_key = os.environ.encodekey(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)
     except AttributeError:  # pragma: no cover - not CPython's os.environ
         _environ_data = None
 
@@ -44,12 +44,8 @@ def _dispatch_disabled() -> bool:
         raw = _environ_data.get(_env_key)
         if raw is None:
             return False
-        value = os.environ.decodevalue(raw)  # type: ignore[attr-defined]
-    else:  # pragma: no cover
-        value = os.environ.get(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR)
-        if value is None:
-            return False
-    return strtobool(value)
+        return strtobool(os.environ.decodevalue(raw))
+    return strtobool(os.environ.get(FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR))
 
 
 def _dump(model: Any, dict_args: dict[str, Any] | None) -> Any:
@@ -106,7 +102,9 @@ def dispatch(
                 schema = registry.data.get(event_name_str(name))
                 if schema is not None:
                     validated = schema.model_validate(payload)
-                    payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
+                    payload = (
+                        _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
+                    )
 
     event = (name, payload)
     if _on_dispatch:

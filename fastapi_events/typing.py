@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from enum import Enum
-from typing import Any, Tuple, Union
+from typing import Any, Union
 
-EventName = Union[str, Enum]
-Payload = Union[dict, Any]  # type: ignore[type-arg]
+EventName = Union[str, Enum]  # noqa: UP007 - kept as in 0.x
+Payload = Union[dict, Any]  # type: ignore[type-arg]  # noqa: UP007 - kept as in 0.x
 PydanticModel = Any
 # A plain 2-tuple so that ``event_name, payload = event`` keeps working in user code.
-Event = Tuple[EventName, Any]
+Event = tuple[EventName, Any]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -52,7 +52,11 @@ def run_route(body, *handlers):
 @pytest.mark.parametrize(
     ("args", "kwargs", "expected"),
     [
-        (("cat-requested-a-fish",), {"payload": {"cat_id": CAT_ID}}, ("cat-requested-a-fish", {"cat_id": CAT_ID})),
+        (
+            ("cat-requested-a-fish",),
+            {"payload": {"cat_id": CAT_ID}},
+            ("cat-requested-a-fish", {"cat_id": CAT_ID}),
+        ),
         (("a_cat_is_spotted",), {}, ("a_cat_is_spotted", None)),
         ((), {"event_name": "by-keyword", "payload": [1, 2]}, ("by-keyword", [1, 2])),
         (("int-payload", 7), {}, ("int-payload", 7)),
@@ -169,7 +173,11 @@ def test_schema_registered_by_dunder_name_and_custom_registry(clean_schema_regis
         dispatch("only-custom", {"n": "5"}, payload_schema_registry=custom)
         dispatch("only-custom", {"n": "x"})  # default registry knows no schema for it
         dispatch("USER_SIGNED_UP", {"user_id": "x"}, validate_payload=False)
-        dispatch("USER_SIGNED_UP", {"user_id": "3", "extra": 1}, payload_schema_cls_dict_args={"exclude": {"user_id"}})
+        dispatch(
+            "USER_SIGNED_UP",
+            {"user_id": "3", "extra": 1},
+            payload_schema_cls_dict_args={"exclude": {"user_id"}},
+        )
         dispatch("USER_SIGNED_UP", {"user_id": "4"}, payload_schema_dump=False)
 
     events = run_route(body)

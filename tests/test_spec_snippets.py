@@ -196,7 +196,9 @@ def test_local_handler_snippets(fresh_local_handler, caplog) -> None:
         "handle_all_events",
         "handle_all_events",
     ]
-    assert [r.func.__name__ for r in local_handler._get_handlers_for_event("dog")] == ["handle_all_events"] * 2
+    assert [r.func.__name__ for r in local_handler._get_handlers_for_event("dog")] == [
+        "handle_all_events"
+    ] * 2
     with caplog.at_level("ERROR", logger="fastapi_events"):
         _inside_request("from fastapi_events.dispatcher import dispatch\ndispatch('cat_is_cute', {'x': 1})")
     # All four ran (two sync, two async, one with nested Depends) and none failed.

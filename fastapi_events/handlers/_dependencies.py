@@ -95,7 +95,7 @@ def _type_hints(call: Callable[..., Any]) -> dict[str, Any]:
             hints[name] = annotation
             continue
         try:
-            hints[name] = eval(annotation, namespace)  # noqa: S307 - the function's own annotation
+            hints[name] = eval(annotation, namespace)
         except Exception as exc:
             if "Depends" in annotation:
                 raise ConfigurationError(
@@ -141,7 +141,7 @@ class Plan:
         step = self.handler_step
         simple = len(self.steps) == 1 and step.kind is Kind.ASYNC
         self._direct: Callable[..., Any] | None = None
-        if simple and (step.positional, step.keywords) in (((EVENT,), ()), ((), ())) or (
+        if (simple and (step.positional, step.keywords) in (((EVENT,), ()), ((), ()))) or (
             simple and not step.positional and len(step.keywords) == 1 and _positional_ok(step.call)
         ):
             self._direct = step.call

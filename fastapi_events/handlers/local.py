@@ -21,7 +21,7 @@ from .base import BaseEventHandler
 try:
     from fastapi import Depends
 except ImportError:  # pragma: no cover - Starlette-only installs
-    Depends = EventsDepends  # type: ignore[assignment,misc]
+    Depends = EventsDepends  # type: ignore[assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +89,9 @@ class LocalHandler(BaseEventHandler):
         """Remove ``func`` (for ``event_name`` only, when given)."""
         pattern = None if event_name is None else event_name_str(event_name)
         self._registrations = [
-            r for r in self._registrations if not (r.func is func and (pattern is None or r.pattern == pattern))
+            r
+            for r in self._registrations
+            if not (r.func is func and (pattern is None or r.pattern == pattern))
         ]
         self._matches.clear()
 
@@ -121,13 +123,13 @@ class LocalHandler(BaseEventHandler):
             if len(registrations) == 1:
                 await _run_one(registrations[0], (event,))
                 return
-            work = [(registration, (event,)) for registration in registrations]
+            work: list[tuple[Registration, Sequence[Event]]] = [(r, (event,)) for r in registrations]
         else:
             grouped: dict[Registration, list[Event]] = {}
             for event in events:
                 for registration in self._get_handlers_for_event(event[0]):
                     grouped.setdefault(registration, []).append(event)
-            work = list(grouped.items())
+            work = [(registration, group) for registration, group in grouped.items()]
         await _run_all(work)
 
     async def handle_strict(self, event: Event) -> int:
@@ -140,7 +142,7 @@ class LocalHandler(BaseEventHandler):
         results = await asyncio.gather(*runs, return_exceptions=True)
         failures = [
             (r.name, result)
-            for r, result in zip(registrations, results)
+            for r, result in zip(registrations, results, strict=True)
             if isinstance(result, BaseException)
         ]
         for _, exc in failures:
@@ -168,7 +170,9 @@ async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
             report_failure(event, registration.func, exc)
 
 
-def _run_sync_group(work: Sequence[tuple[Registration, Sequence[Event]]]) -> list[tuple[Event, Any, Exception]]:
+def _run_sync_group(
+    work: Sequence[tuple[Registration, Sequence[Event]]],
+) -> list[tuple[Event, Any, Exception]]:
     # Runs in one worker thread: one hop for all sync functions of a batch instead of one per call.
     failures: list[tuple[Event, Any, Exception]] = []
     for registration, events in work:

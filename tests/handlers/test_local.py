@@ -110,7 +110,7 @@ def test_nested_sync_async_and_yield_dependencies_with_annotated() -> None:
     async def handle_all_events(
         event: Event,
         db_session=Depends(get_db_session),
-        settings: Annotated[dict[str, int], Depends(sync_settings)] = None,  # type: ignore[assignment]
+        settings: Annotated[dict[str, int] | None, Depends(sync_settings)] = None,
         resource: Annotated[str, Depends(sync_resource)] = "",
         again: str = Depends(get_db_conn),
     ) -> None:
@@ -235,7 +235,7 @@ def test_unresolvable_parameter_fails_at_registration() -> None:
 def test_unevaluable_depends_annotation_is_a_clear_error() -> None:
     handler = LocalHandler()
 
-    async def h(event, dep: "Annotated[str, Depends(not_defined_anywhere)]") -> None: ...
+    async def h(event, dep: "Annotated[str, Depends(not_defined_anywhere)]") -> None: ...  # noqa: F821
 
     with pytest.raises(ConfigurationError, match="not_defined_anywhere"):
         handler.register(h)
