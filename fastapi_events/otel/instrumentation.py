@@ -150,8 +150,9 @@ def is_real_tracer_provider(provider: Any) -> bool:
 def is_real_meter_provider(provider: Any) -> bool:
     if provider is None or isinstance(provider, otel_metrics.NoOpMeterProvider):
         return False
-    # The API's stand-in before a provider is set is private (``_ProxyMeterProvider``); match it by name.
-    return not type(provider).__name__.endswith("ProxyMeterProvider")
+    # The API's stand-in before a provider is set is private; match exactly that class, not vendor proxies.
+    cls = type(provider)
+    return (cls.__module__, cls.__name__) != ("opentelemetry.metrics._internal", "_ProxyMeterProvider")
 
 
 def instrument(
