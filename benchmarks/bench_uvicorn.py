@@ -11,7 +11,9 @@ installed, else h11 + asyncio, 127.0.0.1 on a free port, log level warning, no a
 
 Each is loaded with ``wrk -t2 -c20 -d10s`` (after a short warm-up run); by default two pairs of runs in ABBA
 order (without, with, with, without). Printed: mean requests/s of both and the ratio with/without.
-``GET /stats`` reports how many events were dispatched and handled (none may be dropped).
+``GET /stats`` reports how many events were dispatched and handled (none may be dropped). As a cross-check that
+other load on the machine cannot skew, the server process's CPU time per request (from /proc) is printed too,
+and its ratio without/with.
 
 Run: ``python benchmarks/bench_uvicorn.py [--json]``; needs ``wrk`` (Debian: ``apt-get install -y wrk``).
 """
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from _common import Figure, emit, package_info
@@ -114,6 +117,15 @@ def get_json(url: str, timeout: float = 2.0) -> Any:
         return json.loads(response.read())
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, threads: int, connections: int, seconds: float) -> dict[str, float]:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", url]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -151,15 +163,14 @@ def run_server(variant: str, args: argparse.Namespace, log: Any) -> dict[str, An
         if args.warmup > 0:
             wrk(f"{base}/events", args.threads, args.connections, args.warmup)
         before = get_json(f"{base}/stats")
+        cpu_before = process_cpu_seconds(proc.pid)
         result = wrk(f"{base}/events", args.threads, args.connections, args.duration)
+        cpu = process_cpu_seconds(proc.pid) - cpu_before
+        # (the /stats requests below are not counted; the wrk requests dwarf them)
         # handlers may still be running right after the load stops: wait (bounded) until the counts settle
         stats = get_json(f"{base}/stats")
         settle_deadline = time.monotonic() + 10
-        while (
-            variant == "with"
-            and stats["handled"] < stats["dispatched"]
-            and time.monotonic() < settle_deadline
-        ):
+        while variant == "with" and stats["handled"] < stats["dispatched"] and time.monotonic() < settle_deadline:
             time.sleep(0.05)
             stats = get_json(f"{base}/stats")
         dispatched = stats["dispatched"] - before["dispatched"]
@@ -170,7 +181,8 @@ def run_server(variant: str, args: argparse.Namespace, log: Any) -> dict[str, An
             f"{', ' + str(result['socket_errors']) if result['socket_errors'] else ''}); "
             f"events dispatched {dispatched}, handled {handled}; server {server_info}"
         )
-        return {**result, "dispatched": dispatched, "handled": handled, "server": server_info}
+        cpu_us = cpu * 1e6 / max(1, result["requests"])
+        return {**result, "dispatched": dispatched, "handled": handled, "server": server_info, "cpu_us": cpu_us}
     finally:
         proc.terminate()
         try:
@@ -198,9 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     if shutil.which("wrk") is None:
-        raise SystemExit(
-            "bench_uvicorn: `wrk` not found on PATH. Install it (Debian/Ubuntu: apt-get install -y wrk)."
-        )
+        raise SystemExit("bench_uvicorn: `wrk` not found on PATH. Install it (Debian/Ubuntu: apt-get install -y wrk).")
 
     def log(msg: str) -> None:
         if not args.quiet:
@@ -214,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     without_rps = statistics.mean(r["rps"] for r in runs["without"])
     with_rps = statistics.mean(r["rps"] for r in runs["with"])
     ratio = 100.0 * with_rps / without_rps
+    without_cpu = statistics.mean(r["cpu_us"] for r in runs["without"])
+    with_cpu = statistics.mean(r["cpu_us"] for r in runs["with"])
+    cpu_ratio = 100.0 * without_cpu / with_cpu if with_cpu else 0.0
     lost = sum(r["dispatched"] - r["handled"] for r in runs["with"])
     server = runs["with"][0]["server"]
 
@@ -231,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
                       "handled": sum(r["handled"] for r in runs["with"])}),
         Figure("uvicorn", "rps_ratio_pct", "req/s ratio with/without", ratio, "%", RATIO_TARGET, ">=",
                {"unhandled_events": lost}),
+        Figure("uvicorn", "server_cpu_us_without", "server CPU per request without", without_cpu, "us/req",
+               extra={"runs": "/".join(f"{r['cpu_us']:.0f}" for r in runs["without"])}),
+        Figure("uvicorn", "server_cpu_us_with", "server CPU per request with", with_cpu, "us/req",
+               extra={"runs": "/".join(f"{r['cpu_us']:.0f}" for r in runs["with"])}),
+        Figure("uvicorn", "cpu_ratio_pct", "CPU-based ratio (cpu without / cpu with)", cpu_ratio, "%",
+               extra={"note": "cross-check, robust to other load"}),
     ]  # fmt: skip
     meta: dict[str, Any] = {
         **package_info(),

@@ -35,7 +35,18 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("rps_without", "uvicorn req/s, no middleware", "{:.0f}", ""),
     ("rps_with", "uvicorn req/s, middleware + 10 events/request", "{:.0f}", ""),
     ("rps_ratio_pct", "**uvicorn req/s ratio with/without (%)**", "{:.1f}", ">= 60"),
+    ("server_cpu_us_without", "uvicorn server CPU µs/request, no middleware", "{:.0f}", ""),
+    ("server_cpu_us_with", "uvicorn server CPU µs/request, middleware + 10 events", "{:.0f}", ""),
+    ("cpu_ratio_pct", "uvicorn CPU-based ratio without/with (%), cross-check", "{:.1f}", ""),
 ]
+
+# 0.12.2 as measured on the reference machine of issue #2, to tell how fast this machine / run was.
+ISSUE_OLD_FIGURES = {
+    "overhead_us": 22.0,
+    "async_event_us_k10": 60.0,
+    "sync_event_us_k10": 75.0,
+    "dep_event_us_k10": 77.0,
+}
 
 
 def run_bench(interp: _venvs.Interpreter, script: str, extra: list[str]) -> tuple[list[dict[str, Any]], str]:
@@ -80,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-uvicorn", action="store_true")
     parser.add_argument("--skip-core", action="store_true")
     parser.add_argument("--core-args", default="", help="extra arguments for bench_core.py (one string)")
-    parser.add_argument(
-        "--uvicorn-args", default="", help="extra arguments for bench_uvicorn.py (one string)"
-    )
+    parser.add_argument("--uvicorn-args", default="", help="extra arguments for bench_uvicorn.py (one string)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
 
@@ -134,6 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         "µs figures: median of interleaved rounds, each a difference against a baseline measured in the same "
         "rounds (see benchmarks/README.md). ✓/✗ = target met/missed.",
     ]
+    old_results = results[_venvs.OLD_VERSION]
+    factors = [
+        old_results[key]["value"] / reference
+        for key, reference in ISSUE_OLD_FIGURES.items()
+        if key in old_results and old_results[key]["value"] > 0
+    ]
+    if factors:
+        footer.append(
+            f"0.12.2 measured here at {min(factors):.1f}-{max(factors):.1f}x the issue's reference figures "
+            f"(22 / 60 / 75 / 77 µs): this machine/run is that much slower than the reference one."
+        )
     for label, m in meta.items():
         footer.append(f"- {label}: {m.get('version')}; core GC: {m.get('gc', '-')}")
     footer.extend(f"- note: {n}" for n in notes)
