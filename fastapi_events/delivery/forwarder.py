@@ -238,9 +238,7 @@ class ForwardHandler(BaseEventHandler):
                 body = encode_event(event, self.serializer)
             except SerializationError as exc:
                 text = repr(event).encode("utf-8", "replace")[:_REPR_LIMIT]
-                dead.append(
-                    DeadLetter(OutboundMessage(event_id, name, text, attributes, key), str(exc), 0, False)
-                )
+                dead.append(DeadLetter(OutboundMessage(event_id, name, text, attributes, key), str(exc), 0, False))
                 continue
             message = OutboundMessage(event_id, name, body, attributes, key)
             size = self.transport.message_size(message)
@@ -368,9 +366,7 @@ class ForwardHandler(BaseEventHandler):
             return
         entry.last_error = result.reason
         if result.outcome is Outcome.PERMANENT:
-            dead.append(
-                (entry, DeadLetter(entry.message, f"rejected by broker: {result.reason}", entry.attempts))
-            )
+            dead.append((entry, DeadLetter(entry.message, f"rejected by broker: {result.reason}", entry.attempts)))
             return
         entry.attempts += 1
         if entry.first_failure_at is None:
@@ -407,9 +403,7 @@ class ForwardHandler(BaseEventHandler):
                     if inspect.isawaitable(result):
                         await result
                 except Exception:
-                    logger.exception(
-                        "on_dead_letter failed for event %r (id %s)", d.message.event_name, d.message.id
-                    )
+                    logger.exception("on_dead_letter failed for event %r (id %s)", d.message.event_name, d.message.id)
         self._resolved(d.message.id for d in dead)
 
     def _resolved(self, ids: Iterable[str]) -> None:

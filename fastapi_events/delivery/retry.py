@@ -48,9 +48,7 @@ class RetryPolicy:
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return True
         return (
-            self.max_elapsed is not None
-            and first_failure_at is not None
-            and now - first_failure_at >= self.max_elapsed
+            self.max_elapsed is not None and first_failure_at is not None and now - first_failure_at >= self.max_elapsed
         )
 
 

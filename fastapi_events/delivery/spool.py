@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS pending (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pending_due ON pending (destination, next_attempt_at);
+CREATE INDEX IF NOT EXISTS pending_order ON pending (destination, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -105,9 +106,7 @@ class SpoolDB:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"spool {self.path} has schema {version}, newer than this version supports"
-            )
+            raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
         self.conn.executescript(_SCHEMA)
         self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -153,21 +152,22 @@ class SpoolDB:
 
     # -- forwarder operations ------------------------------------------------------------------------------
     def insert_pending(self, destination: str, messages: Sequence[OutboundMessage], now: float) -> list[int]:
-        cursor = self.conn.cursor()
-        seqs: list[int] = []
-        sql = (
+        if not messages:
+            return []
+        self.conn.executemany(
             "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(m.id, destination, m.event_name, m.body, _dump(m.attributes), m.key, now) for m in messages],
         )
-        for m in messages:
-            cursor.execute(sql, (m.id, destination, m.event_name, m.body, _dump(m.attributes), m.key, now))
-            seqs.append(int(cursor.lastrowid or 0))
-        return seqs
+        # Only this connection writes, inside the transaction the caller holds: the rows got consecutive seqs.
+        last = int(self.conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return list(range(last - len(messages) + 1, last + 1))
 
     def due(self, destination: str, now: float, limit: int) -> tuple[list[Entry], float | None]:
+        # "+next_attempt_at" keeps that column out of index selection: walking pending_order in seq order stops
+        # after `limit` due rows, where the pending_due index would sort every due row of a large backlog.
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM pending WHERE destination = ? AND next_attempt_at <= ? "
-            "ORDER BY seq LIMIT ?",
+            f"SELECT {_COLUMNS} FROM pending WHERE destination = ? AND +next_attempt_at <= ? ORDER BY seq LIMIT ?",
             (destination, now, limit),
         ).fetchall()
         entries = [_entry(row) for row in rows]
@@ -188,7 +188,7 @@ class SpoolDB:
         now: float,
     ) -> None:
         if delivered:
-            self.conn.executemany("DELETE FROM pending WHERE seq = ?", [(e.seq,) for e in delivered])
+            self._delete([e.seq for e in delivered])
         if retries:
             self.conn.executemany(
                 "UPDATE pending SET attempts = ?, first_failure_at = ?, next_attempt_at = ?, last_error = ? "
@@ -206,7 +206,13 @@ class SpoolDB:
             )
         if dead:
             self.insert_dead(destination, [d for _, d in dead], now)
-            self.conn.executemany("DELETE FROM pending WHERE seq = ?", [(e.seq,) for e, _ in dead])
+            self._delete([e.seq for e, _ in dead])
+
+    def _delete(self, seqs: Sequence[int]) -> None:
+        # Chunks of at most 500 host parameters (SQLite's limit is 999 on old builds).
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            self.conn.execute(f"DELETE FROM pending WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
     def insert_dead(self, destination: str, dead: Iterable[DeadLetter], now: float) -> None:
         self.conn.executemany(
@@ -251,22 +257,15 @@ class SpoolDB:
             "FROM dead_letters" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
         )
         rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
-        return [
-            SpoolRecord("dead_letters", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
-            for r in rows
-        ]
+        return [SpoolRecord("dead_letters", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8])) for r in rows]
 
-    def replay(
-        self, ids: Sequence[str] | None, destination: str | None = None
-    ) -> tuple[int, list[SpoolRecord]]:
+    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
         """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
 
         Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
         """
         where, params = _dead_filter(ids, destination)
-        skipped = [
-            r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)
-        ]
+        skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
         with self.transaction():
             now = time.time()
             cursor = self.conn.execute(
@@ -279,9 +278,7 @@ class SpoolDB:
             self.conn.execute(f"DELETE FROM dead_letters WHERE replayable = 1{where}", params)
         return moved, skipped
 
-    def purge(
-        self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False
-    ) -> int:
+    def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
         """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too."""
         where, params = _dead_filter(ids, destination)
         with self.transaction():
@@ -296,9 +293,7 @@ class SpoolDB:
             for dest, count, oldest in self.conn.execute(
                 f"SELECT destination, COUNT(*), MIN(created_at) FROM {table} GROUP BY destination"
             ):
-                item = by_destination.setdefault(
-                    dest, {"pending": 0, "dead_letters": 0, "oldest_pending_at": None}
-                )
+                item = by_destination.setdefault(dest, {"pending": 0, "dead_letters": 0, "oldest_pending_at": None})
                 item[table] = count
                 if table == "pending":
                     item["oldest_pending_at"] = oldest

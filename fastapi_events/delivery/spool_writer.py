@@ -39,24 +39,34 @@ class SpoolWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
+        self._outgoing: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._users = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True)
         self._thread.start()
 
     async def call(self, fn: Callable[[SpoolDB], T]) -> T:
         """Run ``fn(db)`` in the writer thread, inside a transaction, and wait for the commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, loop, future))
+        outgoing = self._outgoing.get(loop)
+        if outgoing is None:
+            # Operations issued during one loop iteration (e.g. many requests finishing together) travel to the
+            # thread as one item: one wake-up of the writer thread instead of one per request.
+            outgoing = self._outgoing[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        outgoing.append(_Op(fn, loop, future))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        ops = self._outgoing.pop(loop, None)
+        if ops:
+            self._queue.put(ops)
 
     def _run(self) -> None:
         try:
@@ -66,20 +76,20 @@ class SpoolWriter:
             db = None
         self._ready.set()
         while True:
-            op = self._queue.get()
-            if op is None:
+            first = self._queue.get()
+            if first is None:
                 break
-            ops = [op]
+            ops = list(first)
             stop = False
             while len(ops) < _MAX_GROUP:
                 try:
-                    nxt = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if more is None:
                     stop = True
                     break
-                ops.append(nxt)
+                ops.extend(more)
             self._execute(db, ops)
             if stop:
                 break
@@ -103,11 +113,17 @@ class SpoolWriter:
             except Exception as exc:
                 db.rollback()
                 results = [(None, exc)] * len(ops)
+        # One wake-up per loop for the whole group: call_soon_threadsafe writes to the loop's self-pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for op, (value, error) in zip(ops, results, strict=True):
+            by_loop.setdefault(op.loop, []).append((op.future, value, error))
+        for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the caller's loop is already closed
-                op.loop.call_soon_threadsafe(_settle, op.future, value, error)
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     def stop(self) -> None:
+        for loop in list(self._outgoing):  # not yet handed over: send them before the stop marker
+            self._hand_over(loop)
         self._queue.put(None)
 
     def join(self, timeout: float | None = None) -> None:
@@ -115,13 +131,14 @@ class SpoolWriter:
             self._thread.join(timeout)
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in settled:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 _registry: dict[str, SpoolWriter] = {}
