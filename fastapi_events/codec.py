@@ -67,9 +67,9 @@ def json_default(value: Any) -> Any:
 
 def _dumps(obj: Any) -> bytes:
     # allow_nan=False: NaN/Infinity are not JSON and break non-Python consumers.
-    return json.dumps(
-        obj, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(obj, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def encode_payload(value: Any) -> bytes:
@@ -92,9 +92,7 @@ def encode_event(event: Event, serializer: Serializer | None = None) -> bytes:
             try:
                 return body.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise SerializationError(
-                    name, f"serializer returned text that is not valid UTF-8: {exc}"
-                ) from exc
+                raise SerializationError(name, f"serializer returned text that is not valid UTF-8: {exc}") from exc
         if isinstance(body, (bytes, bytearray, memoryview)):
             return bytes(body)
         raise SerializationError(name, f"serializer returned {type(body).__name__}, expected str or bytes")
@@ -123,9 +121,7 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MalformedMessageError(
-                f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})", body
-            ) from exc
+            raise MalformedMessageError(f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})", body) from exc
     elif isinstance(body, str):
         text = body
     else:
@@ -139,9 +135,7 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
             f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", body
         ) from exc
     if not isinstance(value, list):
-        raise MalformedMessageError(
-            f'expected a JSON array ["event name", payload], got {type(value).__name__}', body
-        )
+        raise MalformedMessageError(f'expected a JSON array ["event name", payload], got {type(value).__name__}', body)
     if len(value) != 2:
         raise MalformedMessageError(
             f'expected a JSON array of 2 items ["event name", payload], got {len(value)} item(s)', body

@@ -20,9 +20,7 @@ from ..delivery.spool import SpoolDB, SpoolRecord
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "spool", help="inspect and repair a forwarder's spool file", description=__doc__
-    )
+    parser = subparsers.add_parser("spool", help="inspect and repair a forwarder's spool file", description=__doc__)
     commands = parser.add_subparsers(dest="spool_command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -64,10 +62,7 @@ def _print_records(title: str, records: Sequence[SpoolRecord], reason_header: st
     print(f"{title}: {len(records)}")
     if not records:
         return
-    rows = [
-        (r.id, r.event_name, r.destination, str(r.attempts), _when(r.created_at), r.reason or "-")
-        for r in records
-    ]
+    rows = [(r.id, r.event_name, r.destination, str(r.attempts), _when(r.created_at), r.reason or "-") for r in records]
     headers = ("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:-1])]
     for row in [headers, *rows]:

@@ -17,9 +17,7 @@ def test_split_by_count_and_bytes_preserving_order() -> None:
 
 
 def test_count_limit_alone() -> None:
-    result = split_batches(
-        list(range(25)), size=lambda i: 1, max_count=10, max_bytes=1000, max_message_bytes=1000
-    )
+    result = split_batches(list(range(25)), size=lambda i: 1, max_count=10, max_bytes=1000, max_message_bytes=1000)
     assert [len(b) for b in result.batches] == [10, 10, 5]
 
 

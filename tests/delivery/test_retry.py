@@ -123,9 +123,7 @@ async def test_retry_budget_exhausted_becomes_a_dead_letter_with_the_reason() ->
 @pytest.mark.anyio
 async def test_outages_back_off_but_never_use_up_the_budget() -> None:
     transport = FlakyTransport({}, raise_first=6)
-    handler = ForwardHandler(
-        transport, retry=RetryPolicy(max_attempts=1, initial_delay=0.01), reconnect_max_delay=0.05
-    )
+    handler = ForwardHandler(transport, retry=RetryPolicy(max_attempts=1, initial_delay=0.01), reconnect_max_delay=0.05)
     await handler.handle_many([("e", 1)])
     await handler.flush(10)
     # Six failed sends, yet max_attempts=1 did not dead-letter the event: it arrived on the 7th.

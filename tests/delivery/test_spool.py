@@ -54,9 +54,7 @@ async def test_events_outlive_a_broker_outage_and_a_restart(
     assert await asyncio.to_thread(_pending, spool_path, sqs_queue.name) == 15
 
     # Same spool_path, broker up: everything left is delivered on start, without any new event.
-    up = SQSForwardHandler(
-        sqs_queue.name, sqs_queue.region, spool_path=spool_path, **sqs_queue.handler_kwargs
-    )
+    up = SQSForwardHandler(sqs_queue.name, sqs_queue.region, spool_path=spool_path, **sqs_queue.handler_kwargs)
     await up.startup()
     received = await asyncio.to_thread(sqs_queue.receive, 15)
     assert sorted(p["i"] for p in sqs_queue.payloads()) == list(range(15))
@@ -96,9 +94,7 @@ def test_one_process_per_spool_file(spool_path: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_two_forwarders_share_one_spool_file_by_destination(
-    spool_path: str, moto_server: object
-) -> None:
+async def test_two_forwarders_share_one_spool_file_by_destination(spool_path: str, moto_server: object) -> None:
     kwargs = dict(moto_server.client_kwargs)  # type: ignore[attr-defined]
     first, second = Queue(kwargs), Queue(kwargs)
     h1 = SQSForwardHandler(first.name, first.region, spool_path=spool_path, **first.handler_kwargs)
@@ -136,9 +132,7 @@ async def test_sqlite_work_never_runs_on_the_event_loop_thread(
 
 
 @pytest.mark.anyio
-async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(
-    spool_path: str, sqs_queue: Queue
-) -> None:
+async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(spool_path: str, sqs_queue: Queue) -> None:
     handler = SQSForwardHandler(
         sqs_queue.name,
         sqs_queue.region,

@@ -68,8 +68,7 @@ class SQSTransport:
 
     def message_size(self, message: OutboundMessage) -> int:
         return len(message.body) + sum(
-            len(name.encode()) + len(_STRING) + len(value.encode())
-            for name, value in message.attributes.items()
+            len(name.encode()) + len(_STRING) + len(value.encode()) for name, value in message.attributes.items()
         )
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -105,9 +104,7 @@ class SQSTransport:
                 reason = f"{failed.get('Code', '?')}: {failed.get('Message', '')}".rstrip(": ")
                 results[int(failed["Id"])] = EntryResult(outcome, reason)
         # An entry SQS did not mention at all was not accepted: try it again.
-        return [
-            r or EntryResult(Outcome.RETRY, "missing from the SendMessageBatch response") for r in results
-        ]
+        return [r or EntryResult(Outcome.RETRY, "missing from the SendMessageBatch response") for r in results]
 
     def _entry(self, entry_id: str, message: OutboundMessage) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -115,9 +112,7 @@ class SQSTransport:
             "Id": entry_id,
             "MessageBody": message.body.decode("utf-8"),
             "MessageAttributes": {
-                name: {"DataType": _STRING, "StringValue": value}
-                for name, value in message.attributes.items()
-                if value
+                name: {"DataType": _STRING, "StringValue": value} for name, value in message.attributes.items() if value
             },
         }
         if self.fifo:
@@ -128,9 +123,7 @@ class SQSTransport:
     def _send_sync(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         self._open_sync()  # after a failed open (broker down at startup), the first send resolves the queue
         try:
-            response: dict[str, Any] = self._client.send_message_batch(
-                QueueUrl=self.queue_url, Entries=entries
-            )
+            response: dict[str, Any] = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except Exception as exc:
             code = _content_error(exc)
             if code is None:

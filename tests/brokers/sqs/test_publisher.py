@@ -25,9 +25,7 @@ from tests._sqs import Queue
 class TracedEvent(tuple):  # type: ignore[type-arg]
     """Like the events the OpenTelemetry integration dispatches: a 2-tuple carrying trace context."""
 
-    trace_context: ClassVar[dict[str, str]] = {
-        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    }
+    trace_context: ClassVar[dict[str, str]] = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
 
 def _message(name: str, payload: object, event_id: str, key: str | None = None) -> OutboundMessage:
