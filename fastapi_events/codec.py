@@ -154,15 +154,16 @@ def new_event_id() -> str:
 
 
 def trace_context(event: Event) -> dict[str, str]:
-    """W3C trace-context attributes (``traceparent``/``tracestate``) to send with ``event``.
+    """Trace-propagation attributes (W3C ``traceparent``/``tracestate`` by default) to send with ``event``.
 
-    Taken from a ``trace_context`` mapping carried by the event (the OpenTelemetry integration attaches it at
-    dispatch time, so the consumer's span links to the dispatching request) or, failing that, from the current
-    OpenTelemetry context when the API is installed.
+    Taken from the ``trace_context`` mapping the OpenTelemetry integration attaches to events at dispatch (so the
+    consumer's span links to the dispatching request) or, failing that, from the current OpenTelemetry context
+    when the API is installed. Every key the configured propagator writes is kept; transports drop names their
+    broker cannot carry.
     """
     carried = getattr(event, "trace_context", None)
     if isinstance(carried, Mapping):
-        return {k: str(v) for k, v in carried.items() if k in TRACE_ATTRIBUTES and v}
+        return {str(k): str(v) for k, v in carried.items() if v}
     return _inject_current()
 
 
@@ -176,13 +177,15 @@ def _inject_current() -> dict[str, str]:
         propagate.inject(carrier)
     except Exception:  # a broken propagator must not stop delivery
         return {}
-    return {k: v for k, v in carrier.items() if k in TRACE_ATTRIBUTES}
+    return {k: v for k, v in carrier.items() if isinstance(v, str) and v}
 
 
 def attributes_for(event: Event, event_id: str) -> dict[str, str]:
     """The message attributes every forwarder sends: event name, event id and trace context."""
-    attributes = {ATTR_EVENT_NAME: event_name_str(event[0]), ATTR_EVENT_ID: event_id}
-    attributes.update(trace_context(event))
+    attributes = trace_context(event)
+    # Ours last so that a propagator key can never overwrite them.
+    attributes[ATTR_EVENT_NAME] = event_name_str(event[0])
+    attributes[ATTR_EVENT_ID] = event_id
     return attributes
 
 

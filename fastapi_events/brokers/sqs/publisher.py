@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ...codec import ATTR_EVENT_ID, ATTR_EVENT_NAME
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
 
 SQS_MAX_BATCH_COUNT = 10
@@ -111,9 +113,7 @@ class SQSTransport:
             # Batch-local ids: user ids may contain characters SQS does not allow here.
             "Id": entry_id,
             "MessageBody": message.body.decode("utf-8"),
-            "MessageAttributes": {
-                name: {"DataType": _STRING, "StringValue": value} for name, value in message.attributes.items() if value
-            },
+            "MessageAttributes": _message_attributes(message.attributes),
         }
         if self.fifo:
             entry["MessageGroupId"] = self.message_group_id(message)
@@ -154,6 +154,19 @@ class SQSTransport:
 
     def __repr__(self) -> str:
         return f"SQSTransport({self.destination!r})"
+
+
+_ATTRIBUTE_NAME = re.compile(r"^(?!aws\.|amazon\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,255}$", re.IGNORECASE)
+_MAX_ATTRIBUTES = 10
+_FIRST = (ATTR_EVENT_NAME, ATTR_EVENT_ID)
+
+
+def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
+    # SQS allows 10 attributes with restricted names: event name and id always go first, then whatever trace
+    # propagation keys fit; a name SQS would reject is dropped rather than failing the message.
+    names = [n for n in _FIRST if n in attributes] + [n for n in attributes if n not in _FIRST]
+    valid = [n for n in names if attributes[n] and _ATTRIBUTE_NAME.match(n) and ".." not in n and not n.endswith(".")]
+    return {n: {"DataType": _STRING, "StringValue": attributes[n]} for n in valid[:_MAX_ATTRIBUTES]}
 
 
 # Whole-request errors caused by what a message contains: retrying the same content can never succeed.

@@ -156,3 +156,21 @@ async def test_sending_never_blocks_the_event_loop(sqs_queue: Queue) -> None:
     assert elapsed > 0.1
     assert worst < 0.05, f"event loop blocked for {worst * 1000:.1f} ms"
     await transport.close()
+
+
+@pytest.mark.anyio
+async def test_attributes_sqs_cannot_carry_are_dropped_not_fatal(sqs_queue: Queue) -> None:
+    transport = SQSTransport(sqs_queue.url, sqs_queue.region, **sqs_queue.handler_kwargs)
+    await transport.open()
+    propagated = {"AWS.reserved": "x", "bad name": "x", "baggage": "k=v"} | {f"extra-{i}": "v" for i in range(12)}
+    message = _message("e", 1, "the-id")
+    message = OutboundMessage(message.id, message.event_name, message.body, {**propagated, **message.attributes})
+    assert [r.outcome for r in await transport.send_batch([message])] == [Outcome.DELIVERED]
+    (received,) = await asyncio.to_thread(sqs_queue.receive, 1)
+    assert len(received.attributes) == 10  # SQS's maximum
+    assert received.attributes[ATTR_EVENT_NAME] == "e"
+    assert received.attributes[ATTR_EVENT_ID] == "the-id"
+    assert received.attributes["baggage"] == "k=v"
+    assert "AWS.reserved" not in received.attributes
+    assert "bad name" not in received.attributes
+    await transport.close()
