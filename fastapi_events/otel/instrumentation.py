@@ -10,9 +10,11 @@ without OpenTelemetry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -86,6 +88,7 @@ class Observer:
     def __init__(self, tracing: Tracing | None, metrics: Metrics | None) -> None:
         self.tracing = tracing
         self.metrics = metrics
+        self.providers: tuple[Any, Any] = (None, None)  # (tracer provider, meter provider) in use
         self._registered: list[tuple[list[Any], Any]] = []
 
     # -- hooks --------------------------------------------------------------------------------------------
@@ -195,6 +198,10 @@ def _install(
     mp = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
     use_tracing = tracing and is_real_tracer_provider(tp)
     use_metrics = metrics and is_real_meter_provider(mp)
+    providers = (tp if use_tracing else None, mp if use_metrics else None)
+    if _installed is not None and _same(_installed.providers, providers):
+        # Every middleware start lands here: keep the hooks (and the instruments) already in place.
+        return True
     uninstrument()
     if not (use_tracing or use_metrics):
         return False
@@ -202,12 +209,37 @@ def _install(
 
     observer = Observer(
         Tracing(tp.get_tracer(attr.INSTRUMENTATION_NAME, __version__)) if use_tracing else None,
-        Metrics(mp.get_meter(attr.INSTRUMENTATION_NAME, __version__)) if use_metrics else None,
+        _metrics_for(mp) if use_metrics else None,
     )
+    observer.providers = providers
     observer.install()
     _installed = observer
     logger.debug("OpenTelemetry instrumentation on (tracing=%s, metrics=%s)", use_tracing, use_metrics)
     return True
+
+
+def _same(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    return a[0] is b[0] and a[1] is b[1]
+
+
+# The SDK cannot remove instruments from a meter: re-instrumenting with the same provider reuses them instead of
+# registering duplicates (which the SDK warns about, and whose gauge callbacks would all keep running).
+_metrics_by_provider: weakref.WeakKeyDictionary[Any, Metrics] = weakref.WeakKeyDictionary()
+
+
+def _metrics_for(provider: MeterProvider) -> Metrics:
+    from .. import __version__
+
+    try:
+        found = _metrics_by_provider.get(provider)
+    except TypeError:  # a provider that cannot be weakly referenced: no reuse
+        found = None
+    if found is None:
+        found = Metrics(provider.get_meter(attr.INSTRUMENTATION_NAME, __version__))
+        with contextlib.suppress(TypeError):
+            _metrics_by_provider[provider] = found
+    found.active = True
+    return found
 
 
 def uninstrument() -> None:
