@@ -134,9 +134,7 @@ def _forwarders() -> list[tuple[Any, str, str]]:
             if transport is None or not hasattr(handler, "stats") or id(handler) in seen:
                 continue
             seen.add(id(handler))
-            found.append(
-                (handler, str(getattr(transport, "system", "")), str(getattr(transport, "destination", "")))
-            )
+            found.append((handler, str(getattr(transport, "system", "")), str(getattr(transport, "destination", ""))))
     return found
 
 

@@ -49,15 +49,12 @@ def test_dispatched_handled_failed_and_duration(telemetry: Telemetry) -> None:
     broken_name = f"{broken.__module__}.{broken.__qualname__}"
     dispatched = {p[0][attr.EVENT_NAME]: p[1] for p in telemetry.points(attr.METRIC_DISPATCHED)}
     assert dispatched == {"order.paid": 4, "order.sent": 2}
-    handled = {
-        (p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_HANDLED)
-    }
+    handled = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_HANDLED)}
     assert handled == {("order.paid", ok_name): 4, ("order.sent", ok_name): 2}
     failed = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_FAILED)}
     assert failed == {("order.paid", broken_name): 4}
     durations = {
-        (p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1]
-        for p in telemetry.points(attr.METRIC_HANDLER_DURATION)
+        (p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_HANDLER_DURATION)
     }
     assert durations == {
         ("order.paid", ok_name): 4,
@@ -72,9 +69,7 @@ def test_dead_lettered_counted_per_event_and_forwarder(telemetry: Telemetry) -> 
     with TestClient(_app(forwarder, events=["bad.one", "bad.one", "bad.two"])) as client:
         client.get("/")
     assert forwarder.stats.dead_lettered == 3
-    dead = {
-        (p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_DEAD_LETTERED)
-    }
+    dead = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_DEAD_LETTERED)}
     assert dead == {("bad.one", repr(forwarder)): 2, ("bad.two", repr(forwarder)): 1}
 
 
@@ -97,14 +92,10 @@ def test_queue_depth_gauge_reads_live_forwarders(telemetry: Telemetry) -> None:
             for p in telemetry.points(attr.METRIC_QUEUE_DEPTH)
             if p[0][attr.MESSAGING_DESTINATION_NAME] == "slow-queue"
         ]
-        assert depth == [
-            ({attr.MESSAGING_SYSTEM: "loopback", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 3)
-        ]
+        assert depth == [({attr.MESSAGING_SYSTEM: "loopback", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 3)]
         client.portal.call(release.set)  # type: ignore[union-attr]
     depth = [
-        p
-        for p in telemetry.points(attr.METRIC_QUEUE_DEPTH)
-        if p[0][attr.MESSAGING_DESTINATION_NAME] == "slow-queue"
+        p for p in telemetry.points(attr.METRIC_QUEUE_DEPTH) if p[0][attr.MESSAGING_DESTINATION_NAME] == "slow-queue"
     ]
     assert depth == [({attr.MESSAGING_SYSTEM: "loopback", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 0)]
 
