@@ -15,7 +15,8 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import decode_event
+from .. import _hooks
+from ..codec import ATTR_EVENT_NAME, decode_event
 from ..delivery.retry import RetryPolicy
 from ..errors import MalformedMessageError
 from ..handlers.local import LocalHandler
@@ -190,6 +191,15 @@ class Consumer:
 
     # -- handling ------------------------------------------------------------------------------------------
     async def _process(self, delivery: Delivery) -> None:
+        # One span per message (when OpenTelemetry is on), joined to the dispatching request's trace through
+        # the propagation keys in the attributes; handlers run inside it.
+        attributes = delivery.attributes
+        source = self.source
+        event_name = attributes.get(ATTR_EVENT_NAME, "")
+        with _hooks.consume(source.system, source.destination, delivery.message_id, event_name, attributes):
+            await self._process_message(delivery)
+
+    async def _process_message(self, delivery: Delivery) -> None:
         try:
             event = self.deserializer(delivery.body, delivery.attributes)
         except MalformedMessageError as exc:
@@ -273,6 +283,9 @@ class Consumer:
                 await self._sleep(delay)
         self.stats.dead_lettered += 1
         self.stats.reasons[kind] = self.stats.reasons.get(kind, 0) + 1
+        if _hooks.on_dead_letter:
+            where = f"Consumer({self.source.system}:{self.source.destination})"
+            _hooks.dead_lettered(event_name or "", where, reason)
         logger.error(
             "message %s from %s dead-lettered: %s",
             delivery.message_id,
