@@ -98,3 +98,63 @@ async def test_emulator_killed_and_restarted_mid_stream_loses_nothing(
         f"\nproduced {len(produced)}, {len(during_outage)} while the emulator was down; "
         f"received {len(consumer.received())} messages ({len(received)} distinct); {handler.stats}"
     )
+
+
+async def _ordered_run_with_outage(emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """200 events on each of 3 keys; the network to the emulator is cut while the second half is dispatched."""
+    consumer = Consumer(emulator, ordered=True)
+    consumer.create()
+    consumer.start()
+    relay = GatedRelay(emulator.port)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", relay.host)
+    handler = GoogleCloudSimplePubSubHandler(
+        emulator.project, consumer.topic_id, ordering_key=lambda event: event[1]["key"]
+    )
+    keys = ["a", "b", "c"]
+    try:
+        await handler.startup()
+        for seq in range(0, 100, 10):
+            await handler.handle_many([("step", {"key": k, "seq": s}) for s in range(seq, seq + 10) for k in keys])
+        await handler.flush(30)
+        relay.close_gate()
+        for seq in range(100, 200, 10):
+            await handler.handle_many([("step", {"key": k, "seq": s}) for s in range(seq, seq + 10) for k in keys])
+            await anyio.sleep(0.05)
+        assert handler.stats.delivered == 300
+        relay.open_gate()
+        await handler.flush(60)
+        await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(600, 30))
+    finally:
+        await handler.shutdown(timeout=10)
+        consumer.close()
+        relay.close()
+
+    assert handler.stats.dead_lettered == 0
+    sequences: dict[str, list[int]] = {k: [] for k in keys}
+    for message in consumer.received():
+        sequences[message.ordering_key].append(message.body[1]["seq"])
+    # Redelivery may repeat a message: keep first occurrences.
+    return {key: list(dict.fromkeys(seqs)) for key, seqs in sequences.items()}
+
+
+async def test_ordered_publishing_survives_a_network_outage(
+    pubsub_env: PubSubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed ordered publish pauses its key in the client; the forwarder resumes the key and delivers all."""
+    sequences = await _ordered_run_with_outage(pubsub_env, monkeypatch)
+    for key, seqs in sequences.items():
+        assert sorted(seqs) == list(range(200)), key
+        assert seqs[:100] == list(range(100)), key  # before the outage, in order
+
+
+@pytest.mark.xfail(
+    strict=False,  # whether an overtake happens depends on timing
+    reason="delivery layer: a retried entry waits for its own due time while newer entries of the same key "
+    "are sent, so they overtake it (MemoryStore.due sends fresh entries before waiting retries are due)",
+)
+async def test_ordered_publishing_keeps_order_across_an_outage(
+    pubsub_env: PubSubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sequences = await _ordered_run_with_outage(pubsub_env, monkeypatch)
+    for key, seqs in sequences.items():
+        assert seqs == list(range(200)), key
