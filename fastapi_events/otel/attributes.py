@@ -17,6 +17,7 @@ ERROR_TYPE = "error.type"
 # Ours: the event name and the handler's qualified name (``module.QualName``).
 EVENT_NAME = "fastapi_events.event_name"
 HANDLER = "fastapi_events.handler"
+EVENT_ID = "fastapi_events.event_id"  # the producer's stable id; a broker may assign its own message id
 CONSUMER_PARTITION = "fastapi_events.consumer.partition"
 
 #: ``messaging.system`` of the in-process hop (dispatch -> local handlers); brokers use their own value.
@@ -58,6 +59,7 @@ def consume_span_name(destination: str) -> str:
 __all__ = [
     "CONSUMER_PARTITION",
     "ERROR_TYPE",
+    "EVENT_ID",
     "EVENT_NAME",
     "HANDLER",
     "INSTRUMENTATION_NAME",

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
+from ..codec import ATTR_EVENT_ID
 from . import attributes as attr
 from .propagation import TracedEvent, extract_context, use_span_linking
 
@@ -173,6 +174,9 @@ class Tracing:
         }
         if message_id:
             attributes[attr.MESSAGING_MESSAGE_ID] = message_id
+        event_id = headers.get(ATTR_EVENT_ID)
+        if isinstance(event_id, str) and event_id:
+            attributes[attr.EVENT_ID] = event_id
         span = self.tracer.start_span(
             attr.consume_span_name(destination),
             context=parent,

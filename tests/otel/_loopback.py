@@ -1,7 +1,5 @@
-"""An in-memory broker for the tracing tests: a real delivery-layer Transport and a consumer loop over it.
-
-The consumer loop does what every consumer does around one message: open the ``_hooks.consume`` scope with
-the message's attributes, decode, run the handlers strictly.
+"""An in-memory broker for the tracing tests: a delivery-layer Transport on the producing side and a consumer
+Source on the consuming side, so the real ForwardHandler and the real Consumer runner carry the trace context.
 """
 
 from __future__ import annotations
@@ -9,8 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from fastapi_events import _hooks
-from fastapi_events.codec import decode_event
+from fastapi_events.consumer import Consumer, Delivery
 from fastapi_events.delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from fastapi_events.handlers.local import LocalHandler
 
@@ -24,7 +21,7 @@ class LoopbackTransport:
     def __init__(self, destination: str = "events-queue", reject: bool = False) -> None:
         self.destination = destination
         self.reject = reject
-        self.queue: asyncio.Queue[OutboundMessage] = asyncio.Queue()
+        self.sent: list[OutboundMessage] = []  # not yet consumed, in order
         self.batches: list[list[OutboundMessage]] = []
 
     def message_size(self, message: OutboundMessage) -> int:
@@ -37,22 +34,68 @@ class LoopbackTransport:
         self.batches.append(list(batch))
         if self.reject:
             return [EntryResult(Outcome.PERMANENT, "rejected by test") for _ in batch]
-        for message in batch:
-            self.queue.put_nowait(message)
+        self.sent.extend(batch)
         return [DELIVERED for _ in batch]
 
     async def close(self) -> None:
         return None
 
 
-async def consume_all(transport: LoopbackTransport, handler: LocalHandler) -> int:
-    """Handle every message waiting in ``transport`` as a consumer would; returns how many."""
-    count = 0
-    while not transport.queue.empty():
-        message = transport.queue.get_nowait()
-        with _hooks.consume(
-            transport.system, transport.destination, message.id, message.event_name, message.attributes
-        ):
-            await handler.handle_strict(decode_event(message.body))
-        count += 1
-    return count
+class LoopbackSource:
+    """Hands the given messages to a Consumer, then asks it to stop once all were acknowledged."""
+
+    redelivers = False
+
+    def __init__(self, transport: LoopbackTransport, messages: Sequence[OutboundMessage]) -> None:
+        self.system = transport.system
+        self.destination = transport.destination
+        self.pending = [Delivery(m.body, dict(m.attributes), m.id) for m in messages]
+        self.expected = len(self.pending)
+        self.acked: list[str] = []
+        self.dead: list[str] = []
+        self.consumer: Consumer | None = None
+
+    async def open(self) -> None:
+        return None
+
+    async def receive(self, max_messages: int) -> Sequence[Delivery]:
+        batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
+        if not batch:
+            await asyncio.sleep(0.01)
+        return batch
+
+    def _settled(self) -> None:
+        if len(self.acked) + len(self.dead) == self.expected and self.consumer is not None:
+            self.consumer.stop()
+
+    async def ack(self, delivery: Delivery) -> None:
+        self.acked.append(delivery.message_id)
+        self._settled()
+
+    async def retry_later(self, delivery: Delivery, delay: float) -> None:
+        raise AssertionError("loopback does not redeliver")
+
+    async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
+        self.dead.append(delivery.message_id)
+        self._settled()
+
+    async def release(self, delivery: Delivery) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def _consume(source: LoopbackSource, handler: LocalHandler) -> int:
+    consumer = Consumer(source, handler, concurrency=1, shutdown_timeout=5)
+    source.consumer = consumer
+    if source.expected:
+        await asyncio.wait_for(consumer.run(), 10)
+    return len(source.acked)
+
+
+def consume_all(transport: LoopbackTransport, handler: LocalHandler, count: int | None = None) -> int:
+    """Run the real Consumer over the first ``count`` (default: all) messages sent; returns how many were acked."""
+    take = len(transport.sent) if count is None else count
+    messages, transport.sent = transport.sent[:take], transport.sent[take:]
+    return asyncio.run(_consume(LoopbackSource(transport, messages), handler))

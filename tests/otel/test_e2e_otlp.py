@@ -3,7 +3,6 @@ received show the request, dispatch, local handler, forwarder batch and consumer
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,14 +79,13 @@ def test_request_dispatch_forward_and_consumer_share_one_trace(
     async def fulfil(event: Any) -> None:
         return None
 
-    # First message continues the request's trace (parent), the second links to it (the default).
-    first, second = transport.queue.get_nowait(), transport.queue.get_nowait()
+    # Through the real Consumer runner: the first message continues the request's trace (parent), the second
+    # links to it (the default).
+    first, second = transport.sent
     monkeypatch.setenv("FASTAPI_EVENTS_USE_SPAN_LINKING", "0")
-    transport.queue.put_nowait(first)
-    assert asyncio.run(consume_all(transport, worker)) == 1
+    assert consume_all(transport, worker, count=1) == 1
     monkeypatch.delenv("FASTAPI_EVENTS_USE_SPAN_LINKING")
-    transport.queue.put_nowait(second)
-    assert asyncio.run(consume_all(transport, worker)) == 1
+    assert consume_all(transport, worker) == 1
     assert exporting_provider.force_flush(10_000)
 
     def received() -> list[ReceivedSpan] | None:

@@ -14,7 +14,7 @@ from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.otel import attributes as attr
 
-from ._loopback import LoopbackTransport
+from ._loopback import LoopbackTransport, consume_all
 from .conftest import Telemetry
 
 
@@ -71,6 +71,17 @@ def test_dead_lettered_counted_per_event_and_forwarder(telemetry: Telemetry) -> 
     assert forwarder.stats.dead_lettered == 3
     dead = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_DEAD_LETTERED)}
     assert dead == {("bad.one", repr(forwarder)): 2, ("bad.two", repr(forwarder)): 1}
+
+
+def test_consumer_dead_letters_counted(telemetry: Telemetry) -> None:
+    transport = LoopbackTransport()
+    with TestClient(_app(ForwardHandler(transport), events=["nobody.listens", "known"])) as client:
+        client.get("/")
+    worker = LocalHandler()
+    worker.register(lambda event: None, event_name="known")
+    assert consume_all(transport, worker) == 1  # the unknown event is dead-lettered by the Consumer
+    dead = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_DEAD_LETTERED)}
+    assert dead == {("nobody.listens", "Consumer(loopback:events-queue)"): 1}
 
 
 def test_queue_depth_gauge_reads_live_forwarders(telemetry: Telemetry) -> None:
