@@ -12,6 +12,7 @@ import datetime
 import decimal
 import enum
 import json
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -168,6 +169,10 @@ def trace_context(event: Event) -> dict[str, str]:
 
 
 def _inject_current() -> dict[str, str]:
+    # Only when the app itself loaded OpenTelemetry: importing it here would stall the event loop on the first
+    # event of every app that merely has the package installed.
+    if "opentelemetry.trace" not in sys.modules:
+        return {}
     try:
         from opentelemetry import propagate
     except ImportError:

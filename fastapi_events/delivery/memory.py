@@ -30,11 +30,11 @@ class MemoryStore:
         self.destination = destination
         self._fresh: deque[Entry] = deque()
         self._waiting: list[tuple[float, int, Entry]] = []
-        self._in_flight = 0
+        self._in_flight: dict[int, Entry] = {}
         self._seq = 0
 
     def __len__(self) -> int:
-        return len(self._fresh) + len(self._waiting) + self._in_flight
+        return len(self._fresh) + len(self._waiting) + len(self._in_flight)
 
     def queued(self) -> int:
         return len(self)
@@ -67,7 +67,8 @@ class MemoryStore:
             batch.append(heapq.heappop(self._waiting)[2])
         while self._fresh and len(batch) < limit:
             batch.append(self._fresh.popleft())
-        self._in_flight += len(batch)
+        for entry in batch:
+            self._in_flight[entry.seq] = entry
         next_at = self._waiting[0][0] if self._waiting else None
         if self._fresh:
             next_at = now
@@ -76,8 +77,12 @@ class MemoryStore:
     async def resolve(
         self, delivered: Sequence[Entry], retries: Sequence[Retry], dead: Sequence[tuple[Entry, DeadLetter]]
     ) -> None:
-        self._in_flight -= len(delivered) + len(retries) + len(dead)
+        for entry in delivered:
+            self._in_flight.pop(entry.seq, None)
+        for entry, _ in dead:
+            self._in_flight.pop(entry.seq, None)
         for retry in retries:
+            self._in_flight.pop(retry.entry.seq, None)
             heapq.heappush(self._waiting, (retry.next_attempt_at, retry.entry.seq, retry.entry))
 
     async def add_dead(self, dead: Sequence[DeadLetter]) -> None:
@@ -85,15 +90,19 @@ class MemoryStore:
         return None
 
     def drain_all(self) -> list[Entry]:
-        """Remove and return every entry not being sent (used at shutdown to report what is lost)."""
-        entries = list(self._fresh) + [item[2] for item in self._waiting]
+        """Remove and return every entry held, including those whose send was cut short (used at shutdown to
+        report what is lost)."""
+        entries = list(self._in_flight.values()) + list(self._fresh) + [item[2] for item in self._waiting]
+        self._in_flight.clear()
         self._fresh.clear()
         self._waiting.clear()
         return entries
 
     def reset_in_flight(self) -> None:
-        """Forget entries of a sender task that died with its event loop."""
-        self._in_flight = 0
+        """Requeue entries of a sender task that died with its event loop: they may not have been sent."""
+        for entry in sorted(self._in_flight.values(), key=lambda e: e.seq, reverse=True):
+            self._fresh.appendleft(entry)
+        self._in_flight.clear()
 
     async def close(self) -> None:
         return None
