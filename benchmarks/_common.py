@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import statistics
 import sys
@@ -66,6 +67,15 @@ class Figure:
         return json.dumps(doc, sort_keys=True)
 
 
+_LOAD_AT_IMPORT = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def load_note() -> str:
+    """1-minute load average when the script started and now: how busy the machine was during the run."""
+    now = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return f"{_LOAD_AT_IMPORT:.1f} at start, {now:.1f} at end (1-min load average, {os.cpu_count()} CPUs)"
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -81,7 +91,7 @@ def spread(values: list[float]) -> str:
 def print_table(title: str, meta: dict[str, Any], figures: list[Figure]) -> None:
     print(f"\n== {title}: fastapi-events {meta['version']} ({meta['location']})")
     print(f"   {meta['stack']}")
-    for key in ("loop", "gc", "method"):
+    for key in ("loop", "gc", "method", "load"):
         if key in meta:
             print(f"   {key}: {meta[key]}")
     width = max(len(f.title) for f in figures) + 2

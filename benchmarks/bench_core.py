@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import Figure, emit, median, package_info, spread
+from _common import Figure, emit, load_note, median, package_info, spread
 from fastapi import Depends, FastAPI
 from starlette.responses import Response
 
@@ -245,9 +245,7 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         done, _ = await asyncio.wait({self._startup, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if self._startup not in done or self._startup.result()["type"] != "lifespan.startup.complete":
-            raise RuntimeError(
-                f"lifespan startup failed: {self._startup.result() if self._startup.done() else ''}"
-            )
+            raise RuntimeError(f"lifespan startup failed: {self._startup.result() if self._startup.done() else ''}")
 
     async def stop(self) -> None:
         assert self._task is not None
@@ -294,16 +292,13 @@ GROUPS: list[list[Config]] = [
 ]
 
 
-async def run_batch(
-    app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool
-) -> tuple[float, float]:
+async def run_batch(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool) -> tuple[float, float]:
     """(wall, process CPU) seconds for ``n`` requests plus the wait until all their handler calls happened."""
     hits = HITS.get(cfg.app)
     if hits is not None:
         hits.clear()
     expected = n * cfg.k
     path = cfg.path
-    gc.collect()
     if gc_off:
         gc.disable()
     try:
@@ -339,9 +334,10 @@ async def measure(
     # warm-up + calibration: enough requests per batch for ~round_seconds each
     sizes: dict[str, int] = {}
     for cfg in configs:
+        gc.collect()
         await run_batch(apps[cfg.app], cfg, 50, states[cfg.app], gc_off)
         per_request = (await run_batch(apps[cfg.app], cfg, 200, states[cfg.app], gc_off))[0] / 200
-        sizes[cfg.name] = max(100, min(200_000, int(round_seconds / per_request)))
+        sizes[cfg.name] = max(10, min(200_000, int(round_seconds / per_request)))
     log("calibrated: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
     samples: Samples = {clock: {cfg.name: [] for cfg in configs} for clock in ("wall", "cpu")}
     rng = random.Random(seed)
@@ -350,12 +346,14 @@ async def measure(
         rng.shuffle(groups)
         for group in groups:
             rng.shuffle(group)  # members of a group (the configs that get subtracted) run back to back
+            gc.collect()  # every group starts from the same heap state
             for cfg in group:
                 n = sizes[cfg.name]
                 wall, cpu = await run_batch(apps[cfg.app], cfg, n, states[cfg.app], gc_off)
                 samples["wall"][cfg.name].append(wall / n * 1e6)
                 samples["cpu"][cfg.name].append(cpu / n * 1e6)
-        log(f"round {r + 1}/{rounds} done")
+        if (r + 1) % 20 == 0 or r + 1 == rounds:
+            log(f"round {r + 1}/{rounds} done")
     return samples, sizes
 
 
@@ -437,7 +435,8 @@ def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str) -> li
     figures.append(
         Figure("core", "overhead_us", "middleware overhead", median(overhead), "us/req",
                TARGETS_US["overhead"], "<=",
-               {"iqr": spread(overhead), other: round(median(_overhead(others)), 2)})
+               {"iqr": spread(overhead), "of_minima": round(min(mw) - min(plain), 2),
+                other: round(median(_overhead(others)), 2)})
     )  # fmt: skip
     titles = {
         "async": "async no-op handler",
@@ -450,7 +449,9 @@ def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str) -> li
             figures.append(
                 Figure("core", f"{kind}_event_us_k{k}", f"{titles[kind]} (K={k})", median(per_event),
                        "us/event", TARGETS_US[kind], "<=",
-                       {"iqr": spread(per_event), other: round(median(_per_event(others, kind, k)), 2),
+                       {"iqr": spread(per_event),
+                        "of_minima": round((min(samples[f"{kind}/{k}"]) - min(samples[f"{kind}/0"])) / k, 2),
+                        other: round(median(_per_event(others, kind, k)), 2),
                         "t0": round(median(samples[f'{kind}/0']), 2),
                         f"t{k}": round(median(samples[f'{kind}/{k}']), 2)})
             )  # fmt: skip
@@ -469,9 +470,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
         await lifespan.start()
     states = {name: lifespan.state for name, lifespan in lifespans.items()}
     try:
-        samples, sizes = await measure(
-            apps, states, args.rounds, args.round_seconds, args.gc == "off", args.seed, log
-        )
+        samples, sizes = await measure(apps, states, args.rounds, args.round_seconds, args.gc == "off", args.seed, log)
         figures = build_figures(samples, sizes, args.clock)
         if args.mem_requests:
             growth, extra = await memory_check(apps["mem"], states["mem"], args.mem_requests, log)
@@ -484,11 +483,12 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
             await lifespan.stop()
     gc_note = (
         f"{'disabled during timed batches' if args.gc == 'off' else 'enabled'};"
-        f" gc.collect() before every batch; thresholds {gc.get_threshold()}"
+        f" gc.collect() before every group of compared batches; thresholds {gc.get_threshold()}"
     )
     meta: dict[str, Any] = {
         **package_info(),
         "loop": args.loop,
+        "load": load_note(),
         "gc": gc_note,
         "method": f"{args.clock} time, median of {args.rounds} interleaved rounds,"
         f" ~{args.round_seconds}s of requests per batch",
@@ -499,8 +499,8 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
-    parser.add_argument("--rounds", type=int, default=15, help="rounds per configuration (median taken)")
-    parser.add_argument("--round-seconds", type=float, default=0.1, help="target duration of one batch")
+    parser.add_argument("--rounds", type=int, default=120, help="rounds per configuration (median taken)")
+    parser.add_argument("--round-seconds", type=float, default=0.01, help="target duration of one batch")
     parser.add_argument("--mem-requests", type=int, default=20_000, help="0 skips the memory check")
     parser.add_argument("--gc", choices=("on", "off"), default="on", help="GC during timed batches")
     parser.add_argument(

@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _common import Figure, emit, package_info
+from _common import Figure, emit, load_note, package_info
 
 EVENTS_PER_REQUEST = 10
 RATIO_TARGET = 60.0
@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     ]  # fmt: skip
     meta: dict[str, Any] = {
         **package_info(),
+        "load": load_note(),
         "loop": f"uvicorn 1 worker, --http {server.get('http')} --loop {server.get('loop')}",
         "method": f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s"
         f" after {args.warmup:g}s warm-up;"

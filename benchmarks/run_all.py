@@ -69,6 +69,9 @@ def cell(fig: dict[str, Any] | None, fmt: str) -> str:
         text += " ✗"
     elif fig.get("ok") is True:
         text += " ✓"
+    minima = fig.get("extra", {}).get("of_minima")
+    if minima is not None:
+        text += f" ({fmt.format(minima)})"
     return text
 
 
@@ -117,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             if skip:
                 continue
             figures, error = run_bench(interp, script, extra)
+            if figures:
+                meta.setdefault(interp.label, {})[f"load {script}"] = figures[0].get("load", "?")
             if error:
                 notes.append(f"{interp.label}: {error}")
             for fig in figures:
                 results[interp.label][fig["key"]] = fig
                 meta.setdefault(interp.label, {}).update(
-                    {k: fig[k] for k in ("version", "location", "stack", "loop", "gc", "method") if k in fig}
+                    {k: fig[k] for k in ("version", "location", "stack", "gc") if k in fig}
                 )
 
     lines = [
@@ -140,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Measured {now} on this machine, both packages in one `python benchmarks/run_all.py` run; "
         f"ours = `{git_head()}`; {stack}.",
-        "µs figures: median of interleaved rounds, each a difference against a baseline measured in the same "
-        "rounds (see benchmarks/README.md). ✓/✗ = target met/missed.",
+        "µs figures: process CPU time, median over interleaved rounds of the difference against a baseline "
+        "measured in the same round; in parentheses the difference of the per-configuration minima over the "
+        "rounds, the estimate least disturbed by other load (see benchmarks/README.md). ✓/✗ = target met/missed "
+        "(judged on the median).",
     ]
     old_results = results[_venvs.OLD_VERSION]
     factors = [
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(22 / 60 / 75 / 77 µs): this machine/run is that much slower than the reference one."
         )
     for label, m in meta.items():
-        footer.append(f"- {label}: {m.get('version')}; core GC: {m.get('gc', '-')}")
+        loads = "; ".join(f"{k}: {v}" for k, v in m.items() if k.startswith("load "))
+        footer.append(f"- {label}: {m.get('version')}; core GC: {m.get('gc', '-')}; machine {loads}")
     footer.extend(f"- note: {n}" for n in notes)
     table = "\n".join(lines + footer)
     print(table)
