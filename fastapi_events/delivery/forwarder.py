@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class ForwardHandler(BaseEventHandler):
         self._sender: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._transport_open = False
+        self._transport_touched = False  # open() was attempted: close() must release what it set up
         self._outstanding: set[str] = set()
         self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
         self._counts = {"accepted": 0, "delivered": 0, "retried": 0, "dead_lettered": 0, "dropped": 0}
@@ -184,8 +186,8 @@ class ForwardHandler(BaseEventHandler):
                 )
             self._counts["dropped"] += len(lost)
         self._outstanding.clear()
-        if self._transport_open:
-            self._transport_open = False
+        if self._transport_touched:
+            self._transport_open = self._transport_touched = False
             try:
                 await self.transport.close()
             except Exception:
@@ -261,6 +263,10 @@ class ForwardHandler(BaseEventHandler):
                 entries, next_at = await self._store.due(time.time(), self._window)
                 if entries:
                     outages = await self._send_round(entries, outages)
+                    if outages:
+                        # The broker is unreachable: pause the whole sender, not just these entries, or it would
+                        # walk through the rest of the backlog hammering a broker that is down.
+                        await asyncio.sleep(self._outage_delay(outages))
                     continue
                 await self._sleep_until(next_at)
             except asyncio.CancelledError:
@@ -269,9 +275,15 @@ class ForwardHandler(BaseEventHandler):
                 logger.exception("%s: delivery round failed; retrying", self)
                 await asyncio.sleep(1.0)
 
+    def _outage_delay(self, outages: int) -> float:
+        # Equal jitter: never (almost) zero, so consecutive failures really back off.
+        ceiling = self._outage_policy.backoff_ceiling(outages)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
     async def _open_transport(self) -> None:
         attempt = 0
         while not self._transport_open:
+            self._transport_touched = True
             try:
                 await self.transport.open()
                 self._transport_open = True
@@ -317,10 +329,9 @@ class ForwardHandler(BaseEventHandler):
         outages = outages + 1 if failed_sends else 0
         for batch, (results, error) in zip(split.batches, sent, strict=True):
             if results is None:
-                delay = self._outage_policy.delay(outages)
-                for entry in batch:
+                for entry in batch:  # due again as soon as the sender's outage pause is over
                     entry.last_error = error
-                    retries.append(Retry(entry, now + delay))
+                    retries.append(Retry(entry, now))
                 continue
             for entry, result in zip(batch, results, strict=True):
                 self._classify(entry, result, now, delivered, retries, dead)

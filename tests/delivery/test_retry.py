@@ -149,3 +149,21 @@ async def test_backoff_spaces_retries_of_an_entry() -> None:
     assert time.monotonic() - started < 0.6 + 0.5
     await asyncio.sleep(0)
     await handler.shutdown(1)
+
+
+@pytest.mark.anyio
+async def test_a_down_broker_is_not_hammered_through_a_large_backlog() -> None:
+    transport = FlakyTransport({}, raise_first=10**9)
+    handler = ForwardHandler(transport, reconnect_max_delay=0.2)
+    await handler.handle_many([("e", i) for i in range(2000)])
+    await asyncio.sleep(1.0)
+    # The whole sender pauses after a failed round (capped backoff), instead of trying batch after batch of the
+    # backlog against a broker that is down: a few rounds of at most 10 batches, not 200 batches a second.
+    rounds = len(transport.batches) / 10
+    assert 2 <= rounds <= 15
+    assert handler.stats.delivered == 0
+    assert handler.stats.queued == 2000
+    transport.raise_first = 0
+    await handler.flush(10)
+    assert handler.stats.delivered == 2000
+    await handler.shutdown(1)
