@@ -74,3 +74,17 @@ def test_lifespan_shutdown_flushes_to_pubsub(pubsub_env: PubSubEmulator, consume
     assert handler.stats.delivered == 50
     assert handler.transport._client is None  # type: ignore[attr-defined]
     consumer.wait_for_count(50, 30)
+
+
+@pytest.mark.servers
+def test_handler_survives_two_lifespans(pubsub_env: PubSubEmulator, consumer_factory: Any) -> None:
+    """Test suites start an app more than once: the stopped client is rebuilt on the next startup."""
+    consumer = consumer_factory()
+    handler = GoogleCloudSimplePubSubHandler(pubsub_env.project, consumer.topic_id)
+    app = make_app(handler)
+    for round_ in range(2):
+        with TestClient(app) as client:
+            for order_id in range(10):
+                assert client.post(f"/orders/{round_ * 10 + order_id}").status_code == 200
+    consumer.wait_for_count(40, 30)
+    assert sorted(m.body[1]["order_id"] for m in consumer.received() if m.body[0] == "order.placed") == list(range(20))
