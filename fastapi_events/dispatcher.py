@@ -107,9 +107,6 @@ def dispatch(
                     )
 
     event = (name, payload)
-    if _on_dispatch:
-        for hook in _on_dispatch:
-            event = hook(event)
     if _recorders:
         for recorder in _recorders:
             recorder.append(event)
@@ -130,6 +127,11 @@ def dispatch(
             "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
             "fastapi_events.testing.capture_events() in tests"
         )
+    # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
+    # nor leave a "send" span behind.
+    if _on_dispatch:
+        for hook in _on_dispatch:
+            event = hook(event)
     buffer.add(event)
 
 
