@@ -304,3 +304,12 @@ def test_nothing_recorded_after_uninstrument(telemetry: Telemetry) -> None:
         client.get("/")
     assert [s.name for s in telemetry.spans()] == ["GET /"]
     assert type(captured[0]) is tuple
+
+
+def test_dispatch_that_raises_leaves_no_span(telemetry: Telemetry) -> None:
+    from fastapi_events.errors import NoEventContextError
+
+    with pytest.raises(NoEventContextError):
+        dispatch("nowhere", payload={})
+    assert telemetry.spans() == []
+    assert telemetry.points(attr.METRIC_DISPATCHED) == []
