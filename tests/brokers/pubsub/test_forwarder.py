@@ -197,3 +197,28 @@ async def test_shutdown_flushes_everything(pubsub_env: PubSubEmulator, consumer_
     assert handler.stats.delivered == 300
     assert handler.transport._client is None  # type: ignore[attr-defined]
     await wait_count(consumer, 300)
+
+
+async def test_topic_deleted_after_use_is_retried_before_dead_lettering(
+    pubsub_env: PubSubEmulator, consumer_factory: Any
+) -> None:
+    consumer = consumer_factory()
+    dead: list[tuple[OutboundMessage, str]] = []
+    handler = GoogleCloudSimplePubSubHandler(
+        pubsub_env.project,
+        consumer.topic_id,
+        on_dead_letter=lambda m, r: dead.append((m, r)),
+        retry=RetryPolicy(max_attempts=3, initial_delay=0.01),
+    )
+    try:
+        await handler.handle_many([("before", 1)])
+        await handler.flush(30)
+        await anyio.to_thread.run_sync(lambda: consumer.publisher.delete_topic(topic=consumer.topic_path))
+        await handler.handle_many([("after", 2)])
+        await handler.flush(30)
+    finally:
+        await handler.shutdown()
+    # A topic that existed a moment ago is probably being recreated: NOT_FOUND uses the retry budget first.
+    assert [m.event_name for m, _ in dead] == ["after"]
+    assert "retry budget exhausted after 3 attempt(s): NOT_FOUND" in dead[0][1]
+    assert handler.stats.delivered == 1
