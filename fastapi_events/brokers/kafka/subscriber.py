@@ -162,9 +162,7 @@ class KafkaSource:
     async def retry_later(self, delivery: Delivery, delay: float) -> None:
         raise NotImplementedError("Kafka messages are retried in-process")
 
-    async def dead_letter(
-        self, delivery: Delivery, reason: str, event_name: str | None, attempts: int
-    ) -> None:
+    async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         attributes = dead_letter_attributes(delivery, reason, event_name, self.destination, attempts)
         key = delivery.token[3]
         loop = asyncio.get_running_loop()
@@ -183,9 +181,7 @@ class KafkaSource:
         # Dead letters are rare: waiting for this one acknowledgement (acks=all) is simpler than batching.
         remaining = self._producer.flush(30)
         if remaining or not errors or errors[0] is not None:
-            raise RuntimeError(
-                f"dead letter not confirmed by {self.dead_letter_topic}: {errors or 'timeout'}"
-            )
+            raise RuntimeError(f"dead letter not confirmed by {self.dead_letter_topic}: {errors or 'timeout'}")
 
     async def release(self, delivery: Delivery) -> None:
         return None  # never committed: the partition's next owner (or our next start) reads it again
