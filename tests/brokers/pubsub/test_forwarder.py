@@ -222,3 +222,19 @@ async def test_topic_deleted_after_use_is_retried_before_dead_lettering(
     assert [m.event_name for m, _ in dead] == ["after"]
     assert "retry budget exhausted after 3 attempt(s): NOT_FOUND" in dead[0][1]
     assert handler.stats.delivered == 1
+
+
+async def test_custom_serializer_and_single_handle(pubsub_env: PubSubEmulator, consumer_factory: Any) -> None:
+    consumer = consumer_factory()
+    handler = GoogleCloudSimplePubSubHandler(
+        pubsub_env.project, consumer.topic_id, serializer=lambda event: f"{event[0]}={event[1]}"
+    )
+    try:
+        await handler.handle(("custom", 42))
+        await handler.flush(30)
+        await wait_count(consumer, 1)
+    finally:
+        await handler.shutdown()
+    (message,) = consumer.received()
+    assert message.data == b"custom=42"
+    assert message.attributes["event_name"] == "custom"
