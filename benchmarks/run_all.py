@@ -156,10 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         for key, reference in ISSUE_OLD_FIGURES.items()
         if key in old_results and old_results[key]["value"] > 0
     ]
+    min_factors = [
+        old_results[key]["extra"]["of_minima"] / reference
+        for key, reference in ISSUE_OLD_FIGURES.items()
+        if key in old_results and "of_minima" in old_results[key].get("extra", {})
+    ]
     if factors:
         footer.append(
-            f"0.12.2 measured here at {min(factors):.1f}-{max(factors):.1f}x the issue's reference figures "
-            f"(22 / 60 / 75 / 77 µs): this machine/run is that much slower than the reference one."
+            f"0.12.2 measured here at {min(factors):.1f}-{max(factors):.1f}x (medians) and "
+            f"{min(min_factors or [0]):.1f}-{max(min_factors or [0]):.1f}x (minima) the issue's reference "
+            "figures (22 / 60 / 75 / 77 µs), i.e. this machine / run was about that much slower than the "
+            "reference one."
         )
     for label, m in meta.items():
         loads = "; ".join(f"{k}: {v}" for k, v in m.items() if k.startswith("load "))
