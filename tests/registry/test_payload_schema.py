@@ -30,7 +30,9 @@ def test_register_forms_key_by_string_name() -> None:
 
     assert custom.register(Called, event_name="signal.called") is Called
     assert dict(custom) == {"signal.up": Up, "signal.down": Down, "signal.called": Called}
-    assert custom[Signals.UP] is Up and Signals.UP in custom and "signal.up" in custom
+    assert custom[Signals.UP] is Up
+    assert Signals.UP in custom
+    assert "signal.up" in custom
     assert custom.schema_for("nothing") is None
 
 
