@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
+from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.gcp import GoogleCloudSimplePubSubHandler
-from tests.delivery._app import make_app
+from fastapi_events.middleware import EventHandlerASGIMiddleware
 
 
 def app_from_env() -> FastAPI:
@@ -18,4 +20,14 @@ def app_from_env() -> FastAPI:
         spool_path=os.environ["FE_SPOOL"],
         reconnect_max_delay=0.3,
     )
-    return make_app(handler)
+    app = FastAPI()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+
+    @app.post("/events/{name}")
+    async def emit(name: str, request: Request) -> dict[str, int]:
+        payloads: list[Any] = await request.json()
+        for payload in payloads:
+            dispatch(name, payload=payload)
+        return {"dispatched": len(payloads)}
+
+    return app
