@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from typing import Any
 
 from ..delivery.retry import RetryPolicy
@@ -43,12 +44,8 @@ def register(subparsers: Any) -> None:
         default=5,
         help="attempts before a failing event is dead-lettered (default 5)",
     )
-    parser.add_argument(
-        "--retry-delay", type=float, default=0.5, help="first retry delay in seconds (default 0.5)"
-    )
-    parser.add_argument(
-        "--max-retry-delay", type=float, default=30.0, help="longest retry delay (default 30)"
-    )
+    parser.add_argument("--retry-delay", type=float, default=0.5, help="first retry delay in seconds (default 0.5)")
+    parser.add_argument("--max-retry-delay", type=float, default=30.0, help="longest retry delay (default 30)")
     parser.add_argument(
         "--ignore-unknown",
         action="store_true",
@@ -64,7 +61,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _exit_before_consuming(signum: int, frame: object) -> None:
+    # Nothing was received yet, so there is nothing to finish: a stop during start-up is a clean exit.
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _exit_before_consuming)
     from ..consumer import load_handlers, run_consumer, source_from_url
 
     logging.basicConfig(

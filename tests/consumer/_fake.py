@@ -25,9 +25,7 @@ class FakeSource:
     fail_dead_letter: int = 0  # the first N dead-letter attempts raise
     _seq: int = 0
 
-    def put(
-        self, body: bytes, *, lane: Hashable | None = None, attempt: int = 1, message_id: str | None = None
-    ) -> str:
+    def put(self, body: bytes, *, lane: Hashable | None = None, attempt: int = 1, message_id: str | None = None) -> str:
         self._seq += 1
         mid = message_id or f"m{self._seq}"
         self.queue.put_nowait(Delivery(body, {}, mid, lane=lane, attempt=attempt))
@@ -59,9 +57,7 @@ class FakeSource:
             Delivery(delivery.body, delivery.attributes, delivery.message_id, attempt=delivery.attempt + 1)
         )
 
-    async def dead_letter(
-        self, delivery: Delivery, reason: str, event_name: str | None, attempts: int
-    ) -> None:
+    async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         if self.fail_dead_letter:
             self.fail_dead_letter -= 1
             raise ConnectionError("dead-letter destination unreachable")

@@ -64,9 +64,7 @@ async def test_sync_async_and_depends_handlers_run_then_message_is_acked() -> No
 
     await running(consumer, body)
     assert sorted(source.acked) == sorted([first, second])
-    assert sorted(map(str, seen)) == sorted(
-        map(str, [("async", 1, "acme"), ("sync", 1), ("async", 2, "acme")])
-    )
+    assert sorted(map(str, seen)) == sorted(map(str, [("async", 1, "acme"), ("sync", 1), ("async", 2, "acme")]))
     assert source.dead == []
     assert source.opened
     assert source.closed
