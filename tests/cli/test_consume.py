@@ -1,0 +1,81 @@
+"""``python -m fastapi_events consume``: graceful SIGTERM, argument errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from fastapi_events.cli import build_parser, main
+from fastapi_events.codec import encode_event
+from tests.consumer._processes import ROOT, start_consumer, stop, wait_consuming
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.servers
+def test_sigterm_finishes_in_flight_handlers_commits_and_exits_0(redis_server: Any, tmp_path: Path) -> None:
+    stream = f"term-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_server.url)
+    for n in range(3):
+        client.xadd(stream, {"body": encode_event(("item.created", {"n": n}))})
+    out, log = tmp_path / "out.txt", tmp_path / "consumer.log"
+    base = redis_server.url.rsplit("/", 1)[0]
+    process = start_consumer(f"{base}/0/{stream}?group=g", out, log, delay=1.5)
+    wait_consuming(log)
+    deadline = time.monotonic() + 20
+    while sum(line.startswith("start") for line in read_lines(out)) < 3:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    started = time.monotonic()
+    code = stop(process)
+    assert code == 0, log.read_text()
+    assert time.monotonic() - started >= 1.0  # it waited for the handlers
+    assert sorted(line.split()[2] for line in read_lines(out) if line.startswith("done")) == ["0", "1", "2"]
+    assert client.xpending(stream, "g")["pending"] == 0  # acknowledged before exiting
+    assert "SIGTERM: finishing in-flight messages" in log.read_text()
+
+
+def test_help_lists_url_forms() -> None:
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["consume"].format_help()  # type: ignore[union-attr]
+    for form in ("kafka://", "redis://", "sqs://", "pubsub://", "--handlers", "--concurrency"):
+        assert form in help_text
+
+
+@pytest.mark.parametrize(
+    ("url", "handlers", "message"),
+    [
+        ("nats://x/y", "tests.consumer.e2e_handlers:handler", "unsupported scheme"),
+        ("redis://127.0.0.1:1/0/s", "tests.consumer.e2e_handlers", "expected module:attribute"),
+        ("redis://127.0.0.1:1/0/s", "no_such_module_xyz:handler", "not found"),
+        ("redis://127.0.0.1:1/0/s", "tests.consumer.e2e_handlers:nope", "'nope' not found"),
+        ("redis://127.0.0.1:1/0/s", "tests.consumer.e2e_handlers:out_path", "expected a fastapi_events LocalHandler"),
+        ("redis://127.0.0.1:1/0/s?colour=blue", "tests.consumer.e2e_handlers:handler", "unknown option(s) colour"),
+    ],
+)
+def test_configuration_errors_exit_2_with_a_message(
+    url: str, handlers: str, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["consume", url, "--handlers", handlers]) == 2
+    assert message in caplog.text
+
+
+def test_module_entry_point_runs_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fastapi_events", "consume", "bogus://x", "--handlers", "a:b"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "module 'a' not found" in result.stderr  # handlers are loaded before the URL is looked at
