@@ -15,9 +15,7 @@ def load_handler(reference: str) -> LocalHandler:
     """Import ``module:attribute`` (attribute may be dotted) and return it; it must be a ``LocalHandler``."""
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
-        raise ConfigurationError(
-            f"--handlers {reference!r}: expected module:attribute, e.g. myapp.events:handler"
-        )
+        raise ConfigurationError(f"--handlers {reference!r}: expected module:attribute, e.g. myapp.events:handler")
     # Like ``python -m``/uvicorn: the current directory is importable even when started through a script.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())

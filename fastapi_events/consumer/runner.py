@@ -105,9 +105,7 @@ class Consumer:
     async def run(self) -> ConsumerStats:
         """Consume until :meth:`stop`; returns the statistics once everything was committed and closed."""
         await self.source.open()
-        logger.info(
-            "consuming %s %s (concurrency %d)", self.source.system, self.source.destination, self.concurrency
-        )
+        logger.info("consuming %s %s (concurrency %d)", self.source.system, self.source.destination, self.concurrency)
         try:
             await self._receive_loop()
         finally:
@@ -135,9 +133,7 @@ class Consumer:
             except Exception as exc:  # broker unreachable: keep trying, a consumer must outlive an outage
                 failures += 1
                 delay = self.retry.backoff_ceiling(failures)
-                logger.warning(
-                    "receiving from %s failed (%s); retrying in %.1fs", self.source.destination, exc, delay
-                )
+                logger.warning("receiving from %s failed (%s); retrying in %.1fs", self.source.destination, exc, delay)
                 await self._sleep(delay)
                 continue
             failures = 0
@@ -203,9 +199,7 @@ class Consumer:
         try:
             event = self.deserializer(delivery.body, delivery.attributes)
         except MalformedMessageError as exc:
-            await self._dead_letter(
-                delivery, f"malformed message: {exc.reason}", None, delivery.attempt, "malformed"
-            )
+            await self._dead_letter(delivery, f"malformed message: {exc.reason}", None, delivery.attempt, "malformed")
             return
         except Exception as exc:
             reason = f"deserializer failed: {type(exc).__name__}: {exc}"
@@ -245,7 +239,17 @@ class Consumer:
                 reason = f"unknown event: no handler registered for {name!r}"
                 await self._dead_letter(delivery, reason, name, attempt, "unknown")
                 return
-            await self.source.ack(delivery)
+            try:
+                await self.source.ack(delivery)
+            except Exception as exc:
+                # Handled but not acknowledged: the broker delivers it again (at least once, never lost).
+                logger.error(
+                    "acknowledging message %s failed (%s: %s); it will be delivered again",
+                    delivery.message_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                return
             self.stats.handled += 1
             return
 
@@ -253,9 +257,7 @@ class Consumer:
         try:
             await self.source.retry_later(delivery, delay)
         except Exception:  # the broker redelivers it anyway once its lease/visibility runs out
-            logger.exception(
-                "could not hand message %s back to %s", delivery.message_id, self.source.destination
-            )
+            logger.exception("could not hand message %s back to %s", delivery.message_id, self.source.destination)
 
     async def _dead_letter(
         self, delivery: Delivery, reason: str, event_name: str | None, attempts: int, kind: str
@@ -308,14 +310,10 @@ class Consumer:
         self._stopping.set()
         if not self._tasks:
             return
-        logger.info(
-            "waiting up to %.0fs for %d in-flight message(s)", self.shutdown_timeout, len(self._tasks)
-        )
+        logger.info("waiting up to %.0fs for %d in-flight message(s)", self.shutdown_timeout, len(self._tasks))
         _, pending = await asyncio.wait(set(self._tasks), timeout=self.shutdown_timeout)
         if pending:
-            logger.warning(
-                "%d handler(s) still running after %.0fs: cancelled", len(pending), self.shutdown_timeout
-            )
+            logger.warning("%d handler(s) still running after %.0fs: cancelled", len(pending), self.shutdown_timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -70,9 +70,7 @@ class Source(Protocol):
     async def retry_later(self, delivery: Delivery, delay: float) -> None:
         """Hand the message back for redelivery in about ``delay`` seconds (only when ``redelivers``)."""
 
-    async def dead_letter(
-        self, delivery: Delivery, reason: str, event_name: str | None, attempts: int
-    ) -> None:
+    async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         """Publish the original body with :func:`dead_letter_attributes` to the dead-letter destination,
         then acknowledge the original. Raising means "not dead-lettered": the runner tries again."""
 

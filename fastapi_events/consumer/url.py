@@ -64,7 +64,7 @@ def redis_source(url: str) -> Source:
     parts = urlsplit(url)
     path = _path_parts(url)
     db = "0"
-    if len(path) >= 2 and path[0].isdigit():
+    if path and path[0].isdigit():
         db, path = path[0], path[1:]
     stream = "/".join(path)
     if not parts.netloc or not stream:
@@ -98,9 +98,7 @@ def sqs_source(url: str) -> Source:
     if not queue:
         raise ConfigurationError(f"{url}: expected sqs://QUEUE_NAME")
     options = _query(url)
-    region = (
-        options.pop("region", None) or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-    )
+    region = options.pop("region", None) or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     endpoint = (
         options.pop("endpoint_url", None)
         or os.environ.get("AWS_ENDPOINT_URL_SQS")
@@ -148,9 +146,7 @@ def source_from_url(url: str) -> Source:
     scheme = urlsplit(url).scheme
     factory = _FACTORIES.get(scheme)
     if factory is None:
-        raise ConfigurationError(
-            f"{url}: unsupported scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
-        )
+        raise ConfigurationError(f"{url}: unsupported scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     return factory(url)
 
 

@@ -309,3 +309,30 @@ async def test_receive_errors_are_survived() -> None:
         await until(lambda: source.acked == [mid])
 
     await running(consumer, body)
+
+
+async def test_failed_ack_is_logged_and_does_not_stop_the_consumer(caplog: pytest.LogCaptureFixture) -> None:
+    source = FakeSource()
+    real_ack = source.ack
+    failures = 1
+
+    async def flaky_ack(delivery: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("connection reset")
+        await real_ack(delivery)
+
+    source.ack = flaky_ack  # type: ignore[method-assign]
+    handler = LocalHandler()
+    handler.register(lambda event: None, event_name="*")
+    first = source.put_event("e", {})
+    second = source.put_event("e", {})
+    consumer = Consumer(source, handler)
+
+    async def body() -> None:
+        await until(lambda: len(source.acked) == 1)
+
+    await running(consumer, body)
+    assert source.acked in ([first], [second])
+    assert "will be delivered again" in caplog.text
