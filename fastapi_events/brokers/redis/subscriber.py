@@ -107,9 +107,7 @@ class RedisStreamSource:
             count=count,
         )
         entries = reply[1]
-        deliveries = [
-            self._delivery(entry_id, fields, 2) for entry_id, fields in entries if fields is not None
-        ]
+        deliveries = [self._delivery(entry_id, fields, 2) for entry_id, fields in entries if fields is not None]
         if deliveries:
             logger.warning(
                 "claimed %d message(s) of %s left pending by another consumer",
@@ -123,9 +121,7 @@ class RedisStreamSource:
         if not self._in_flight or now < self._next_touch:
             return
         self._next_touch = now + max(0.5, self.claim_idle / 3)
-        await self.client.xclaim(
-            self.destination, self.group, self.consumer, 0, list(self._in_flight), justid=True
-        )
+        await self.client.xclaim(self.destination, self.group, self.consumer, 0, list(self._in_flight), justid=True)
 
     def _delivery(self, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> Delivery:
         self._in_flight.add(entry_id)
@@ -148,12 +144,8 @@ class RedisStreamSource:
     async def retry_later(self, delivery: Delivery, delay: float) -> None:
         raise NotImplementedError("Redis messages are retried in-process")
 
-    async def dead_letter(
-        self, delivery: Delivery, reason: str, event_name: str | None, attempts: int
-    ) -> None:
-        fields: dict[Any, Any] = dict(
-            dead_letter_attributes(delivery, reason, event_name, self.destination, attempts)
-        )
+    async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
+        fields: dict[Any, Any] = dict(dead_letter_attributes(delivery, reason, event_name, self.destination, attempts))
         fields.pop("missing_field", None)
         fields["body"] = delivery.body
         # One transaction: a dead letter is never written without the original being acknowledged, or the
@@ -181,9 +173,7 @@ class RedisStreamSource:
                 # entries, which would then never be redelivered.
                 await client.xgroup_delconsumer(self.destination, self.group, self.consumer)
         except Exception:
-            logger.debug(
-                "could not remove consumer %s from group %s", self.consumer, self.group, exc_info=True
-            )
+            logger.debug("could not remove consumer %s from group %s", self.consumer, self.group, exc_info=True)
         finally:
             await client.aclose()
 

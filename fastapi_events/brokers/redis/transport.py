@@ -43,9 +43,7 @@ class RedisStreamTransport:
     max_batch_bytes = 16 * 1024 * 1024
     max_message_bytes = MAX_MESSAGE_BYTES
 
-    def __init__(
-        self, stream: str, url: str = "redis://localhost:6379/0", *, maxlen: int | None = None
-    ) -> None:
+    def __init__(self, stream: str, url: str = "redis://localhost:6379/0", *, maxlen: int | None = None) -> None:
         self.destination = stream
         self.url = url
         self.maxlen = maxlen
