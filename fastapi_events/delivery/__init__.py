@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .batching import Batches, split_batches
-from .forwarder import DeadLetterCallback, ForwarderStats, ForwardHandler, KeyFunction
+from .deadletters import DeadLetterCallback
+from .forwarder import ForwarderStats, ForwardHandler, KeyFunction
 from .memory import MemoryStore
 from .retry import RetryPolicy
 from .spool import SpoolDB, SpoolRecord

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import _hooks
@@ -20,7 +19,9 @@ from ..errors import SerializationError
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
 from .batching import split_batches
+from .deadletters import DeadLetterCallback, report_dead_letters
 from .memory import MemoryStore
+from .ordering import KeyOrder
 from .retry import RetryPolicy
 from .spool_writer import SpoolStore, acquire
 from .store import DeadLetter, Entry, PendingStore, Retry
@@ -28,9 +29,6 @@ from .transport import EntryResult, OutboundMessage, Outcome, Transport
 
 logger = logging.getLogger("fastapi_events.delivery")
 
-#: ``on_dead_letter(message, reason)``, sync or async. For an event that could not be encoded ``message.body``
-#: is the ``repr`` of the event (for diagnosis; it is not a wire body).
-DeadLetterCallback = Callable[[OutboundMessage, str], Awaitable[None] | None]
 KeyFunction = Callable[[Event], str | None]
 
 _REPR_LIMIT = 64 * 1024
@@ -93,6 +91,7 @@ class ForwardHandler(BaseEventHandler):
         self._transport_touched = False  # open() was attempted: close() must release what it set up
         self._outstanding: set[str] = set()
         self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
+        self._order = KeyOrder()
         self._counts = {"accepted": 0, "delivered": 0, "retried": 0, "dead_lettered": 0, "dropped": 0}
 
     @property
@@ -310,6 +309,7 @@ class ForwardHandler(BaseEventHandler):
 
     async def _send_round(self, entries: list[Entry], outages: int) -> int:
         t = self.transport
+        entries, held = self._order.hold_back(entries)
         split = split_batches(
             entries,
             size=lambda e: t.message_size(e.message),
@@ -321,13 +321,13 @@ class ForwardHandler(BaseEventHandler):
             (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
             for e, n in split.oversize
         ]
-        sent = await asyncio.gather(*(self._send(batch) for batch in split.batches))
+        sent, deferred = await self._send_batches(split.batches)
         now = time.time()
         delivered: list[Entry] = []
         retries: list[Retry] = []
-        failed_sends = [error for _, error in sent if error]
+        failed_sends = [error for _, _, error in sent if error]
         outages = outages + 1 if failed_sends else 0
-        for batch, (results, error) in zip(split.batches, sent, strict=True):
+        for batch, results, error in sent:
             if results is None:
                 for entry in batch:  # due again as soon as the sender's outage pause is over
                     entry.last_error = error
@@ -343,14 +343,44 @@ class ForwardHandler(BaseEventHandler):
                 outages,
                 failed_sends[0],
             )
+        self._order.update(
+            (r for r in retries if r.entry.attempts and r.next_attempt_at > now), [*delivered, *(e for e, _ in dead)]
+        )
+        free, behind = self._order.hold_back(deferred)
+        held += behind + [Retry(entry, now) for entry in free]
         assert self._store is not None
-        await self._store.resolve(delivered, retries, dead)
+        await self._store.resolve(delivered, [*retries, *held], dead)
         self._counts["delivered"] += len(delivered)
         self._counts["retried"] += len(retries)
         self._resolved(e.message.id for e in delivered)
         if dead:
             await self._dead_letter([d for _, d in dead], stored=True)
         return outages
+
+    async def _send_batches(
+        self, batches: list[list[Entry]]
+    ) -> tuple[list[tuple[list[Entry], Sequence[EntryResult] | None, str]], list[Entry]]:
+        """Send a round's batches; returns ``(batch, results or None on failure, error)`` per batch sent and the
+        entries held back within the round."""
+        if not KeyOrder.spans_batches(batches):
+            sent = await asyncio.gather(*(self._send(batch) for batch in batches))
+            return [(batch, results, error) for batch, (results, error) in zip(batches, sent, strict=True)], []
+        # One key's entries are spread over several batches: send them one batch after another and, once an entry
+        # of a key was not delivered, keep that key's later entries for a later round - they must not overtake it.
+        out: list[tuple[list[Entry], Sequence[EntryResult] | None, str]] = []
+        deferred: list[Entry] = []
+        stalled: set[str] = set()
+        for batch in batches:
+            now_batch = [e for e in batch if e.message.key is None or e.message.key not in stalled]
+            deferred += [e for e in batch if e.message.key is not None and e.message.key in stalled]
+            if not now_batch:
+                continue
+            results, error = await self._send(now_batch)
+            out.append((now_batch, results, error))
+            for index, entry in enumerate(now_batch):
+                if entry.message.key is not None and (results is None or results[index].outcome is Outcome.RETRY):
+                    stalled.add(entry.message.key)
+        return out, deferred
 
     async def _send(self, batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
         messages = [entry.message for entry in batch]
@@ -389,32 +419,15 @@ class ForwardHandler(BaseEventHandler):
         retries.append(Retry(entry, now + self.retry.delay(entry.attempts)))
 
     async def _dead_letter(self, dead: list[DeadLetter], *, stored: bool) -> None:
-        for d in dead:
-            logger.error(
-                "event %r (id %s) dead-lettered for %s: %s",
-                d.message.event_name,
-                d.message.id,
-                self.transport.destination,
-                d.reason,
-                extra={"event_name": d.message.event_name, "event_id": d.message.id},
-            )
         self._counts["dead_lettered"] += len(dead)
-        if _hooks.on_dead_letter:
-            for d in dead:
-                _hooks.dead_lettered(d.message.event_name, repr(self), d.reason)
-        if not stored and self._store is not None and self._store.durable:
-            try:
-                await self._store.add_dead(dead)
-            except Exception:
-                logger.exception("%s: could not store %d dead letter(s) in the spool", self, len(dead))
-        if self.on_dead_letter is not None:
-            for d in dead:
-                try:
-                    result = self.on_dead_letter(d.message, d.reason)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    logger.exception("on_dead_letter failed for event %r (id %s)", d.message.event_name, d.message.id)
+        await report_dead_letters(
+            dead,
+            where=repr(self),
+            destination=self.transport.destination,
+            store=self._store,
+            stored=stored,
+            callback=self.on_dead_letter,
+        )
         self._resolved(d.message.id for d in dead)
 
     def _resolved(self, ids: Iterable[str]) -> None:

@@ -167,3 +167,46 @@ async def test_a_down_broker_is_not_hammered_through_a_large_backlog() -> None:
     await handler.flush(10)
     assert handler.stats.delivered == 2000
     await handler.shutdown(1)
+
+
+class KeyedFlakyTransport(FlakyTransport):
+    """Fails the payload listed in ``fail_payloads`` a number of times; records delivery order of payloads."""
+
+    def __init__(self, fail_payloads: dict[int, int]) -> None:
+        super().__init__({})
+        self.fail_payloads = dict(fail_payloads)
+        self.delivered: list[int] = []
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        self.batches.append((time.monotonic(), [m.event_name for m in batch]))
+        results = []
+        for m in batch:
+            payload = int(m.body.decode().split(",")[1].rstrip("]"))
+            if self.fail_payloads.get(payload, 0) > 0:
+                self.fail_payloads[payload] -= 1
+                results.append(EntryResult(Outcome.RETRY, "throttled"))
+            else:
+                self.delivered.append(payload)
+                results.append(DELIVERED)
+        return results
+
+
+@pytest.mark.anyio
+async def test_newer_events_of_a_key_do_not_overtake_one_waiting_for_its_retry() -> None:
+    transport = KeyedFlakyTransport({1: 2})
+    transport.max_batch_count = 1  # one event per batch: the retry's backoff is where overtaking would happen
+    handler = ForwardHandler(
+        transport,
+        key=lambda event: "same-key" if event[1] < 100 else None,
+        retry=RetryPolicy(max_attempts=10, initial_delay=0.2, max_delay=0.2, multiplier=1.0),
+    )
+    await handler.handle_many([("e", 0), ("e", 1), ("e", 2), ("e", 3), ("e", 100)])
+    await asyncio.sleep(0.05)
+    await handler.handle_many([("e", 4), ("e", 101)])
+    await handler.flush(10)
+    keyed = [p for p in transport.delivered if p < 100]
+    assert keyed == [0, 1, 2, 3, 4]
+    # Events without a key are not held back behind the retry.
+    assert transport.delivered.index(100) < transport.delivered.index(1)
+    assert handler.stats.retried == 2
+    await handler.shutdown(1)

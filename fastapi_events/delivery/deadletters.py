@@ -1,0 +1,61 @@
+"""Where dead letters go: always the log (ERROR, with event name and reason), then the spool's dead-letter table
+and/or the user's ``on_dead_letter`` callback."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from .. import _hooks
+from .store import DeadLetter, PendingStore
+from .transport import OutboundMessage
+
+logger = logging.getLogger("fastapi_events.delivery")
+
+#: ``on_dead_letter(message, reason)``, sync or async. For an event that could not be encoded ``message.body``
+#: is the ``repr`` of the event (for diagnosis; it is not a wire body).
+DeadLetterCallback = Callable[[OutboundMessage, str], Awaitable[None] | None]
+
+
+async def report_dead_letters(
+    dead: Sequence[DeadLetter],
+    *,
+    where: str,
+    destination: str,
+    store: PendingStore | None,
+    stored: bool,
+    callback: DeadLetterCallback | None,
+) -> None:
+    """Log every dead letter, store those not stored yet (when the store is durable), call ``callback``.
+
+    ``stored``: the store already moved them to its dead-letter table (entries that failed while pending).
+    """
+    for d in dead:
+        logger.error(
+            "event %r (id %s) dead-lettered for %s: %s",
+            d.message.event_name,
+            d.message.id,
+            destination,
+            d.reason,
+            extra={"event_name": d.message.event_name, "event_id": d.message.id},
+        )
+    if _hooks.on_dead_letter:
+        for d in dead:
+            _hooks.dead_lettered(d.message.event_name, where, d.reason)
+    if not stored and store is not None and store.durable:
+        try:
+            await store.add_dead(dead)
+        except Exception:
+            logger.exception("%s: could not store %d dead letter(s) in the spool", where, len(dead))
+    if callback is not None:
+        for d in dead:
+            try:
+                result = callback(d.message, d.reason)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("on_dead_letter failed for event %r (id %s)", d.message.event_name, d.message.id)
+
+
+__all__ = ["DeadLetterCallback", "report_dead_letters"]
