@@ -12,26 +12,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import _hooks
-from .._names import event_name_str
 from .._report import report_failure
-from ..codec import Serializer, attributes_for, encode_event, new_event_id
-from ..errors import SerializationError
+from ..codec import Serializer
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
 from .batching import split_batches
 from .deadletters import DeadLetterCallback, report_dead_letters
+from .encoding import KeyFunction, encode_events, new_event_id
 from .memory import MemoryStore
 from .ordering import KeyOrder
 from .retry import RetryPolicy
 from .spool_writer import SpoolStore, acquire
 from .store import DeadLetter, Entry, PendingStore, Retry
-from .transport import EntryResult, OutboundMessage, Outcome, Transport
+from .transport import EntryResult, Outcome, Transport
 
 logger = logging.getLogger("fastapi_events.delivery")
-
-KeyFunction = Callable[[Event], str | None]
-
-_REPR_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +205,16 @@ class ForwardHandler(BaseEventHandler):
                 report_failure(event, self, exc)
             return
         assert self._store is not None
-        messages, sources, dead = self._encode(events)
+        try:
+            encoded = encode_events(
+                events, self.transport, serializer=self.serializer, id_generator=self.id_generator, key=self.key
+            )
+        except Exception as exc:  # a failing id_generator: nothing of this batch can be accepted
+            self._counts["dropped"] += len(events)
+            for event in events:
+                report_failure(event, self, exc)
+            return
+        messages, sources, dead = encoded.messages, encoded.sources, encoded.dead
         if messages:
             try:
                 entries, dropped = await self._store.add(messages)
@@ -224,32 +228,6 @@ class ForwardHandler(BaseEventHandler):
         if dead:
             await self._dead_letter(dead, stored=False)
         self._wake.set()
-
-    def _encode(self, events: Sequence[Event]) -> tuple[list[OutboundMessage], list[Event], list[DeadLetter]]:
-        messages: list[OutboundMessage] = []
-        sources: list[Event] = []
-        dead: list[DeadLetter] = []
-        limit = min(self.transport.max_message_bytes, self.transport.max_batch_bytes)
-        for event in events:
-            name = event_name_str(event[0])
-            event_id = self.id_generator()
-            attributes = attributes_for(event, event_id)
-            key = self.key(event) if self.key is not None else None
-            try:
-                body = encode_event(event, self.serializer)
-            except SerializationError as exc:
-                text = repr(event).encode("utf-8", "replace")[:_REPR_LIMIT]
-                dead.append(DeadLetter(OutboundMessage(event_id, name, text, attributes, key), str(exc), 0, False))
-                continue
-            message = OutboundMessage(event_id, name, body, attributes, key)
-            size = self.transport.message_size(message)
-            if size > limit:
-                reason = f"message is {size} bytes, over the {limit}-byte limit of {self.transport.system}"
-                dead.append(DeadLetter(message, str(SerializationError(name, reason)), 0, True))
-                continue
-            messages.append(message)
-            sources.append(event)
-        return messages, sources, dead
 
     # -- delivering ----------------------------------------------------------------------------------------
     async def _run_sender(self) -> None:

@@ -151,3 +151,26 @@ async def test_flush_waits_for_delivery_and_shutdown_releases_everything(sqs_que
     assert len(sqs_queue.received) == 25
     await handler.shutdown(5)
     assert handler.transport._executor is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_failing_key_function_dead_letters_only_that_event(sqs_queue: Queue) -> None:
+    dead: list[tuple[str, str]] = []
+
+    def key(event: Any) -> str:
+        return str(10 // event[1])  # fails for payload 0
+
+    handler = SQSForwardHandler(
+        sqs_queue.name,
+        sqs_queue.region,
+        key=key,
+        on_dead_letter=lambda message, reason: dead.append((message.event_name, reason)),
+        **sqs_queue.handler_kwargs,
+    )
+    await handler.handle_many([("a", 1), ("b", 0), ("c", 2)])
+    await handler.flush(20)
+    assert dead == [("b", "key function failed: ZeroDivisionError: integer division or modulo by zero")]
+    await asyncio.to_thread(sqs_queue.receive, 2)
+    await asyncio.to_thread(sqs_queue.drain_rest)
+    assert sorted(r.event_name for r in sqs_queue.received) == ["a", "c"]
+    await handler.shutdown(5)

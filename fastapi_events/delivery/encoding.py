@@ -1,0 +1,72 @@
+"""Turning accepted events into :class:`OutboundMessage` s, or into dead letters when that cannot work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .._names import event_name_str
+from ..codec import Serializer, attributes_for, encode_event, new_event_id
+from ..errors import SerializationError
+from ..typing import Event
+from .store import DeadLetter
+from .transport import OutboundMessage, Transport
+
+KeyFunction = Callable[[Event], "str | None"]
+
+_REPR_LIMIT = 64 * 1024  # of an unencodable event kept for diagnosis
+
+
+@dataclass(slots=True)
+class Encoded:
+    messages: list[OutboundMessage] = field(default_factory=list)
+    sources: list[Event] = field(default_factory=list)  # the event of each message, same order
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def encode_events(
+    events: Sequence[Event],
+    transport: Transport,
+    *,
+    serializer: Serializer | None,
+    id_generator: Callable[[], str],
+    key: KeyFunction | None,
+) -> Encoded:
+    """Encode each event; one that cannot be encoded, or is over the transport's size limit, becomes a dead
+    letter on its own - checked here, before it is stored, so that it never occupies the spool or a batch."""
+    out = Encoded()
+    limit = min(transport.max_message_bytes, transport.max_batch_bytes)
+    for event in events:
+        name = event_name_str(event[0])
+        event_id = id_generator()
+        attributes = attributes_for(event, event_id)
+        try:
+            routing_key = key(event) if key is not None else None
+        except Exception as exc:
+            routing_key = None
+            key_error: str | None = f"key function failed: {type(exc).__name__}: {exc}"
+        else:
+            key_error = None
+        try:
+            body = encode_event(event, serializer)
+        except SerializationError as exc:
+            text = repr(event).encode("utf-8", "replace")[:_REPR_LIMIT]
+            message = OutboundMessage(event_id, name, text, attributes, routing_key)
+            out.dead.append(DeadLetter(message, str(exc), 0, replayable=False))
+            continue
+        message = OutboundMessage(event_id, name, body, attributes, routing_key)
+        if key_error is not None:
+            # Replayable: replaying sends it without a key, which is the operator's call to make.
+            out.dead.append(DeadLetter(message, key_error, 0, replayable=True))
+            continue
+        size = transport.message_size(message)
+        if size > limit:
+            reason = f"message is {size} bytes, over the {limit}-byte limit of {transport.system}"
+            out.dead.append(DeadLetter(message, str(SerializationError(name, reason)), 0, replayable=True))
+            continue
+        out.messages.append(message)
+        out.sources.append(event)
+    return out
+
+
+__all__ = ["Encoded", "KeyFunction", "encode_events", "new_event_id"]
