@@ -124,6 +124,7 @@ class Runtime:
         self._inline += 1
         hook_token = current_error_hook.set(self.on_error) if self.on_error is not None else None
         events = buffer.events
+        handlers = self.handlers
         batch: tuple[Event, ...] = ()
         try:
             while events:
@@ -131,7 +132,10 @@ class Runtime:
                 batch = tuple(events[:count])
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
                 del events[:count]
-                await self.deliver(batch)
+                if len(handlers) == 1:
+                    await _run_handler(handlers[0], batch)
+                else:
+                    await self.deliver(batch)
         except asyncio.CancelledError:
             # The server gave up on this request (graceful-shutdown timeout) or the loop is closing: say exactly
             # what may not have been handled instead of losing it silently.

@@ -54,8 +54,13 @@ class Step:
     keywords: tuple[tuple[str, int], ...]
 
     def arguments(self, event: Event, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-        args = [event if ref == EVENT else values[ref] for ref in self.positional]
-        kwargs = {name: (event if ref == EVENT else values[ref]) for name, ref in self.keywords}
+        # Plain loops: on Python < 3.12 every comprehension is a function call of its own.
+        args = []
+        for ref in self.positional:
+            args.append(event if ref == EVENT else values[ref])
+        kwargs = {}
+        for name, ref in self.keywords:
+            kwargs[name] = event if ref == EVENT else values[ref]
         return args, kwargs
 
 
@@ -137,15 +142,17 @@ class Plan:
         #: Everything is sync: the whole plan runs in one worker-thread hop.
         self.all_sync = kinds <= {Kind.SYNC, Kind.SYNC_GEN}
         self.handler_step = self.steps[-1]
-        # The common case - an async handler whose only parameter is the event - skips argument building.
-        step = self.handler_step
-        simple = len(self.steps) == 1 and step.kind is Kind.ASYNC
+        # The common cases skip argument building: a handler without dependencies is called as f(event) or f().
         self._direct: Callable[..., Any] | None = None
-        if (simple and (step.positional, step.keywords) in (((EVENT,), ()), ((), ()))) or (
-            simple and not step.positional and len(step.keywords) == 1 and _positional_ok(step.call)
-        ):
-            self._direct = step.call
-            self._direct_takes_event = bool(step.positional or step.keywords)
+        self._direct_takes_event = False
+        step = self.handler_step
+        if len(self.steps) == 1 and step.kind in (Kind.ASYNC, Kind.SYNC):
+            refs = [*step.positional, *(ref for _, ref in step.keywords)]
+            if not refs or (refs == [EVENT] and (step.positional or _positional_ok(step.call))):
+                self._direct = step.call
+                self._direct_takes_event = bool(refs)
+        #: Only coroutine functions and no teardown: resolved by one loop without per-step coroutines.
+        self._plain_async = kinds == {Kind.ASYNC}
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:
@@ -204,17 +211,19 @@ class Plan:
 
     async def run(self, event: Event) -> Any:
         """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
+        if self.all_sync:
+            return await run_sync(self.run_sync, event)
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())
-        if self.all_sync:
-            return await run_sync(self.run_sync, event)
-        if len(self.steps) == 1 and self.handler_step.kind is Kind.ASYNC:
-            step = self.handler_step
-            args, kwargs = step.arguments(event, [])
-            return await step.call(*args, **kwargs)
-        if not self.has_teardown:
+        if self._plain_async:
             values: list[Any] = []
+            for step in self.steps:
+                args, kwargs = step.arguments(event, values)
+                values.append(await step.call(*args, **kwargs))
+            return values[-1]
+        if not self.has_teardown:
+            values = []
             for step in self.steps:
                 values.append(await _run_step(step, event, values, None))
             return values[-1]
@@ -226,6 +235,9 @@ class Plan:
 
     def run_sync(self, event: Event) -> Any:
         """The whole plan in the calling (worker) thread; only valid when :attr:`all_sync`."""
+        direct = self._direct
+        if direct is not None:
+            return direct(event) if self._direct_takes_event else direct()
         with ExitStack() as stack:
             values: list[Any] = []
             for step in self.steps:

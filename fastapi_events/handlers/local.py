@@ -89,9 +89,7 @@ class LocalHandler(BaseEventHandler):
         """Remove ``func`` (for ``event_name`` only, when given)."""
         pattern = None if event_name is None else event_name_str(event_name)
         self._registrations = [
-            r
-            for r in self._registrations
-            if not (r.func is func and (pattern is None or r.pattern == pattern))
+            r for r in self._registrations if not (r.func is func and (pattern is None or r.pattern == pattern))
         ]
         self._matches.clear()
 
@@ -121,7 +119,15 @@ class LocalHandler(BaseEventHandler):
             event = events[0]
             registrations = self._get_handlers_for_event(event[0])
             if len(registrations) == 1:
-                await _run_one(registrations[0], (event,))
+                registration = registrations[0]
+                if _on_handle:
+                    await _run_one(registration, events)
+                    return
+                # The most common shape - one event, one function - without a further coroutine frame.
+                try:
+                    await registration.plan.run(event)
+                except Exception as exc:
+                    report_failure(event, registration.func, exc)
                 return
             work: list[tuple[Registration, Sequence[Event]]] = [(r, (event,)) for r in registrations]
         else:
