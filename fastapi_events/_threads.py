@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import queue
 import threading
@@ -64,10 +65,9 @@ class _Pool:
             except BaseException as exc:
                 value, ok = exc, False
             del job, func, args, context
-            try:
+            # RuntimeError: the loop closed while we ran; nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future, ok, value)
-            except RuntimeError:  # the loop closed while we ran; nobody is waiting any more
-                pass
             del future, value
             self._idle.release()
 
