@@ -55,7 +55,7 @@ def kill(process: subprocess.Popen[bytes]) -> None:
         process.wait(10)
 
 
-def wait_consuming(log: Path, count: int = 1, timeout: float = 30.0) -> None:
+def wait_consuming(log: Path, count: int = 1, timeout: float = 60.0) -> None:
     """Wait until ``count`` consumers logging to ``log`` have started consuming."""
     deadline = time.monotonic() + timeout
     while log.read_text(errors="replace").count(" consuming ") < count:

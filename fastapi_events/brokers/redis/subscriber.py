@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from ...consumer.coalesce import Coalescer
 from ...consumer.source import Delivery, dead_letter_attributes
 
 logger = logging.getLogger("fastapi_events.redis")
@@ -60,6 +61,7 @@ class RedisStreamSource:
         self._next_claim = 0.0
         self._in_flight: set[bytes] = set()
         self._next_touch = 0.0
+        self._acks: Coalescer[bytes] = Coalescer(self._xack)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -138,8 +140,11 @@ class RedisStreamSource:
         return Delivery(body, attributes, entry_id.decode(), attempt=attempt, token=entry_id)
 
     async def ack(self, delivery: Delivery) -> None:
-        await self.client.xack(self.destination, self.group, delivery.token)
+        await self._acks.submit(delivery.token)
         self._in_flight.discard(delivery.token)
+
+    async def _xack(self, entry_ids: list[bytes]) -> None:
+        await self.client.xack(self.destination, self.group, *entry_ids)
 
     async def retry_later(self, delivery: Delivery, delay: float) -> None:
         raise NotImplementedError("Redis messages are retried in-process")
@@ -163,6 +168,7 @@ class RedisStreamSource:
     async def close(self) -> None:
         if self._client is None:
             return
+        await self._acks.aclose()
         client, self._client = self._client, None
         try:
             pending = await client.xpending_range(
