@@ -8,6 +8,7 @@ refreshes the entry's idle time, so a slow handler is not mistaken for a dead co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -60,7 +61,7 @@ class RedisStreamSource:
         self._client: aioredis.Redis | None = None
         self._next_claim = 0.0
         self._in_flight: set[bytes] = set()
-        self._next_touch = 0.0
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._acks: Coalescer[bytes] = Coalescer(self._xack)
 
     @property
@@ -76,10 +77,10 @@ class RedisStreamSource:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def receive(self, max_messages: int) -> Sequence[Delivery]:
         now = time.monotonic()
-        await self._touch_in_flight(now)
         if now >= self._next_claim:
             # Checked now and then, not on every read: XAUTOCLAIM walks the pending list.
             self._next_claim = now + max(0.5, self.claim_idle / 4)
@@ -118,12 +119,20 @@ class RedisStreamSource:
             )
         return deliveries
 
-    async def _touch_in_flight(self, now: float) -> None:
-        # XCLAIM to ourselves resets an entry's idle time: the "I am still working on it" heartbeat.
-        if not self._in_flight or now < self._next_touch:
-            return
-        self._next_touch = now + max(0.5, self.claim_idle / 3)
-        await self.client.xclaim(self.destination, self.group, self.consumer, 0, list(self._in_flight), justid=True)
+    async def _heartbeat(self) -> None:
+        # XCLAIM to ourselves resets an entry's idle time: "still working on it". A task of its own, because
+        # receive() is not called while every handler slot is busy - exactly when handlers are slow.
+        interval = max(0.2, self.claim_idle / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._in_flight or self._client is None:
+                continue
+            try:
+                await self._client.xclaim(
+                    self.destination, self.group, self.consumer, 0, list(self._in_flight), justid=True
+                )
+            except Exception as exc:  # the next receive() reports a real outage
+                logger.debug("refreshing in-flight entries of %s failed: %s", self.destination, exc)
 
     def _delivery(self, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> Delivery:
         self._in_flight.add(entry_id)
@@ -168,6 +177,9 @@ class RedisStreamSource:
     async def close(self) -> None:
         if self._client is None:
             return
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
         await self._acks.aclose()
         client, self._client = self._client, None
         try:

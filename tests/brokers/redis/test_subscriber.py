@@ -146,3 +146,42 @@ async def test_two_consumers_in_a_group_share_the_stream(redis_server: Any) -> N
     assert sorted(n for _, n in seen) == list(range(300))  # each exactly once when nobody crashes
     assert {index for index, _ in seen} == {0, 1}
     await client.aclose()
+
+
+async def test_a_slow_handler_keeps_its_message_from_being_claimed(redis_server: Any) -> None:
+    stream = f"events-{uuid.uuid4().hex[:8]}"
+    client = aioredis.from_url(redis_server.url)
+    await client.xadd(stream, {"body": encode_event(("slow", {}))})
+    handled: list[str] = []
+    started = asyncio.Event()
+
+    slow_handler = LocalHandler()
+
+    @slow_handler.register(event_name="slow")
+    async def slow(event: tuple[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(2.5)  # several claim_idle periods, with the only slot busy
+        handled.append("a")
+
+    other_handler = LocalHandler()
+    other_handler.register(lambda event: handled.append("b"), event_name="slow")
+    url = consumer_url(redis_server, stream, claim_idle="0.6")
+    first = Consumer(source_from_url(url), slow_handler, concurrency=1)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(started.wait(), 10)
+    second = Consumer(source_from_url(url), other_handler)
+    second_task = asyncio.create_task(second.run())
+
+    async def finished() -> bool:
+        return bool(handled)
+
+    try:
+        await until(finished)
+        await asyncio.sleep(1.0)
+    finally:
+        first.stop()
+        second.stop()
+        await asyncio.gather(first_task, second_task)
+    assert handled == ["a"]  # the other consumer never stole it
+    assert (await client.xpending(stream, "workers"))["pending"] == 0
+    await client.aclose()
