@@ -114,3 +114,39 @@ async def test_region_and_endpoint_from_environment(moto_server: Any, monkeypatc
         assert await source.receive(10) == []
     finally:
         await source.close()
+
+
+async def test_slow_handler_keeps_its_message_invisible(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in moto_server.env.items():
+        monkeypatch.setenv(name, value)
+    queue = f"slow-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("sqs", **moto_server.client_kwargs)
+    url = client.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+    client.send_message(QueueUrl=url, MessageBody='["slow", null]')
+    handled: list[str] = []
+    started = asyncio.Event()
+
+    slow_handler = LocalHandler()
+
+    @slow_handler.register(event_name="slow")
+    async def slow(event: tuple[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(5)  # 2.5 visibility timeouts
+        handled.append("first")
+
+    other = LocalHandler()
+    other.register(lambda event: handled.append("second"), event_name="slow")
+    first = Consumer(source_from_url(f"sqs://{queue}"), slow_handler)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(started.wait(), 30)
+    second = Consumer(source_from_url(f"sqs://{queue}"), other)
+    second_task = asyncio.create_task(second.run())
+    try:
+        await until(lambda: bool(handled))
+        await asyncio.sleep(2.5)
+    finally:
+        first.stop()
+        second.stop()
+        await asyncio.gather(first_task, second_task)
+    assert handled == ["first"]
+    assert drain(client, url) == []

@@ -75,6 +75,9 @@ class SQSSource:
         self._client: Any = None
         self._queue_url = ""
         self._dlq_url = ""
+        self._visibility = visibility_timeout or 30
+        self._in_flight: set[str] = set()  # receipt handles being handled here
+        self._heartbeat_task: asyncio.Task[None] | None = None
         # Receiving long-polls; deletes and visibility changes must not queue behind it.
         self._receiver = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-sqs-receive")
         self._workers = ThreadPoolExecutor(4, thread_name_prefix="fastapi_events-sqs")
@@ -85,10 +88,16 @@ class SQSSource:
 
     async def open(self) -> None:
         await self._call(self._open_sync)
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     def _open_sync(self) -> None:
         self._client = _make_client(self.region, self.endpoint_url, self.client_kwargs)
         self._queue_url = self._url_of(self.destination)
+        if self.visibility_timeout is None:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            self._visibility = int(attributes.get("VisibilityTimeout", 30))
         try:
             self._dlq_url = self._url_of(self.dead_letter_queue)
         except self._client.exceptions.QueueDoesNotExist:
@@ -105,6 +114,7 @@ class SQSSource:
 
     async def receive(self, max_messages: int) -> Sequence[Delivery]:
         result: list[Delivery] = await self._call(self._receive_sync, max_messages, receiver=True)
+        self._in_flight.update(delivery.token for delivery in result)
         return result
 
     def _receive_sync(self, max_messages: int) -> list[Delivery]:
@@ -139,13 +149,37 @@ class SQSSource:
             )
         return deliveries
 
+    async def _heartbeat(self) -> None:
+        # Handlers slower than the visibility timeout would see their message delivered to another consumer
+        # meanwhile: keep extending it, as long as the message is being worked on here.
+        interval = max(1.0, self._visibility / 2)
+        while True:
+            await asyncio.sleep(interval)
+            receipts = list(self._in_flight)
+            for first in range(0, len(receipts), 10):
+                try:
+                    await self._call(self._extend_sync, receipts[first : first + 10])
+                except Exception as exc:  # the next receive() reports a real outage
+                    logger.debug("extending visibility on %s failed: %s", self.destination, exc)
+
+    def _extend_sync(self, receipts: list[str]) -> None:
+        self._client.change_message_visibility_batch(
+            QueueUrl=self._queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": self._visibility}
+                for i, receipt in enumerate(receipts)
+            ],
+        )
+
     async def ack(self, delivery: Delivery) -> None:
+        self._in_flight.discard(delivery.token)
         await self._call(self._delete_sync, delivery.token)
 
     def _delete_sync(self, receipt: str) -> None:
         self._client.delete_message(QueueUrl=self._queue_url, ReceiptHandle=receipt)
 
     async def retry_later(self, delivery: Delivery, delay: float) -> None:
+        self._in_flight.discard(delivery.token)
         await self._call(self._visibility_sync, delivery.token, min(_MAX_VISIBILITY, math.ceil(delay)))
 
     def _visibility_sync(self, receipt: str, seconds: int) -> None:
@@ -156,6 +190,7 @@ class SQSSource:
     async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         attributes = dead_letter_attributes(delivery, reason, event_name, self.destination, attempts)
         await self._call(self._dead_letter_sync, delivery, attributes)
+        self._in_flight.discard(delivery.token)
 
     def _dead_letter_sync(self, delivery: Delivery, attributes: dict[str, str]) -> None:
         ordered = [name for name in _FIRST if name in attributes]
@@ -176,10 +211,14 @@ class SQSSource:
         self._delete_sync(delivery.token)
 
     async def release(self, delivery: Delivery) -> None:
+        self._in_flight.discard(delivery.token)
         # Visible again at once: another consumer need not wait out the visibility timeout.
         await self._call(self._visibility_sync, delivery.token, 0)
 
     async def close(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
         self._receiver.shutdown(wait=False)
         self._workers.shutdown(wait=False)
         if self._client is not None:
