@@ -57,6 +57,11 @@ def register(subparsers: Any) -> None:
         default=30.0,
         help="seconds to let running handlers finish (default 30)",
     )
+    parser.add_argument(
+        "--deserializer",
+        metavar="MODULE:ATTRIBUTE",
+        help="deserializer(body, attributes) -> (event_name, payload), for bodies written by a custom serializer",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     parser.set_defaults(func=run)
 
@@ -69,6 +74,7 @@ def _exit_before_consuming(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_before_consuming)
     from ..consumer import load_handlers, run_consumer, source_from_url
+    from ..consumer.loading import load_deserializer
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if args.concurrency < 1:
             raise ConfigurationError("--concurrency must be >= 1")
         handler = load_handlers(args.handlers)
+        deserializer = load_deserializer(args.deserializer) if args.deserializer else None
         source = source_from_url(args.url)
         retry = RetryPolicy(
             max_attempts=args.max_attempts, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         retry=retry,
         ignore_unknown=args.ignore_unknown,
         shutdown_timeout=args.shutdown_timeout,
+        deserializer=deserializer,
     )
 
 

@@ -79,3 +79,22 @@ def test_module_entry_point_runs_the_command() -> None:
     )
     assert result.returncode == 2
     assert "module 'a' not found" in result.stderr  # handlers are loaded before the URL is looked at
+
+
+@pytest.mark.servers
+def test_custom_deserializer_reads_bodies_of_a_custom_serializer(redis_server: Any, tmp_path: Path) -> None:
+    stream = f"custom-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_server.url)
+    client.xadd(stream, {"body": b'{"kind": "item.imported", "n": 42}'})
+    out, log = tmp_path / "out.txt", tmp_path / "consumer.log"
+    base = redis_server.url.rsplit("/", 1)[0]
+    extra = ["--deserializer", "tests.consumer.e2e_handlers:legacy_deserializer"]
+    process = start_consumer(f"{base}/0/{stream}?group=g", out, log, extra=extra)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("done") for line in read_lines(out)):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        assert stop(process) == 0
+    assert [line.split()[2] for line in read_lines(out) if line.startswith("done")] == ["42"]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +15,7 @@ HANDLERS = "tests.consumer.e2e_handlers:handler"
 
 
 def start_consumer(
-    url: str, out: Path, log: Path, *, delay: float = 0.0, concurrency: int = 8
+    url: str, out: Path, log: Path, *, delay: float = 0.0, concurrency: int = 8, extra: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, E2E_OUT=str(out), E2E_DELAY=str(delay), PYTHONUNBUFFERED="1")
     with open(log, "ab") as log_file:
@@ -33,6 +34,7 @@ def start_consumer(
                 "3",
                 "--retry-delay",
                 "0.05",
+                *extra,
             ],
             cwd=ROOT,
             env=env,

@@ -7,7 +7,9 @@ not interleave within a line); ``E2E_DELAY``: seconds each event takes.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Depends
@@ -43,3 +45,9 @@ def read_done(path: str) -> list[int]:
             return [int(line.split()[2]) for line in lines if line.startswith("done ")]
     except FileNotFoundError:
         return []
+
+
+def legacy_deserializer(body: bytes, attributes: Mapping[str, str]) -> tuple[str, Any]:
+    """Reads bodies of a custom serializer: ``{"kind": name, "n": N}``."""
+    data = json.loads(body)
+    return (data["kind"], {"n": data["n"]})
