@@ -104,9 +104,12 @@ class Consumer:
 
     async def run(self) -> ConsumerStats:
         """Consume until :meth:`stop`; returns the statistics once everything was committed and closed."""
-        await self.source.open()
-        logger.info("consuming %s %s (concurrency %d)", self.source.system, self.source.destination, self.concurrency)
         try:
+            if not await self._open():
+                return self.stats
+            logger.info(
+                "consuming %s %s (concurrency %d)", self.source.system, self.source.destination, self.concurrency
+            )
             await self._receive_loop()
         finally:
             await self._drain()
@@ -116,6 +119,27 @@ class Consumer:
                 logger.exception("closing %s failed", self.source.destination)
         logger.info("stopped consuming %s: %s", self.source.destination, self.stats)
         return self.stats
+
+    async def _open(self) -> bool:
+        """Open the source, retrying with backoff: a broker that is not up yet must not kill the consumer."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.source.open()
+                return True
+            except Exception as exc:
+                failures += 1
+                delay = self.retry.backoff_ceiling(failures)
+                logger.warning(
+                    "cannot open %s %s (%s: %s); retrying in %.1fs",
+                    self.source.system,
+                    self.source.destination,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await self._sleep(delay)
+        return False
 
     # -- receiving -----------------------------------------------------------------------------------------
     async def _receive_loop(self) -> None:

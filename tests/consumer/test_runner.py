@@ -336,3 +336,40 @@ async def test_failed_ack_is_logged_and_does_not_stop_the_consumer(caplog: pytes
     await running(consumer, body)
     assert source.acked in ([first], [second])
     assert "will be delivered again" in caplog.text
+
+
+async def test_source_that_cannot_open_yet_is_retried_and_stop_still_works() -> None:
+    source = FakeSource()
+    real_open = source.open
+    failures = 2
+
+    async def flaky_open() -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("broker starting")
+        await real_open()
+
+    source.open = flaky_open  # type: ignore[method-assign]
+    handler = LocalHandler()
+    handler.register(lambda event: None, event_name="*")
+    mid = source.put_event("e", {})
+    consumer = Consumer(source, handler, retry=FAST_RETRY)
+
+    async def body() -> None:
+        await until(lambda: source.acked == [mid])
+
+    await running(consumer, body)
+
+    never = FakeSource()
+
+    async def always_down() -> None:
+        raise ConnectionError("down")
+
+    never.open = always_down  # type: ignore[method-assign]
+    stopped = Consumer(never, handler)
+    task = asyncio.create_task(stopped.run())
+    await asyncio.sleep(0.2)
+    stopped.stop()
+    await asyncio.wait_for(task, 5)
+    assert never.closed

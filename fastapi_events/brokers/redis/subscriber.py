@@ -71,12 +71,17 @@ class RedisStreamSource:
         return self._client
 
     async def open(self) -> None:
-        self._client = aioredis.from_url(self.url)
+        client = aioredis.from_url(self.url)
         try:
-            await self._client.xgroup_create(self.destination, self.group, id=self.start_id, mkstream=True)
+            await client.xgroup_create(self.destination, self.group, id=self.start_id, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
+                await client.aclose()
                 raise
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def receive(self, max_messages: int) -> Sequence[Delivery]:
