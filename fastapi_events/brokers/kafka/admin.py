@@ -24,7 +24,8 @@ def connection_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def ensure_topics(config: Mapping[str, Any], topics: list[str], timeout: float = 10.0) -> None:
     """Create the topics of ``topics`` that do not exist (broker defaults for partitions and replicas).
 
-    Blocking: call it from a worker thread.
+    Raises when the cluster cannot be reached; a refused creation is only logged. Blocking: call it from a
+    worker thread.
     """
     admin = AdminClient(dict(connection_config(config)))
     existing = admin.list_topics(timeout=timeout).topics
@@ -37,10 +38,11 @@ def ensure_topics(config: Mapping[str, Any], topics: list[str], timeout: float =
             future.result(timeout)
             logger.info("created Kafka topic %s", topic)
         except KafkaException as exc:
-            # Another process won the race, or the cluster auto-creates topics anyway.
             if exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            raise
+                continue  # another process won the race
+            # Typically no rights to create topics: the cluster may auto-create it, or an operator will;
+            # refusing to start would turn a missing dead-letter topic into a consumer that never runs.
+            logger.warning("could not create Kafka topic %s: %s", topic, exc)
 
 
 __all__ = ["connection_config", "ensure_topics"]
