@@ -340,23 +340,34 @@ class ForwardHandler(BaseEventHandler):
     ) -> tuple[list[tuple[list[Entry], Sequence[EntryResult] | None, str]], list[Entry]]:
         """Send a round's batches; returns ``(batch, results or None on failure, error)`` per batch sent and the
         entries held back within the round."""
-        if not KeyOrder.spans_batches(batches):
-            sent = await asyncio.gather(*(self._send(batch) for batch in batches))
+        concurrency = max(1, int(getattr(self.transport, "max_concurrent_batches", 1)))
+        if concurrency > 1 and not KeyOrder.spans_batches(batches):
+            limit = asyncio.Semaphore(concurrency)
+
+            async def bounded(batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
+                async with limit:
+                    return await self._send(batch)
+
+            sent = await asyncio.gather(*(bounded(batch) for batch in batches))
             return [(batch, results, error) for batch, (results, error) in zip(batches, sent, strict=True)], []
-        # One key's entries are spread over several batches: send them one batch after another and, once an entry
-        # of a key was not delivered, keep that key's later entries for a later round - they must not overtake it.
+        # One batch after another, so that the broker receives events in the order they were accepted. Once an
+        # entry of a key was not delivered, that key's later entries wait for a later round (they must not
+        # overtake it); once a send failed outright, the rest of the round waits for the sender's outage pause.
         out: list[tuple[list[Entry], Sequence[EntryResult] | None, str]] = []
         deferred: list[Entry] = []
         stalled: set[str] = set()
-        for batch in batches:
+        for position, batch in enumerate(batches):
             now_batch = [e for e in batch if e.message.key is None or e.message.key not in stalled]
             deferred += [e for e in batch if e.message.key is not None and e.message.key in stalled]
             if not now_batch:
                 continue
             results, error = await self._send(now_batch)
             out.append((now_batch, results, error))
-            for index, entry in enumerate(now_batch):
-                if entry.message.key is not None and (results is None or results[index].outcome is Outcome.RETRY):
+            if results is None:
+                deferred += [e for later in batches[position + 1 :] for e in later]
+                break
+            for entry, result in zip(now_batch, results, strict=True):
+                if entry.message.key is not None and result.outcome is Outcome.RETRY:
                     stalled.add(entry.message.key)
         return out, deferred
 

@@ -39,11 +39,14 @@ class Transport(Protocol):
     """A broker client used by :class:`~fastapi_events.delivery.ForwardHandler`.
 
     Nothing here may block the event loop: blocking SDK calls go to the transport's own worker thread.
-    ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``, but
-    several batches of one delivery round may be in flight at once; it returns one result per message, in
-    order. Raising from ``send_batch`` means "the broker could not be
+    ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``; it
+    returns one result per message, in order. Raising from ``send_batch`` means "the broker could not be
     reached": every entry is retried without using up its retry budget (an outage must not turn events into
     dead letters).
+
+    Optional attribute ``max_concurrent_batches: int`` (default 1): how many batches of one delivery round may be
+    in flight at once. With 1, batches go one after another and the broker receives events in the order they
+    were accepted; more trades that order (except per key) for throughput on high-latency brokers.
     """
 
     system: str  # "aws_sqs", "gcp_pubsub", "kafka", "redis" (OTel messaging.system)

@@ -158,8 +158,8 @@ async def test_a_down_broker_is_not_hammered_through_a_large_backlog() -> None:
     await handler.handle_many([("e", i) for i in range(2000)])
     await asyncio.sleep(1.0)
     # The whole sender pauses after a failed round (capped backoff), instead of trying batch after batch of the
-    # backlog against a broker that is down: a few rounds of at most 10 batches, not 200 batches a second.
-    rounds = len(transport.batches) / 10
+    # backlog against a broker that is down: a few attempts, not hundreds of batches a second.
+    rounds = len(transport.batches)  # a round stops at its first failed batch
     assert 2 <= rounds <= 15
     assert handler.stats.delivered == 0
     assert handler.stats.queued == 2000

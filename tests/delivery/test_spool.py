@@ -166,15 +166,14 @@ async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(spool_
 async def test_spooling_and_delivering_never_stall_the_event_loop(spool_path: str, sqs_queue: Queue) -> None:
     handler = SQSForwardHandler(sqs_queue.name, sqs_queue.region, spool_path=spool_path, **sqs_queue.handler_kwargs)
     await handler.startup()
-    worst = 0.0
+    lags: list[float] = []
     stop = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal worst
         while not stop.is_set():
             before = time.perf_counter()
             await asyncio.sleep(0.001)
-            worst = max(worst, time.perf_counter() - before - 0.001)
+            lags.append(time.perf_counter() - before - 0.001)
 
     task = asyncio.create_task(ticker())
     # 300 events from 60 concurrent "requests": spool writes, reads and deletes, plus boto3 sends, all meanwhile.
@@ -183,6 +182,8 @@ async def test_spooling_and_delivering_never_stall_the_event_loop(spool_path: st
     stop.set()
     await task
     assert handler.stats.delivered == 300
-    # SQLite and boto3 run in their own threads; what remains is GIL hand-over, a few ms on a busy machine.
-    assert worst < 0.05, f"event loop stalled for {worst * 1000:.1f} ms"
+    # SQLite and boto3 run in their own threads. Had the 30 send_message_batch round trips (40+ ms each on moto)
+    # run on the loop, there would be 30 stalls; the few allowed cover the OS descheduling a busy test machine.
+    stalls = [lag for lag in lags if lag > 0.02]
+    assert len(stalls) <= 3, f"event loop stalled {len(stalls)} times: {[round(x * 1000) for x in stalls]} ms"
     await handler.shutdown(5)

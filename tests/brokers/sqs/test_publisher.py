@@ -134,15 +134,14 @@ async def test_unreachable_broker_raises_so_the_batch_is_retried() -> None:
 async def test_sending_never_blocks_the_event_loop(sqs_queue: Queue) -> None:
     transport = SQSTransport(sqs_queue.url, sqs_queue.region, **sqs_queue.handler_kwargs)
     await transport.open()
-    worst = 0.0
+    lags: list[float] = []
     stop = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal worst
         while not stop.is_set():
             before = time.perf_counter()
             await asyncio.sleep(0.001)
-            worst = max(worst, time.perf_counter() - before - 0.001)
+            lags.append(time.perf_counter() - before - 0.001)
 
     task = asyncio.create_task(ticker())
     started = time.perf_counter()
@@ -152,9 +151,11 @@ async def test_sending_never_blocks_the_event_loop(sqs_queue: Queue) -> None:
     elapsed = time.perf_counter() - started
     stop.set()
     await task
-    # 15 HTTP round trips to moto took `elapsed`; the loop never stalled for more than a few ms of it.
+    # 15 HTTP round trips to moto took `elapsed`; on the loop they would be 15 stalls of 40+ ms each. The few
+    # allowed cover the OS descheduling a busy test machine.
     assert elapsed > 0.1
-    assert worst < 0.05, f"event loop blocked for {worst * 1000:.1f} ms"
+    stalls = [lag for lag in lags if lag > 0.02]
+    assert len(stalls) <= 3, f"event loop stalled {len(stalls)} times: {[round(x * 1000) for x in stalls]} ms"
     await transport.close()
 
 
