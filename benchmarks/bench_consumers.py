@@ -28,6 +28,8 @@ from typing import Any
 
 from fastapi_events.handlers.local import LocalHandler
 
+# Events are handed over faster than any broker takes them: the memory queue must hold a whole run.
+QUEUE_SIZE = 1_000_000
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
@@ -93,7 +95,11 @@ class Kafka(Broker):
             future.result(30)
 
         return KafkaForwardHandler(
-            target, self.server.bootstrap_servers, key=lambda e: str(e[1] % 64), spool_path=spool
+            target,
+            self.server.bootstrap_servers,
+            key=lambda e: str(e[1] % 64),
+            spool_path=spool,
+            max_queue_size=QUEUE_SIZE,
         )
 
     def consumer_url(self, target: str) -> str:
@@ -123,7 +129,7 @@ class Redis(Broker):
     def forwarder(self, target: str, spool: Path | None) -> Any:
         from fastapi_events.handlers.redis import RedisStreamForwardHandler
 
-        return RedisStreamForwardHandler(target, self.server.url, spool_path=spool)
+        return RedisStreamForwardHandler(target, self.server.url, spool_path=spool, max_queue_size=QUEUE_SIZE)
 
     def consumer_url(self, target: str) -> str:
         base = self.server.url.rsplit("/", 1)[0]

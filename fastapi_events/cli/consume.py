@@ -12,7 +12,7 @@ from ..errors import ConfigurationError
 
 _URLS = """\
 URL forms:
-  kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC)
+  kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC); &ordering=key|partition
   redis://HOST:PORT/DB/STREAM?group=G        dead letters: STREAM.dlq (or &dlq=STREAM); &claim_idle=SECONDS
   sqs://QUEUE?region=R&endpoint_url=U        dead letters: QUEUE-dlq (or &dlq=NAME)
   pubsub://PROJECT/SUBSCRIPTION              dead letters: &dlq_topic=TOPIC (default SUBSCRIPTION-dlq)

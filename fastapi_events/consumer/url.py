@@ -39,7 +39,11 @@ def _path_parts(url: str) -> list[str]:
 
 
 def kafka_source(url: str) -> Source:
-    """``kafka://HOST:PORT[,HOST:PORT...]/TOPIC?group=G[&dlq=TOPIC][&<librdkafka option>=V]``."""
+    """``kafka://HOST:PORT[,HOST:PORT...]/TOPIC?group=G[&dlq=TOPIC][&ordering=key|partition][&<librdkafka option>=V]``.
+
+    ``ordering=key`` (default) handles messages of one key in order and different keys concurrently;
+    ``partition`` handles each partition strictly one message at a time.
+    """
     from ..brokers.kafka.subscriber import KafkaSource
 
     parts = urlsplit(url)
@@ -49,12 +53,15 @@ def kafka_source(url: str) -> Source:
     options = _query(url)
     group = options.pop("group", "fastapi-events")
     dlq = options.pop("dlq", None)
+    ordering = options.pop("ordering", "key")
+    if ordering not in ("key", "partition"):
+        raise ConfigurationError(f"{url}: ordering must be 'key' or 'partition', not {ordering!r}")
     # Dotted names are librdkafka settings (session.timeout.ms=6000, security.protocol=SSL ...).
     config = {k: v for k, v in options.items() if "." in k}
     for key in config:
         del options[key]
     _reject_unknown(options, url)
-    return KafkaSource(parts.netloc, topic, group=group, dead_letter_topic=dlq, config=config)
+    return KafkaSource(parts.netloc, topic, group=group, dead_letter_topic=dlq, config=config, ordering=ordering)
 
 
 def redis_source(url: str) -> Source:

@@ -23,6 +23,10 @@ def test_kafka_url() -> None:
     assert isinstance(other, KafkaSource)
     assert other.dead_letter_topic == "elsewhere"
     assert other.group == "fastapi-events"
+    assert other.ordering == "key"
+    strict = source_from_url("kafka://k:9092/t?ordering=partition")
+    assert isinstance(strict, KafkaSource)
+    assert strict.ordering == "partition"
 
 
 def test_redis_url() -> None:
@@ -70,6 +74,7 @@ def test_pubsub_url() -> None:
         ("amqp://x/q", "unsupported scheme"),
         ("kafka://host:9092", "expected kafka://HOST:PORT/TOPIC"),
         ("kafka://host:9092/t?grup=g", "unknown option(s) grup"),
+        ("kafka://host:9092/t?ordering=random", "ordering must be"),
         ("redis://host:6379/0", "expected redis://HOST:PORT/DB/STREAM"),
         ("redis://h/0/s?claim_idle=soon", "is not a number"),
         ("pubsub://project", "expected pubsub://PROJECT/SUBSCRIPTION"),
