@@ -40,9 +40,7 @@ def report_failure(event: Event, handler: Any, exc: BaseException) -> None:
     report_batch_failure((event,), handler, exc)
 
 
-def report_batch_failure(
-    events: Sequence[Event], handler: Any, exc: BaseException, *, stage: str = "handle"
-) -> None:
+def report_batch_failure(events: Sequence[Event], handler: Any, exc: BaseException, *, stage: str = "handle") -> None:
     """Report one failure that hit ``events`` (empty for lifecycle stages such as ``startup`` or ``flush``)."""
     names = [event_name_str(event[0]) for event in events]
     shown = names[0] if len(names) == 1 else (", ".join(names) if names else f"<{stage}>")

@@ -76,11 +76,7 @@ def dispatch(
         return
 
     # ``type(...) is str`` first: pydantic's metaclass makes isinstance() against BaseModel comparatively slow.
-    if (
-        type(event_name_or_model) is not str
-        and _BaseModel is not None
-        and isinstance(event_name_or_model, _BaseModel)
-    ):
+    if type(event_name_or_model) is not str and _BaseModel is not None and isinstance(event_name_or_model, _BaseModel):
         if payload is not None:
             raise MultiplePayloadsDetectedDuringDispatch(
                 "dispatch() got a pydantic model as the event and a separate payload; pass only one"
@@ -102,9 +98,7 @@ def dispatch(
                 schema = registry.data.get(event_name_str(name))
                 if schema is not None:
                     validated = schema.model_validate(payload)
-                    payload = (
-                        _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
-                    )
+                    payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
 
     event = (name, payload)
     if _recorders:

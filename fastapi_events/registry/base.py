@@ -20,9 +20,7 @@ class BaseEventPayloadSchemaRegistry(UserDict):  # type: ignore[type-arg]
     def register(self, _schema: SchemaT, event_name: EventName | None = None) -> SchemaT: ...
 
     @overload
-    def register(
-        self, _schema: None = None, event_name: EventName | None = None
-    ) -> Callable[[SchemaT], SchemaT]: ...
+    def register(self, _schema: None = None, event_name: EventName | None = None) -> Callable[[SchemaT], SchemaT]: ...
 
     def register(self, _schema: Any = None, event_name: EventName | None = None) -> Any:
         """Register a payload schema, as ``@registry.register``, ``@registry.register(event_name=...)`` or a call."""
