@@ -151,6 +151,8 @@ class Consumer:
                 # Bounded so that a stop request is noticed even while every slot is busy.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._room.wait(), 0.5)
+                if not self._room.is_set():
+                    await self._idle()
                 continue
             try:
                 deliveries = await self.source.receive(room)
@@ -163,6 +165,15 @@ class Consumer:
             failures = 0
             for delivery in deliveries:
                 self._dispatch(delivery)
+
+    async def _idle(self) -> None:
+        idle = getattr(self.source, "idle", None)  # optional: sources that must poll to stay alive (Kafka)
+        if idle is None:
+            return
+        try:
+            await idle()
+        except Exception as exc:
+            logger.warning("keeping %s alive failed: %s", self.source.destination, exc)
 
     async def _sleep(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or less when a stop is requested meanwhile."""

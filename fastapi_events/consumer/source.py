@@ -53,7 +53,8 @@ class Source(Protocol):
     arrived, so that the runner notices a shutdown request. A source with ``redelivers = True`` (SQS,
     Pub/Sub) gets failed deliveries back through ``retry_later`` and the broker delivers them again later,
     with ``attempt`` counting up; otherwise the runner retries in-process and keeps the message unacknowledged
-    meanwhile (Kafka, Redis).
+    meanwhile (Kafka, Redis). A source may also define ``async def idle()``, called about twice a second while
+    every handler slot is busy (Kafka polls there to stay in its group).
     """
 
     system: str  # "kafka", "redis", "aws_sqs", "gcp_pubsub"

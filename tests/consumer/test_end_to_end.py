@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -44,12 +45,16 @@ def make_app(forwarder: BaseEventHandler) -> FastAPI:
     return app
 
 
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+async def wait_until(predicate: Any, timeout: float, what: str, logs: list[Path]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}\n{tails(logs)}")
         await asyncio.sleep(0.1)
+
+
+def tails(logs: list[Path]) -> str:
+    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in logs if log.exists())
 
 
 async def run_end_to_end(forwarder: Any, url: str, tmp_path: Path) -> None:
@@ -61,7 +66,7 @@ async def run_end_to_end(forwarder: Any, url: str, tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
             for n in range(EVENTS // 2):
                 assert (await client.post(f"/items/{n}")).status_code == 200
-            await wait_until(lambda: len(read_done(str(out))) >= 100, 60, "the consumers to get going")
+            await wait_until(lambda: len(read_done(str(out))) >= 100, 60, "the consumers to get going", logs)
             os.kill(consumers[0].pid, signal.SIGKILL)  # mid-stream, with messages in flight
             consumers[0].wait(10)
             for n in range(EVENTS // 2, EVENTS):
@@ -74,13 +79,16 @@ async def run_end_to_end(forwarder: Any, url: str, tmp_path: Path) -> None:
         def all_handled() -> bool:
             return set(read_done(str(out))) == set(range(EVENTS))
 
-        await wait_until(all_handled, 120, "every event to be handled")
-        codes = [stop(process) for process in consumers]
+        await wait_until(all_handled, 120, "every event to be handled", logs)
+        try:
+            codes = [stop(process) for process in consumers]
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"a consumer did not exit after SIGTERM\n{tails(logs)}") from exc
     finally:
         for process in consumers:
             kill(process)
         await forwarder.shutdown()
-    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+    assert codes == [0, 0], tails(logs)
     done = read_done(str(out))
     assert set(done) == set(range(EVENTS))
     pids = {line.split()[1] for line in out.read_text().splitlines()}

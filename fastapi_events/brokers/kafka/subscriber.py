@@ -62,6 +62,7 @@ class KafkaSource:
         self.create_topics = create_topics
         self.config: dict[str, str] = {"bootstrap.servers": bootstrap_servers, **(config or {})}
         self._tracker = OffsetTracker()
+        self._held: list[Message] = []
         self._consumer: Any = None
         self._producer: Any = None
         # One thread per client: the consumer thread is often parked in a poll, dead letters must not wait.
@@ -126,7 +127,11 @@ class KafkaSource:
 
     def _receive_sync(self, max_messages: int) -> list[Delivery]:
         self._commit(self._tracker.committable())
-        messages: list[Message] = self._consumer.consume(max(1, min(max_messages, 10_000)), self.poll_timeout)
+        messages: list[Message]
+        if self._held:  # returned by a poll in idle(): they come first, so offsets stay in order
+            messages, self._held = self._held[:max_messages], self._held[max_messages:]
+        else:
+            messages = self._consumer.consume(max(1, min(max_messages, 10_000)), self.poll_timeout)
         deliveries: list[Delivery] = []
         for message in messages:
             error = message.error()
@@ -154,6 +159,29 @@ class KafkaSource:
                 )
             )
         return deliveries
+
+    async def idle(self) -> None:
+        """Called by the runner while every slot is busy: commit, and poll without taking new messages.
+
+        Rebalance callbacks and the ``max.poll.interval.ms`` liveness check both depend on polls; without
+        these a consumer full of slow handlers would hold up the whole group's rebalance, or be expelled.
+        """
+        await self._in_consumer_thread(self._idle_sync)
+
+    def _idle_sync(self) -> None:
+        if self._consumer is None:
+            return
+        self._commit(self._tracker.committable())
+        paused = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(paused)
+        try:
+            # Messages fetched before the pause may still come out: keep them for the next receive().
+            self._held.extend(self._consumer.consume(100, 0))
+        finally:
+            assignment = self._consumer.assignment()  # a rebalance may have run inside consume()
+            if assignment:
+                self._consumer.resume(assignment)
 
     async def ack(self, delivery: Delivery) -> None:
         partition, generation, offset, _ = delivery.token

@@ -175,3 +175,38 @@ async def test_unfinished_message_is_not_committed_and_comes_back(kafka_broker: 
         consumer.stop()
         await asyncio.wait_for(task, 30)
     assert seen == [4, 5, 6, 7, 8, 9]  # resumes at the first unfinished offset, nothing handled twice
+
+
+async def test_slow_handlers_do_not_get_the_consumer_expelled(kafka_broker: Any) -> None:
+    topic = f"slow-{uuid.uuid4().hex[:8]}"
+    await forward(kafka_broker, topic, [("e", {"n": n}) for n in range(3)], key=lambda event: "k")
+    handler = LocalHandler()
+    seen: list[int] = []
+
+    @handler.register(event_name="e")
+    async def slow(event: tuple[str, Any]) -> None:
+        await asyncio.sleep(4 if event[1]["n"] == 0 else 0)
+        seen.append(event[1]["n"])
+
+    # Far longer than the poll interval allows, with every slot busy: only idle() polls keep us in the group.
+    strict = url(kafka_broker, topic, "g") + "&max.poll.interval.ms=2000&session.timeout.ms=2000"
+    strict = strict.replace("session.timeout.ms=6000&", "")
+    consumer = Consumer(source_from_url(strict), handler, concurrency=1, prefetch=1)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: len(seen) == 3)
+        await asyncio.sleep(1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+    assert seen == [0, 1, 2]  # nothing handled twice after an expulsion
+
+    again: list[Any] = []
+    handler2 = LocalHandler()
+    handler2.register(lambda event: again.append(event), event_name="*")
+    consumer2 = Consumer(source_from_url(url(kafka_broker, topic, "g")), handler2)
+    task2 = asyncio.create_task(consumer2.run())
+    await asyncio.sleep(6)
+    consumer2.stop()
+    await asyncio.wait_for(task2, 30)
+    assert again == []  # and all of it was committed
