@@ -98,3 +98,30 @@ def test_custom_deserializer_reads_bodies_of_a_custom_serializer(redis_server: A
     finally:
         assert stop(process) == 0
     assert [line.split()[2] for line in read_lines(out) if line.startswith("done")] == ["42"]
+
+
+@pytest.mark.servers
+def test_kafka_consumer_sigterm_commits_what_it_finished(kafka_broker: Any, tmp_path: Path) -> None:
+    from confluent_kafka import Consumer as RawConsumer
+    from confluent_kafka import Producer, TopicPartition
+
+    topic = f"term-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for n in range(3):
+        producer.produce(topic, encode_event(("item.created", {"n": n})), partition=0)
+    assert producer.flush(30) == 0
+    out, log = tmp_path / "out.txt", tmp_path / "consumer.log"
+    url = f"kafka://{kafka_broker.bootstrap_servers}/{topic}?group=g&session.timeout.ms=6000"
+    process = start_consumer(url, out, log, delay=1.5)
+    deadline = time.monotonic() + 60
+    while sum(line.startswith("start") for line in read_lines(out)) < 3:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    assert stop(process) == 0, log.read_text()
+    assert sorted(line.split()[2] for line in read_lines(out) if line.startswith("done")) == ["0", "1", "2"]
+    reader = RawConsumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "g"})
+    try:
+        [committed] = reader.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        reader.close()
+    assert committed.offset == 3  # all three finished during shutdown, then committed
