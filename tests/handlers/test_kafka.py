@@ -127,3 +127,25 @@ async def test_outage_keeps_events_in_the_spool_until_the_broker_is_back(
     # tansu's memory storage starts empty after a restart: the 20 must be there, "before" is gone.
     messages = read_all(broker.bootstrap_servers, topic, 20)
     assert sorted(decode_event(m.value())[1]["n"] for m in messages) == list(range(1, 21))
+
+
+async def test_delivery_timeout_reports_are_an_outage_not_a_failed_event() -> None:
+    from confluent_kafka import KafkaError
+
+    from fastapi_events.brokers.kafka.transport import KafkaTransport, KafkaUnreachableError, classify
+    from fastapi_events.delivery import OutboundMessage, Outcome
+    from tests._servers import free_port
+
+    transport = KafkaTransport(
+        "nowhere", f"127.0.0.1:{free_port()}", config={"message.timeout.ms": 1000}, create_topic=False
+    )
+    await transport.open()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KafkaUnreachableError, match="_MSG_TIMED_OUT"):
+            await transport.send_batch([OutboundMessage("1", "e", b'["e",1]', {"event_name": "e"})])
+    finally:
+        await transport.close()
+    assert time.monotonic() - started < 8  # the delivery report itself, not the safety timeout behind it
+    assert classify(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)).outcome is Outcome.PERMANENT
+    assert classify(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)).outcome is Outcome.RETRY

@@ -188,7 +188,10 @@ class KafkaTransport:
                     return
                 if error.fatal():
                     self._on_fatal(error.str())
-                    loop.call_soon_threadsafe(_settle, future, (classify(error), error.code()))
+                    result = EntryResult(Outcome.RETRY, f"producer failed: {error.str()}")
+                    loop.call_soon_threadsafe(_settle, future, (result, _FATAL))
+                    return
+                loop.call_soon_threadsafe(_settle, future, (classify(error), error.code()))
 
             self._produce_one(message, report, future, loop)
 
