@@ -38,6 +38,8 @@ SHARED_DISTS = (
     "uvicorn",
     "uvloop",
     "httptools",
+    "boto3",  # bench_forwarders.py: the old SQSForwardHandler needs it
+    "botocore",
 )
 
 _PROBE = (
