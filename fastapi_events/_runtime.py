@@ -100,7 +100,9 @@ class Runtime:
         loop.call_soon_threadsafe(self._kick_now, buffer)
 
     def _kick_now(self, buffer: EventBuffer) -> None:
-        if buffer.pump is not None or not buffer.events:
+        pump = buffer.pump
+        # A pump of a loop that was closed under it (TestClient runs a loop per request) will never finish.
+        if (pump is not None and not pump.get_loop().is_closed()) or not buffer.events:
             return
         loop = asyncio._get_running_loop() or buffer.loop or self.loop
         assert loop is not None
@@ -116,8 +118,8 @@ class Runtime:
             await self.pump_inline(buffer)
         finally:
             buffer.pump = None
-            if buffer.events:  # dispatched by a thread between the last batch and here
-                self._kick_now(buffer)
+        if buffer.events:  # dispatched by a thread between the last batch and here (not when cancelled)
+            self._kick_now(buffer)
 
     async def pump_inline(self, buffer: EventBuffer) -> None:
         """Hand the buffer's events to the handlers, batch after batch, until it is empty."""
@@ -192,6 +194,8 @@ class Runtime:
         if self.background.events and self.background.pump is None:
             self.kick(self.background)
         # Polling (rather than awaiting the tasks) also works for tasks of another loop, as TestClient creates.
+        # In place: the tasks' done-callbacks hold this very set.
+        self._tasks.difference_update([task for task in self._tasks if task.get_loop().is_closed()])
         while self._tasks or self._inline or self.background.events:
             if deadline is not None and loop.time() >= deadline:
                 return False

@@ -311,3 +311,32 @@ def test_no_buffers_or_tasks_are_retained_across_requests() -> None:
         assert alive == []
         buffers = [o for o in gc.get_objects() if isinstance(o, EventBuffer) and o.runtime is runtime]
         assert buffers == [runtime.background]
+
+
+def test_events_keep_flowing_after_an_event_loop_closed_mid_handling(caplog) -> None:
+    # TestClient without `with` runs every request on a new event loop; work cut off by a closing loop is
+    # reported by name, and the next loop handles new events normally.
+    handler = LocalHandler()
+    seen: list[str] = []
+
+    @handler.register(event_name="*")
+    async def slow(event) -> None:
+        await asyncio.sleep(0.2 if event[0] == "first" else 0)
+        seen.append(event[0])
+
+    stack = app_with(handler, middleware_id=777_002).build_middleware_stack()  # keeps the runtime alive
+
+    async def first_loop() -> None:
+        dispatch("first", middleware_id=777_002)
+        await asyncio.sleep(0.01)  # the handler is now sleeping; the loop closes under it
+
+    async def second_loop() -> bool:
+        dispatch("second", middleware_id=777_002)
+        return await drain(5)
+
+    with caplog.at_level(logging.ERROR, logger="fastapi_events"):
+        asyncio.run(first_loop())
+        assert asyncio.run(second_loop()) is True
+    assert seen == ["second"]
+    assert stack is not None
+    assert any("cancelled while handling 1 event(s) ['first']" in r.getMessage() for r in caplog.records)
