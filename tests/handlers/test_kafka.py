@@ -8,7 +8,7 @@ import uuid
 from typing import Any, ClassVar
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fastapi_events.codec import decode_event
 from fastapi_events.handlers.kafka import KafkaForwardHandler
@@ -30,7 +30,9 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    # Assigned, not subscribed: no group join to wait for.
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages: list[Any] = []
     deadline = time.monotonic() + timeout
     try:

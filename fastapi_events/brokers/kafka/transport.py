@@ -35,6 +35,7 @@ _PERMANENT = frozenset(
 # Nothing reached the cluster: an outage, which must not use up the events' retry budget.
 _FATAL = -100_000  # not a librdkafka code: "the producer died", which is no fault of the message either
 _UNREACHABLE = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, _FATAL})
+_RECREATE_AFTER = 3  # batches in a row that reached no broker
 _HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound per record
 
 
@@ -89,6 +90,7 @@ class KafkaTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[_Report]] = set()
         self._fatal: str | None = None
+        self._unreachable_rounds = 0
 
     def message_size(self, message: OutboundMessage) -> int:
         headers = sum(len(k) + len(v) for k, v in message.attributes.items())
@@ -171,7 +173,14 @@ class KafkaTransport:
         finally:
             self._pending.difference_update(futures)
         if reports and all(code in _UNREACHABLE for _, code in reports):
+            self._unreachable_rounds += 1
+            if self._unreachable_rounds >= _RECREATE_AFTER:
+                # A client that stays cut off can hold stale state (metadata of a topic the cluster lost, a
+                # producer id it forgot); a fresh one costs nothing during an outage and heals those cases.
+                self._fatal = f"{self._unreachable_rounds} batches in a row timed out"
+                self._unreachable_rounds = 0
             raise KafkaUnreachableError(reports[0][0].reason)
+        self._unreachable_rounds = 0
         return [result for result, _ in reports]
 
     def _produce_all(

@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 from confluent_kafka import Consumer as RawConsumer
-from confluent_kafka import Producer
 from fastapi import Depends
 
 from fastapi_events.consumer import Consumer, source_from_url
@@ -44,7 +44,9 @@ def read_topic(broker: Any, topic: str, expected: int, timeout: float = 30.0) ->
             "auto.offset.reset": "earliest",
         }
     )
-    reader.subscribe([topic])
+    # Assigned, not subscribed: no group join to wait for.
+    partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
     while len(out) < expected and time.monotonic() < deadline:
