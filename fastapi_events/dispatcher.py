@@ -17,6 +17,7 @@ from .errors import (
 )
 from .registry.base import BaseEventPayloadSchemaRegistry
 from .registry.payload_schema import registry as default_registry
+from .typing import Event
 from .utils import strtobool
 
 try:
@@ -101,10 +102,6 @@ def dispatch(
                     payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
 
     event = (name, payload)
-    if _recorders:
-        for recorder in _recorders:
-            recorder.append(event)
-
     buffer = event_store.get(None)
     if middleware_id is not None and (buffer is None or buffer.runtime.middleware_id != middleware_id):
         runtime = get_runtime(middleware_id)
@@ -115,6 +112,7 @@ def dispatch(
         buffer = runtime.background
     elif buffer is None:
         if _recorders:  # unit tests of code that dispatches: capturing is enough, no app is needed
+            _record(event)
             return
         raise NoEventContextError(
             f"dispatch({event_name_str(name)!r}) was called outside a request handled by "
@@ -123,10 +121,17 @@ def dispatch(
         )
     # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
     # nor leave a "send" span behind.
+    if _recorders:
+        _record(event)
     if _on_dispatch:
         for hook in _on_dispatch:
             event = hook(event)
     buffer.add(event)
+
+
+def _record(event: Event) -> None:
+    for recorder in _recorders:
+        recorder.append(event)
 
 
 __all__ = ["dispatch"]

@@ -72,3 +72,11 @@ def test_pytest_fixture_from_the_plugin(captured_events) -> None:
     app, _ = make_app()
     TestClient(app).post("/users")
     assert captured_events.names == ["user.created", "user.welcomed"]
+
+
+def test_a_dispatch_that_raises_is_not_captured() -> None:
+    with capture_events() as events:
+        with pytest.raises(LookupError):
+            dispatch("to-nowhere", middleware_id=123_456_789)
+        dispatch("recorded")
+    assert events.names == ["recorded"]
