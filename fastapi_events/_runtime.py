@@ -134,7 +134,7 @@ class Runtime:
                 batch = tuple(events[:count])
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
                 del events[:count]
-                if len(handlers) == 1:
+                if len(handlers) == 1:  # the usual case, without gather's tasks
                     await _run_handler(handlers[0], batch)
                 else:
                     await self.deliver(batch)
@@ -154,12 +154,9 @@ class Runtime:
             self._inline -= 1
 
     async def deliver(self, batch: Sequence[Event]) -> None:
-        """One batch to every handler; handlers run concurrently, each gets the batch in dispatch order."""
-        handlers = self.handlers
-        if len(handlers) == 1:
-            await _run_handler(handlers[0], batch)
-        elif handlers:
-            await asyncio.gather(*[_run_handler(handler, batch) for handler in handlers])
+        """One batch to several handlers, concurrently; each gets the batch in dispatch order."""
+        if self.handlers:
+            await asyncio.gather(*[_run_handler(handler, batch) for handler in self.handlers])
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
