@@ -18,6 +18,7 @@ class _Partition:
     received: deque[int] = field(default_factory=deque)  # offsets handed out, in order, not yet committable
     finished: set[int] = field(default_factory=set)
     commit_at: int | None = None  # next offset to commit (last contiguous finished + 1), if not committed yet
+    done_upto: int | None = None  # last contiguous finished + 1, committed or not
 
 
 class OffsetTracker:
@@ -66,7 +67,7 @@ class OffsetTracker:
             while state.received and state.received[0] in state.finished:
                 done = state.received.popleft()
                 state.finished.discard(done)
-                state.commit_at = done + 1
+                state.commit_at = state.done_upto = done + 1
 
     def committable(self) -> list[tuple[int, int]]:
         """``(partition, offset)`` pairs to commit now; each is returned once."""
@@ -85,6 +86,20 @@ class OffsetTracker:
                 state = self._partitions.get(partition)
                 if state is not None and (state.commit_at is None or state.commit_at < offset):
                     state.commit_at = offset
+
+    def unfinished_from(self) -> dict[int, int]:
+        """Per assigned partition, the first offset not finished yet (where a restart would resume).
+
+        Partitions that handed out nothing since they were assigned are left out: the position is unknown.
+        """
+        with self._lock:
+            out: dict[int, int] = {}
+            for partition, state in self._partitions.items():
+                if state.received:
+                    out[partition] = state.received[0]
+                elif state.done_upto is not None:
+                    out[partition] = state.done_upto
+            return out
 
     def in_flight(self) -> int:
         with self._lock:

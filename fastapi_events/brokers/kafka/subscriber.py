@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from ... import _hooks
 from ...consumer.source import Delivery, dead_letter_attributes
 from .admin import connection_config, ensure_topics
 from .offsets import OffsetTracker
 
 logger = logging.getLogger("fastapi_events.kafka")
+
+#: Seconds between two consumer lag reports (only made while someone observes lag, see ``_hooks``).
+LAG_INTERVAL = 1.0
 
 
 def headers_to_attributes(headers: Any) -> dict[str, str]:
@@ -65,6 +70,7 @@ class KafkaSource:
         self._held: list[Message] = []
         self._consumer: Any = None
         self._producer: Any = None
+        self._next_lag_report = 0.0
         # One thread per client: the consumer thread is often parked in a poll, dead letters must not wait.
         self._consumer_thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-consumer")
         self._producer_thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-dlq")
@@ -158,7 +164,32 @@ class KafkaSource:
                     token=(partition, generation, offset, key),
                 )
             )
+        self._report_lag()
         return deliveries
+
+    def _report_lag(self) -> None:
+        """Consumer thread, at most once per ``LAG_INTERVAL``: lag of each partition handed out messages.
+
+        Lag is the broker's high watermark minus the first offset not finished yet (what a restart would read
+        again). librdkafka keeps the high watermark of each fetch response: no round trip to the broker.
+        """
+        if not _hooks.on_consumer_lag or self._consumer is None:
+            return
+        now = time.monotonic()
+        if now < self._next_lag_report:
+            return
+        self._next_lag_report = now + LAG_INTERVAL
+        for partition, offset in self._tracker.unfinished_from().items():
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.destination, partition), cached=True
+                )
+            except Exception as exc:  # e.g. revoked during the last poll
+                logger.debug("no watermark for %s [%d]: %s", self.destination, partition, exc)
+                continue
+            if high is None or high < 0:
+                continue  # nothing fetched from this partition yet
+            _hooks.consumer_lag(self.system, self.destination, str(partition), max(0, high - offset))
 
     async def idle(self) -> None:
         """Called by the runner while every slot is busy: commit, and poll without taking new messages.
@@ -182,6 +213,7 @@ class KafkaSource:
             assignment = self._consumer.assignment()  # a rebalance may have run inside consume()
             if assignment:
                 self._consumer.resume(assignment)
+        self._report_lag()
 
     async def ack(self, delivery: Delivery) -> None:
         partition, generation, offset, _ = delivery.token

@@ -20,12 +20,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from ... import _hooks
 from ...consumer.coalesce import Coalescer
 from ...consumer.source import Delivery, dead_letter_attributes
 
 logger = logging.getLogger("fastapi_events.redis")
 
 BODY_FIELD = b"body"
+
+#: Seconds between two consumer lag reports (only made while someone observes lag, see ``_hooks``).
+LAG_INTERVAL = 1.0
 
 
 def default_consumer_name() -> str:
@@ -60,6 +64,7 @@ class RedisStreamSource:
         self.start_id = start_id  # where a new group starts: "0" = everything already in the stream
         self._client: aioredis.Redis | None = None
         self._next_claim = 0.0
+        self._next_lag_report = 0.0
         self._in_flight: set[bytes] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._acks: Coalescer[bytes] = Coalescer(self._xack)
@@ -103,7 +108,38 @@ class RedisStreamSource:
         deliveries: list[Delivery] = []
         for _stream, entries in reply or []:
             deliveries.extend(self._delivery(entry_id, fields, 1) for entry_id, fields in entries)
+        await self._report_lag()
         return deliveries
+
+    async def idle(self) -> None:
+        """Called by the runner while every handler slot is busy (no receive() then): lag is still reported."""
+        await self._report_lag()
+
+    async def _report_lag(self) -> None:
+        """At most once per ``LAG_INTERVAL``: the group's entries not delivered yet plus those not acknowledged.
+
+        From ``XINFO GROUPS`` (``lag`` needs Redis >= 7; it is nil when Redis cannot tell, e.g. after XDEL,
+        and then nothing is reported). Pending entries count too, as uncommitted offsets do for Kafka.
+        """
+        if not _hooks.on_consumer_lag or self._client is None:
+            return
+        now = time.monotonic()
+        if now < self._next_lag_report:
+            return
+        self._next_lag_report = now + LAG_INTERVAL
+        try:
+            groups: Any = await self._client.xinfo_groups(self.destination)
+        except Exception as exc:  # the next receive() reports a real outage
+            logger.debug("reading the lag of %s failed: %s", self.destination, exc)
+            return
+        for group in groups:
+            name = group.get("name")
+            if (name.decode("utf-8", "replace") if isinstance(name, bytes) else name) != self.group:
+                continue
+            lag = group.get("lag")
+            if lag is not None:
+                _hooks.consumer_lag(self.system, self.destination, "0", int(lag) + int(group.get("pending") or 0))
+            return
 
     async def _claim(self, count: int) -> list[Delivery]:
         reply: Any = await self.client.xautoclaim(
