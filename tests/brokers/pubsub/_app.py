@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
-from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.gcp import GoogleCloudSimplePubSubHandler
-from fastapi_events.middleware import EventHandlerASGIMiddleware
+from tests.delivery._app import make_app
 
 
 def app_from_env() -> FastAPI:
@@ -20,14 +18,4 @@ def app_from_env() -> FastAPI:
         spool_path=os.environ["FE_SPOOL"],
         reconnect_max_delay=0.3,
     )
-    app = FastAPI()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
-
-    @app.post("/events/{name}")
-    async def emit(name: str, request: Request) -> dict[str, int]:
-        payloads: list[Any] = await request.json()
-        for payload in payloads:
-            dispatch(name, payload=payload)
-        return {"dispatched": len(payloads)}
-
-    return app
+    return make_app(handler)

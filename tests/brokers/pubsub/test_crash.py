@@ -2,64 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from fastapi_events.delivery import SpoolDB
-from tests._servers import PubSubEmulator, free_port, tcp_connectable, wait_for
+from tests._app_process import AppProcesses, pending_count
+from tests._servers import PubSubEmulator, free_port, wait_for
 
 from .conftest import Consumer
 
-ROOT = Path(__file__).resolve().parents[3]
-UVICORN = [sys.executable, "-m", "uvicorn", "--factory", "tests.brokers.pubsub._app:app_from_env"]
-UVICORN += ["--host", "127.0.0.1", "--log-level", "warning"]
 StartApp = Callable[[dict[str, str]], "tuple[subprocess.Popen[bytes], str]"]
-
-
-def _pending(path: Path) -> int:
-    if not path.exists():
-        return -1
-    db = SpoolDB(path)
-    try:
-        return db.count_pending()
-    finally:
-        db.close()
 
 
 @pytest.fixture
 def start_app(tmp_path: Path) -> Iterator[StartApp]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        log_path = tmp_path / f"uvicorn-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [*UVICORN, "--port", str(port)],
-                cwd=ROOT,
-                env={**os.environ, **extra_env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        procs.append(proc)
-        wait_for(lambda: tcp_connectable(port) or proc.poll() is not None, 30, message="uvicorn to listen")
-        assert proc.poll() is None, log_path.read_text()
-        return proc, f"http://127.0.0.1:{port}"
-
-    yield start
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    processes = AppProcesses("tests.brokers.pubsub._app:app_from_env", tmp_path)
+    yield processes.start
+    processes.close()
 
 
 @pytest.mark.servers
@@ -82,10 +46,10 @@ def test_sigkill_while_pubsub_down_then_restart_delivers_every_accepted_event(
         for first in range(0, 60, 6):
             response = client.post("/events/order.placed", json=list(range(first, first + 6)))
             assert response.status_code == 200
-    wait_for(lambda: _pending(spool) == 60, 15, message="60 events in the spool")
+    wait_for(lambda: pending_count(spool) == 60, 15, message="60 events in the spool")
     os.killpg(app.pid, signal.SIGKILL)
     app.wait(10)
-    assert _pending(spool) == 60
+    assert pending_count(spool) == 60
 
     emulator = fresh_pubsub_emulator(port=emulator_port)
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
@@ -95,7 +59,7 @@ def test_sigkill_while_pubsub_down_then_restart_delivers_every_accepted_event(
         consumer.start()
         start_app(env)  # same spool_path: delivers what the killed process left, without any new request
         consumer.wait_for_count(60, timeout=60)
-        wait_for(lambda: _pending(spool) == 0, 15, message="spool emptied after delivery")
+        wait_for(lambda: pending_count(spool) == 0, 15, message="spool emptied after delivery")
     finally:
         consumer.close()
     assert sorted(m.body[1] for m in consumer.received()) == list(range(60))
