@@ -6,7 +6,6 @@ import asyncio
 import os
 import stat
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +14,7 @@ from fastapi_events.delivery import RetryPolicy, SpoolDB
 from fastapi_events.delivery.spool_writer import SpoolWriter
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.handlers.aws import SQSForwardHandler
+from tests._loop_lag import loop_lag, stalls
 from tests._sqs import Queue
 
 
@@ -166,24 +166,13 @@ async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(spool_
 async def test_spooling_and_delivering_never_stall_the_event_loop(spool_path: str, sqs_queue: Queue) -> None:
     handler = SQSForwardHandler(sqs_queue.name, sqs_queue.region, spool_path=spool_path, **sqs_queue.handler_kwargs)
     await handler.startup()
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
-
-    task = asyncio.create_task(ticker())
-    # 300 events from 60 concurrent "requests": spool writes, reads and deletes, plus boto3 sends, all meanwhile.
-    await asyncio.gather(*(handler.handle_many([("tick", r * 5 + i) for i in range(5)]) for r in range(60)))
-    await handler.flush(60)
-    stop.set()
-    await task
+    async with loop_lag() as lags:
+        # 300 events from 60 concurrent "requests": spool writes, reads and deletes, plus boto3 sends, all meanwhile.
+        await asyncio.gather(*(handler.handle_many([("tick", r * 5 + i) for i in range(5)]) for r in range(60)))
+        await handler.flush(60)
     assert handler.stats.delivered == 300
     # SQLite and boto3 run in their own threads. Had the 30 send_message_batch round trips (40+ ms each on moto)
     # run on the loop, there would be 30 stalls; the few allowed cover the OS descheduling a busy test machine.
-    stalls = [lag for lag in lags if lag > 0.02]
-    assert len(stalls) <= 3, f"event loop stalled {len(stalls)} times: {[round(x * 1000) for x in stalls]} ms"
+    stalled = stalls(lags)
+    assert len(stalled) <= 3, f"event loop stalled {len(stalled)} times: {[round(x * 1000) for x in stalled]} ms"
     await handler.shutdown(5)

@@ -18,6 +18,7 @@ from fastapi_events.codec import (
     encode_event,
 )
 from fastapi_events.delivery import OutboundMessage, Outcome
+from tests._loop_lag import loop_lag, stalls
 from tests._servers import MotoServer
 from tests._sqs import Queue
 
@@ -134,28 +135,17 @@ async def test_unreachable_broker_raises_so_the_batch_is_retried() -> None:
 async def test_sending_never_blocks_the_event_loop(sqs_queue: Queue) -> None:
     transport = SQSTransport(sqs_queue.url, sqs_queue.region, **sqs_queue.handler_kwargs)
     await transport.open()
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
-
-    task = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    for round_ in range(15):
-        batch = [_message("e", {"r": round_, "i": i}, f"{round_}-{i}") for i in range(10)]
-        assert all(r.outcome is Outcome.DELIVERED for r in await transport.send_batch(batch))
-    elapsed = time.perf_counter() - started
-    stop.set()
-    await task
+    async with loop_lag() as lags:
+        started = time.perf_counter()
+        for round_ in range(15):
+            batch = [_message("e", {"r": round_, "i": i}, f"{round_}-{i}") for i in range(10)]
+            assert all(r.outcome is Outcome.DELIVERED for r in await transport.send_batch(batch))
+        elapsed = time.perf_counter() - started
     # 15 HTTP round trips to moto took `elapsed`; on the loop they would be 15 stalls of 40+ ms each. The few
     # allowed cover the OS descheduling a busy test machine.
     assert elapsed > 0.1
-    stalls = [lag for lag in lags if lag > 0.02]
-    assert len(stalls) <= 3, f"event loop stalled {len(stalls)} times: {[round(x * 1000) for x in stalls]} ms"
+    stalled = stalls(lags)
+    assert len(stalled) <= 3, f"event loop stalled {len(stalled)} times: {[round(x * 1000) for x in stalled]} ms"
     await transport.close()
 
 
