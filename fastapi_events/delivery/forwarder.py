@@ -8,10 +8,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .. import _hooks
 from .._report import report_failure
 from ..codec import Serializer
 from ..handlers.base import BaseEventHandler
@@ -22,9 +21,10 @@ from .encoding import KeyFunction, encode_events, new_event_id
 from .memory import MemoryStore
 from .ordering import KeyOrder
 from .retry import RetryPolicy
+from .rounds import classify, send_batches
 from .spool_writer import SpoolStore, acquire
 from .store import DeadLetter, Entry, PendingStore, Retry
-from .transport import EntryResult, Outcome, Transport
+from .transport import Transport
 
 logger = logging.getLogger("fastapi_events.delivery")
 
@@ -299,7 +299,7 @@ class ForwardHandler(BaseEventHandler):
             (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
             for e, n in split.oversize
         ]
-        sent, deferred = await self._send_batches(split.batches)
+        sent, deferred = await send_batches(self.transport, split.batches)
         now = time.time()
         delivered: list[Entry] = []
         retries: list[Retry] = []
@@ -312,7 +312,7 @@ class ForwardHandler(BaseEventHandler):
                     retries.append(Retry(entry, now))
                 continue
             for entry, result in zip(batch, results, strict=True):
-                self._classify(entry, result, now, delivered, retries, dead)
+                classify(entry, result, now, self.retry, delivered, retries, dead)
         if failed_sends and (outages == 1 or outages % 20 == 0):
             logger.warning(
                 "%s: %s unreachable (%d consecutive failures): %s",
@@ -334,78 +334,6 @@ class ForwardHandler(BaseEventHandler):
         if dead:
             await self._dead_letter([d for _, d in dead], stored=True)
         return outages
-
-    async def _send_batches(
-        self, batches: list[list[Entry]]
-    ) -> tuple[list[tuple[list[Entry], Sequence[EntryResult] | None, str]], list[Entry]]:
-        """Send a round's batches; returns ``(batch, results or None on failure, error)`` per batch sent and the
-        entries held back within the round."""
-        concurrency = max(1, int(getattr(self.transport, "max_concurrent_batches", 1)))
-        if concurrency > 1 and not KeyOrder.spans_batches(batches):
-            limit = asyncio.Semaphore(concurrency)
-
-            async def bounded(batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
-                async with limit:
-                    return await self._send(batch)
-
-            sent = await asyncio.gather(*(bounded(batch) for batch in batches))
-            return [(batch, results, error) for batch, (results, error) in zip(batches, sent, strict=True)], []
-        # One batch after another, so that the broker receives events in the order they were accepted. Once an
-        # entry of a key was not delivered, that key's later entries wait for a later round (they must not
-        # overtake it); once a send failed outright, the rest of the round waits for the sender's outage pause.
-        out: list[tuple[list[Entry], Sequence[EntryResult] | None, str]] = []
-        deferred: list[Entry] = []
-        stalled: set[str] = set()
-        for position, batch in enumerate(batches):
-            now_batch = [e for e in batch if e.message.key is None or e.message.key not in stalled]
-            deferred += [e for e in batch if e.message.key is not None and e.message.key in stalled]
-            if not now_batch:
-                continue
-            results, error = await self._send(now_batch)
-            out.append((now_batch, results, error))
-            if results is None:
-                deferred += [e for later in batches[position + 1 :] for e in later]
-                break
-            for entry, result in zip(now_batch, results, strict=True):
-                if entry.message.key is not None and result.outcome is Outcome.RETRY:
-                    stalled.add(entry.message.key)
-        return out, deferred
-
-    async def _send(self, batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
-        messages = [entry.message for entry in batch]
-        try:
-            with _hooks.forward_batch(self.transport.system, self.transport.destination, messages):
-                results = await self.transport.send_batch(messages)
-        except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        if len(results) != len(batch):
-            return None, f"transport returned {len(results)} results for {len(batch)} messages"
-        return results, ""
-
-    def _classify(
-        self,
-        entry: Entry,
-        result: EntryResult,
-        now: float,
-        delivered: list[Entry],
-        retries: list[Retry],
-        dead: list[tuple[Entry, DeadLetter]],
-    ) -> None:
-        if result.outcome is Outcome.DELIVERED:
-            delivered.append(entry)
-            return
-        entry.last_error = result.reason
-        if result.outcome is Outcome.PERMANENT:
-            dead.append((entry, DeadLetter(entry.message, f"rejected by broker: {result.reason}", entry.attempts)))
-            return
-        entry.attempts += 1
-        if entry.first_failure_at is None:
-            entry.first_failure_at = now
-        if self.retry.exhausted(entry.attempts, entry.first_failure_at, now):
-            reason = f"retry budget exhausted after {entry.attempts} attempt(s): {result.reason}"
-            dead.append((entry, DeadLetter(entry.message, reason, entry.attempts)))
-            return
-        retries.append(Retry(entry, now + self.retry.delay(entry.attempts)))
 
     async def _dead_letter(self, dead: list[DeadLetter], *, stored: bool) -> None:
         self._counts["dead_lettered"] += len(dead)

@@ -1,0 +1,89 @@
+"""One delivery round's sends and the verdict on each entry, for :class:`~fastapi_events.delivery.ForwardHandler`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from .. import _hooks
+from .ordering import KeyOrder
+from .retry import RetryPolicy
+from .store import DeadLetter, Entry, Retry
+from .transport import EntryResult, Outcome, Transport
+
+Sent = list[tuple[list[Entry], Sequence[EntryResult] | None, str]]
+
+
+async def send_batches(transport: Transport, batches: list[list[Entry]]) -> tuple[Sent, list[Entry]]:
+    """Send a round's batches; returns ``(batch, results or None on failure, error)`` per batch sent and the
+    entries held back within the round."""
+    concurrency = max(1, int(getattr(transport, "max_concurrent_batches", 1)))
+    if concurrency > 1 and not KeyOrder.spans_batches(batches):
+        limit = asyncio.Semaphore(concurrency)
+
+        async def bounded(batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
+            async with limit:
+                return await send(transport, batch)
+
+        sent = await asyncio.gather(*(bounded(batch) for batch in batches))
+        return [(batch, results, error) for batch, (results, error) in zip(batches, sent, strict=True)], []
+    # One batch after another, so that the broker receives events in the order they were accepted. Once an
+    # entry of a key was not delivered, that key's later entries wait for a later round (they must not
+    # overtake it); once a send failed outright, the rest of the round waits for the sender's outage pause.
+    out: Sent = []
+    deferred: list[Entry] = []
+    stalled: set[str] = set()
+    for position, batch in enumerate(batches):
+        now_batch = [e for e in batch if e.message.key is None or e.message.key not in stalled]
+        deferred += [e for e in batch if e.message.key is not None and e.message.key in stalled]
+        if not now_batch:
+            continue
+        results, error = await send(transport, now_batch)
+        out.append((now_batch, results, error))
+        if results is None:
+            deferred += [e for later in batches[position + 1 :] for e in later]
+            break
+        for entry, result in zip(now_batch, results, strict=True):
+            if entry.message.key is not None and result.outcome is Outcome.RETRY:
+                stalled.add(entry.message.key)
+    return out, deferred
+
+
+async def send(transport: Transport, batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:
+    """One ``send_batch``; a raising transport or a wrong number of results fails the whole batch."""
+    messages = [entry.message for entry in batch]
+    try:
+        with _hooks.forward_batch(transport.system, transport.destination, messages):
+            results = await transport.send_batch(messages)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if len(results) != len(batch):
+        return None, f"transport returned {len(results)} results for {len(batch)} messages"
+    return results, ""
+
+
+def classify(
+    entry: Entry,
+    result: EntryResult,
+    now: float,
+    retry: RetryPolicy,
+    delivered: list[Entry],
+    retries: list[Retry],
+    dead: list[tuple[Entry, DeadLetter]],
+) -> None:
+    """File one entry's result under delivered, retried (with its next attempt time) or dead."""
+    if result.outcome is Outcome.DELIVERED:
+        delivered.append(entry)
+        return
+    entry.last_error = result.reason
+    if result.outcome is Outcome.PERMANENT:
+        dead.append((entry, DeadLetter(entry.message, f"rejected by broker: {result.reason}", entry.attempts)))
+        return
+    entry.attempts += 1
+    if entry.first_failure_at is None:
+        entry.first_failure_at = now
+    if retry.exhausted(entry.attempts, entry.first_failure_at, now):
+        reason = f"retry budget exhausted after {entry.attempts} attempt(s): {result.reason}"
+        dead.append((entry, DeadLetter(entry.message, reason, entry.attempts)))
+        return
+    retries.append(Retry(entry, now + retry.delay(entry.attempts)))
