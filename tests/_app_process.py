@@ -7,12 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from fastapi_events.delivery import SpoolDB
 from tests._servers import free_port, tcp_connectable, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
+
+StartApp = Callable[[dict[str, str]], "tuple[subprocess.Popen[bytes], str]"]
 
 
 def pending_count(path: Path) -> int:
@@ -58,3 +63,17 @@ class AppProcesses:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def accept_then_sigkill(start_app: StartApp, env: dict[str, str], spool: Path, events: int = 60) -> None:
+    """Start the app, post ``events`` events (6 per request), wait until all are in the spool, SIGKILL it."""
+    app, url = start_app(env)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for first in range(0, events, 6):
+            response = client.post("/events/order.placed", json=list(range(first, min(first + 6, events))))
+            assert response.status_code == 200
+    # Accepted = durably in the spool (the handler runs after the response is sent).
+    wait_for(lambda: pending_count(spool) == events, 15, message=f"{events} events in the spool")
+    os.killpg(app.pid, signal.SIGKILL)
+    app.wait(10)
+    assert pending_count(spool) == events

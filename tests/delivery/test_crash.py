@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests._app_process import AppProcesses, pending_count
+from tests._app_process import AppProcesses, StartApp, accept_then_sigkill, pending_count
 from tests._servers import MotoServer, free_port, wait_for
 from tests._sqs import Queue
-
-StartApp = Callable[[dict[str, str]], "tuple[subprocess.Popen[bytes], str]"]
 
 
 @pytest.fixture
@@ -37,16 +31,7 @@ def test_sigkill_while_broker_down_then_restart_delivers_every_accepted_event(
         "FE_SPOOL": str(spool),
         "FE_ENDPOINT": f"http://127.0.0.1:{broker_port}",
     }
-    app, url = start_app(env)
-    with httpx.Client(base_url=url, timeout=10) as client:
-        for first in range(0, 60, 6):
-            response = client.post("/events/order.placed", json=list(range(first, first + 6)))
-            assert response.status_code == 200
-    # Accepted = durably in the spool (the handler runs after the response is sent).
-    wait_for(lambda: pending_count(spool) == 60, 15, message="60 events in the spool")
-    os.killpg(app.pid, signal.SIGKILL)
-    app.wait(10)
-    assert pending_count(spool) == 60
+    accept_then_sigkill(start_app, env, spool)
 
     server = fresh_moto_server(port=broker_port)
     queue = Queue(dict(server.client_kwargs), name="orders")
