@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..errors import ConfigurationError
 from .source import Source
 
-SCHEMES = ("kafka", "redis", "rediss", "sqs", "pubsub")
+SCHEMES = ("kafka", "redis", "rediss", "sqs", "pubsub", "memory")
 
 
 def _query(url: str) -> dict[str, str]:
@@ -139,12 +139,28 @@ def pubsub_source(url: str) -> Source:
     return source
 
 
+def memory_source(url: str) -> Source:
+    """``memory://BROKER/TOPIC[?redelivers=1]``: a topic of the ``InMemoryBroker`` named BROKER in this process."""
+    from ..brokers.memory import InMemoryBroker
+
+    parts = urlsplit(url)
+    topic = "/".join(_path_parts(url))
+    if not parts.netloc or not topic:
+        raise ConfigurationError(f"{url}: expected memory://BROKER/TOPIC")
+    options = _query(url)
+    redelivers = options.pop("redelivers", "0") not in ("0", "false", "")
+    _reject_unknown(options, url)
+    source: Source = InMemoryBroker.named(unquote(parts.netloc)).source(topic, redelivers=redelivers)
+    return source
+
+
 _FACTORIES: dict[str, Callable[[str], Source]] = {
     "kafka": kafka_source,
     "redis": redis_source,
     "rediss": redis_source,
     "sqs": sqs_source,
     "pubsub": pubsub_source,
+    "memory": memory_source,
 }
 
 
@@ -157,4 +173,4 @@ def source_from_url(url: str) -> Source:
     return factory(url)
 
 
-__all__ = ["SCHEMES", "kafka_source", "pubsub_source", "redis_source", "source_from_url", "sqs_source"]
+__all__ = ["SCHEMES", "kafka_source", "memory_source", "pubsub_source", "redis_source", "source_from_url", "sqs_source"]
