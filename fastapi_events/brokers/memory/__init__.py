@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._broker import InMemoryBroker, InMemoryForwardHandler, TopicSnapshot
+from ._broker import InMemoryBroker, TopicSnapshot
+from ._forwarder import InMemoryForwardHandler
 from ._source import MemorySource
 from ._topic import DeadLetterRecord
 from ._transport import MemoryTransport

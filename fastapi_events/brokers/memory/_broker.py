@@ -12,17 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ...codec import attributes_for, decode_event, encode_event, new_event_id
+from ...codec import attributes_for, encode_event, new_event_id
 from ...consumer.runner import DEFAULT_RETRY, Consumer, ConsumerStats
-from ...delivery.deadletters import DeadLetterCallback
-from ...delivery.forwarder import ForwardHandler
 from ...delivery.retry import RetryPolicy
-from ...delivery.transport import OutboundMessage
-from ...errors import ConfigurationError, MalformedMessageError
+from ...errors import ConfigurationError
 from ...handlers.local import LocalHandler
+from ._forwarder import InMemoryForwardHandler
 from ._source import MemorySource
-from ._topic import OPERATIONS, DeadLetterRecord, Failure, StoredMessage, Topic
-from ._transport import MemoryTransport
+from ._topic import OPERATIONS, DeadLetterRecord, Failure, StoredMessage, Topic, decoded
 
 _names = itertools.count(1)
 _live: weakref.WeakValueDictionary[str, InMemoryBroker] = weakref.WeakValueDictionary()
@@ -41,35 +38,6 @@ class TopicSnapshot:
     released: list[str]  # given back unhandled at a consumer's shutdown (delivered again)
     handed_back: list[tuple[str, float]]  # (message id, delay) of failed attempts redelivered by the broker
     dead_letters: list[DeadLetterRecord]
-
-
-def _decoded(body: bytes, fallback_name: str) -> tuple[str, Any]:
-    try:
-        name, payload = decode_event(body)
-    except MalformedMessageError:
-        return fallback_name, body
-    return str(name), payload
-
-
-class InMemoryForwardHandler(ForwardHandler):
-    """A forwarder to a topic of an :class:`InMemoryBroker` (build it with :meth:`InMemoryBroker.forwarder`)."""
-
-    def __init__(self, broker: InMemoryBroker, topic: str, **options: Any) -> None:
-        user_callback: DeadLetterCallback | None = options.pop("on_dead_letter", None)
-        state = broker._topic(topic)
-
-        async def on_dead_letter(message: OutboundMessage, reason: str) -> None:
-            name, payload = _decoded(message.body, message.event_name)
-            record = DeadLetterRecord(name, payload, reason, message.id, 0, "forward", dict(message.attributes))
-            with state.lock:
-                state.dead.append(record)
-            if user_callback is not None:
-                result = user_callback(message, reason)
-                if result is not None:
-                    await result
-
-        super().__init__(MemoryTransport(state), on_dead_letter=on_dead_letter, **options)
-        self.broker = broker
 
 
 class InMemoryBroker:
@@ -111,7 +79,7 @@ class InMemoryBroker:
     def forwarder(self, topic: str, **options: Any) -> InMemoryForwardHandler:
         """A forwarder to ``topic``; takes every delivery option of the real ones (``retry``, ``spool_path``,
         ``key``, ``on_dead_letter``, ``flush_timeout``, ...)."""
-        forwarder = InMemoryForwardHandler(self, topic, **options)
+        forwarder = InMemoryForwardHandler(self._topic(topic), **options)
         with self._lock:
             self._forwarders.setdefault(topic, []).append(forwarder)
         return forwarder
@@ -211,7 +179,7 @@ class InMemoryBroker:
         state = self._topic(topic)
         with self._lock:
             held = [*state.ready, *(entry[2] for entry in sorted(state.later)), *state.leased.values()]
-        return [_decoded(m.body, m.attributes.get("event_name", "")) for m in held]
+        return [decoded(m.body, m.attributes.get("event_name", "")) for m in held]
 
     def dead_letters(self, topic: str) -> list[tuple[str, Any, str]]:
         """``(event_name, payload, reason)`` of every dead letter of ``topic`` (forwarder's and consumers')."""
@@ -254,4 +222,4 @@ class InMemoryBroker:
         return f"InMemoryBroker({self.name!r})"
 
 
-__all__ = ["InMemoryBroker", "InMemoryForwardHandler", "TopicSnapshot"]
+__all__ = ["InMemoryBroker", "TopicSnapshot"]

@@ -11,10 +11,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from ...codec import decode_event
 from ...consumer.source import Delivery, dead_letter_attributes
-from ...errors import MalformedMessageError
-from ._topic import DeadLetterRecord, StoredMessage, Topic
+from ._topic import DeadLetterRecord, StoredMessage, Topic, decoded
 
 # How long one receive() waits for a message before returning empty-handed (the runner calls again).
 _POLL = 0.05
@@ -88,11 +86,7 @@ class MemorySource:
 
     async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         attributes = dead_letter_attributes(delivery, reason, event_name, self.destination, attempts)
-        try:
-            name, payload = decode_event(delivery.body)
-            name = str(name)
-        except MalformedMessageError:
-            name, payload = event_name or delivery.attributes.get("event_name", ""), delivery.body
+        name, payload = decoded(delivery.body, event_name or delivery.attributes.get("event_name", ""))
         record = DeadLetterRecord(name, payload, reason, delivery.message_id, attempts, "consume", attributes)
         with self._topic.lock:
             self._fail("dead_letter")

@@ -14,6 +14,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...codec import decode_event
+from ...errors import MalformedMessageError
+
+
+def decoded(body: bytes, fallback_name: str) -> tuple[str, Any]:
+    """``(event_name, payload)`` of a body; the raw body as payload when it is not the codec's."""
+    try:
+        name, payload = decode_event(body)
+    except MalformedMessageError:
+        return fallback_name, body
+    return str(name), payload
+
+
 OPERATIONS = ("send", "open", "receive", "ack", "dead_letter")
 
 
@@ -110,4 +123,4 @@ class Topic:
         return len(self.ready) + len(self.leased) + len(self.later)
 
 
-__all__ = ["OPERATIONS", "DeadLetterRecord", "Failure", "StoredMessage", "Topic"]
+__all__ = ["OPERATIONS", "DeadLetterRecord", "Failure", "StoredMessage", "Topic", "decoded"]
