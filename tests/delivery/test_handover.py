@@ -138,7 +138,7 @@ def test_a_hanging_broker_holds_the_request_no_longer_than_flush_timeout(
     silent = _SilentServer()
     try:
         handler = SQSForwardHandler(
-            "http://127.0.0.1:%d/000000000000/q" % silent.port,
+            f"http://127.0.0.1:{silent.port}/000000000000/q",
             "us-east-1",
             flush_timeout=0.5,
             endpoint_url=f"http://127.0.0.1:{silent.port}",
@@ -153,7 +153,8 @@ def test_a_hanging_broker_holds_the_request_no_longer_than_flush_timeout(
         # Not delivered, not dropped: held for the background sender of the next loop, and said so.
         assert handler.stats.queued == EVENTS_PER_REQUEST
         assert handler.stats.dropped == 0
-        assert "not accepted by" in caplog.text and "flush_timeout=0.5" in caplog.text
+        assert "not accepted by" in caplog.text
+        assert "flush_timeout=0.5" in caplog.text
     finally:
         silent.close()
 
