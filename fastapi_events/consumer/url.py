@@ -64,18 +64,24 @@ def kafka_source(url: str) -> Source:
     return KafkaSource(parts.netloc, topic, group=group, dead_letter_topic=dlq, config=config, ordering=ordering)
 
 
-def redis_source(url: str) -> Source:
-    """``redis://[USER:PASSWORD@]HOST:PORT/DB/STREAM?group=G[&consumer=NAME][&claim_idle=S][&dlq=STREAM]``."""
-    from ..brokers.redis.subscriber import RedisStreamSource
-
+def redis_stream_location(url: str, usage: str = "") -> tuple[str, str]:
+    """``redis://[USER:PASSWORD@]HOST:PORT/DB/STREAM`` -> (``redis://...HOST:PORT/DB``, ``STREAM``); DB default 0."""
     parts = urlsplit(url)
     path = _path_parts(url)
     db = "0"
     if path and path[0].isdigit():
         db, path = path[0], path[1:]
     stream = "/".join(path)
-    if not parts.netloc or not stream:
-        raise ConfigurationError(f"{url}: expected redis://HOST:PORT/DB/STREAM?group=G")
+    if parts.scheme not in ("redis", "rediss") or not parts.netloc or not stream:
+        raise ConfigurationError(f"{url}: expected redis://HOST:PORT/DB/STREAM{usage}")
+    return f"{parts.scheme}://{parts.netloc}/{db}", stream
+
+
+def redis_source(url: str) -> Source:
+    """``redis://[USER:PASSWORD@]HOST:PORT/DB/STREAM?group=G[&consumer=NAME][&claim_idle=S][&dlq=STREAM]``."""
+    from ..brokers.redis.subscriber import RedisStreamSource
+
+    server, stream = redis_stream_location(url, "?group=G")
     options = _query(url)
     group = options.pop("group", "fastapi-events")
     consumer = options.pop("consumer", None)
@@ -83,7 +89,7 @@ def redis_source(url: str) -> Source:
     claim_idle = _take_float(options, "claim_idle", url)
     _reject_unknown(options, url)
     return RedisStreamSource(
-        f"{parts.scheme}://{parts.netloc}/{db}",
+        server,
         stream,
         group=group,
         consumer=consumer,
@@ -157,4 +163,12 @@ def source_from_url(url: str) -> Source:
     return factory(url)
 
 
-__all__ = ["SCHEMES", "kafka_source", "pubsub_source", "redis_source", "source_from_url", "sqs_source"]
+__all__ = [
+    "SCHEMES",
+    "kafka_source",
+    "pubsub_source",
+    "redis_source",
+    "redis_stream_location",
+    "source_from_url",
+    "sqs_source",
+]
