@@ -17,15 +17,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..brokers.redis._fields import BODY_FIELD
+from ..brokers.redis._url import stream_location
 from ..codec import ATTR_EVENT_NAME, decode_event, encode_payload
-from ..consumer.url import redis_stream_location
 from ..errors import MalformedMessageError
 from ._entry import StreamEvent, parse_key
 from ._hub import Hub
 
 logger = logging.getLogger("fastapi_events.stream")
 
-BODY = "body"
 #: XREAD blocks at most this long (ms) so that a stop is noticed even on an idle stream.
 BLOCK_MS = 1000
 READ_COUNT = 1000
@@ -36,7 +36,7 @@ class RedisFeed:
     """Writes this process' events to ``url``'s stream; reads every process' events into ``hub``, in stream order."""
 
     def __init__(self, url: str, hub: Hub, history: int) -> None:
-        self.server_url, self.stream = redis_stream_location(url)
+        self.server_url, self.stream = stream_location(url)
         self.hub = hub
         self.maxlen = max(history, 1)
         self._writer: aioredis.Redis | None = None
@@ -88,7 +88,7 @@ class RedisFeed:
         # No MULTI: entries are independent; one pipeline keeps them in order in one round trip.
         async with self._writer.pipeline(transaction=False) as pipe:
             for name, data in encoded:
-                fields: dict[Any, Any] = {ATTR_EVENT_NAME: name, BODY: _body(name, data)}
+                fields: dict[Any, Any] = {ATTR_EVENT_NAME: name, BODY_FIELD: _body(name, data)}
                 pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
             await pipe.execute()
 
@@ -136,7 +136,7 @@ def _entry(row: tuple[bytes, dict[bytes, bytes]]) -> StreamEvent | None:
     raw_id, fields = row
     entry_id = raw_id.decode()
     key = parse_key(entry_id)
-    body = fields.get(BODY.encode())
+    body = fields.get(BODY_FIELD)
     name_field = fields.get(ATTR_EVENT_NAME.encode())
     try:
         if key is None or body is None:
