@@ -106,7 +106,7 @@ async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, lis
             log(f"round {r + 1}/{args.rounds} done")
         recorded = len(inspector.recorder.events)
     finally:
-        inspector.recorder.close()
+        inspector.recorder.stop()
         for lifespan in lifespans.values():
             await lifespan.stop()
     if not recorded:
