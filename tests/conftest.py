@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 # Server fixtures (moto_server, Pub/Sub emulator, Kafka-protocol broker, redis-server) live in tests/_servers.py.
-pytest_plugins = ["tests._servers"]
+pytest_plugins = ["tests._servers", "tests._postgres"]
 
 
 @pytest.fixture
