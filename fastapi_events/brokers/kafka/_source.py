@@ -18,8 +18,8 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from ... import _hooks
 from ...consumer.source import Delivery, dead_letter_attributes
-from .admin import connection_config, ensure_topics
-from .offsets import OffsetTracker
+from ._admin import connection_config, ensure_topics
+from ._offsets import OffsetTracker
 
 logger = logging.getLogger("fastapi_events.kafka")
 

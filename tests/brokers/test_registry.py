@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi_events.brokers.kafka.subscriber import KafkaSource
-from fastapi_events.brokers.pubsub.subscriber import PubSubSource
-from fastapi_events.brokers.redis.subscriber import RedisStreamSource
-from fastapi_events.brokers.sqs.subscriber import SQSSource
+from fastapi_events.brokers.kafka import KafkaSource
+from fastapi_events.brokers.pubsub import PubSubSource
+from fastapi_events.brokers.redis import RedisStreamSource
+from fastapi_events.brokers.sqs import SQSSource
 from fastapi_events.consumer import source_from_url
 from fastapi_events.errors import ConfigurationError
 

@@ -134,7 +134,7 @@ async def test_outage_keeps_events_in_the_spool_until_the_broker_is_back(
 async def test_delivery_timeout_reports_are_an_outage_not_a_failed_event() -> None:
     from confluent_kafka import KafkaError
 
-    from fastapi_events.brokers.kafka.transport import KafkaTransport, KafkaUnreachableError, classify
+    from fastapi_events.brokers.kafka._transport import KafkaTransport, KafkaUnreachableError, classify
     from fastapi_events.delivery import OutboundMessage, Outcome
     from tests._servers import free_port
 

@@ -14,11 +14,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
-from .subscriber import BODY_FIELD
+from ._fields import BODY_FIELD, KEY_FIELD
 
 logger = logging.getLogger("fastapi_events.redis")
 
-KEY_FIELD = "key"
 # Redis refuses a bulk string over 512 MB; a stream entry that large would be a mistake anyway, and the
 # delivery layer keeps oversize events out of batches rather than failing the batch.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
-from .admin import ensure_topics
+from ._admin import ensure_topics
 
 logger = logging.getLogger("fastapi_events.kafka")
 

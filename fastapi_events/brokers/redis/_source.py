@@ -23,10 +23,9 @@ from redis.exceptions import ResponseError
 from ... import _hooks
 from ...consumer.coalesce import Coalescer
 from ...consumer.source import Delivery, dead_letter_attributes
+from ._fields import BODY_FIELD
 
 logger = logging.getLogger("fastapi_events.redis")
-
-BODY_FIELD = b"body"
 
 #: Seconds between two consumer lag reports (only made while someone observes lag, see ``_hooks``).
 LAG_INTERVAL = 1.0
