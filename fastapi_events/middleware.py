@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._report import ErrorHook
 from ._runtime import EventBuffer, Runtime, event_store
 from .typing import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # the outbox needs SQLAlchemy, an optional dependency
+    from .outbox import SQLAlchemyOutbox
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
@@ -33,11 +36,16 @@ class EventHandlerASGIMiddleware:
         *,
         on_error: ErrorHook | None = None,
         shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
+        outbox: SQLAlchemyOutbox | None = None,
     ) -> None:
         self.app = app
         self.middleware_id = id(self) if middleware_id is None else middleware_id
         self.shutdown_timeout = shutdown_timeout
         self._runtime = Runtime(handlers, self.middleware_id, on_error)
+        self.outbox = outbox
+        if outbox is not None:
+            self._runtime.outbox = outbox
+            outbox.bind(self._runtime.handlers, on_error, self._runtime)
 
     @property
     def handlers(self) -> tuple[Any, ...]:
@@ -73,6 +81,8 @@ class EventHandlerASGIMiddleware:
             # may not be allowed to await any more, so a tracked task takes over.
             buffer.live = True
             runtime.kick(buffer)
+            if buffer.committed is not None:
+                self.outbox._spawn(buffer.committed)  # type: ignore[union-attr]
             raise
         else:
             if buffer.pump is not None:
@@ -80,6 +90,8 @@ class EventHandlerASGIMiddleware:
             buffer.live = True
             if buffer.events:
                 await runtime.pump_inline(buffer)
+            if buffer.committed is not None:
+                await self.outbox.deliver(buffer.committed)  # type: ignore[union-attr]
         finally:
             event_store.reset(token)
 
@@ -102,6 +114,8 @@ class EventHandlerASGIMiddleware:
             if kind == "lifespan.startup":
                 # Before the app's own startup, so that startup code can already dispatch into started handlers.
                 await runtime.startup()
+                if self.outbox is not None:
+                    await self.outbox.start()
             elif kind == "lifespan.shutdown":
                 # Before the app's own shutdown, while the resources handlers use are still open.
                 await runtime.drain(timeout)
@@ -110,6 +124,8 @@ class EventHandlerASGIMiddleware:
         async def wrapped_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 # The app's shutdown hooks may have dispatched too; handle those, then flush and stop handlers.
+                if self.outbox is not None:
+                    await self.outbox.stop(timeout)
                 await runtime.shutdown(timeout)
             await send(message)
 

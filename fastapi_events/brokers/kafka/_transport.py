@@ -11,11 +11,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ...concurrency import BlockingExecutor, start_thread
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ._admin import ensure_topics
 
@@ -85,7 +85,7 @@ class KafkaTransport:
         # Reports for messages still in librdkafka come later than this only if the client is wedged.
         self._report_timeout = int(self.config["message.timeout.ms"]) / 1000 + 15
         self._producer: Any = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread = BlockingExecutor("kafka-transport")
         self._stop_polling = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[_Report]] = set()
@@ -97,9 +97,7 @@ class KafkaTransport:
         return len(message.body) + len((message.key or "").encode()) + headers + _HEADER_OVERHEAD
 
     async def _in_thread(self, func: Any, *args: Any) -> Any:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-producer")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+        return await self._thread.run(func, *args)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -114,12 +112,7 @@ class KafkaTransport:
         self._producer = Producer(self.config)
         self._fatal = None
         self._stop_polling = threading.Event()
-        threading.Thread(
-            target=self._poll_forever,
-            args=(self._producer, self._stop_polling),
-            name="fastapi_events-kafka-poll",
-            daemon=True,
-        ).start()
+        start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
 
     def _poll_forever(self, producer: Any, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -238,9 +231,7 @@ class KafkaTransport:
         try:
             await self._in_thread(self._close_sync)
         finally:
-            if self._thread is not None:
-                self._thread.shutdown(wait=False)
-                self._thread = None
+            self._thread.shutdown()
 
     def _close_sync(self) -> None:
         if self._producer is None:

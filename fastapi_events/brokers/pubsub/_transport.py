@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
@@ -23,6 +23,7 @@ from google.cloud.pubsub_v1 import PublisherClient
 from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
+from ...concurrency import BlockingExecutor
 from ...delivery import EntryResult, OutboundMessage, Outcome
 
 logger = logging.getLogger("fastapi_events.pubsub")
@@ -184,7 +185,7 @@ class PubSubTransport:
         self._publish_timeout = publish_timeout
 
         self._client: PublisherClient | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._threads = BlockingExecutor("pubsub-transport")
         # A NOT_FOUND for a topic we have published to before most likely means that the topic is being
         # recreated (or the emulator restarted), not a misconfiguration: retry within the layer's budget.
         self._topic_seen = False
@@ -203,14 +204,12 @@ class PubSubTransport:
         # this transport to one event loop).
         if self._client is not None:
             return
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastapi-events-pubsub")
         try:
             # Credential discovery may call the metadata server; channel setup touches the network stack.
-            client = await asyncio.get_running_loop().run_in_executor(executor, self._make_client)
+            self._client = await self._threads.run(self._make_client)
         except BaseException:
-            executor.shutdown(wait=False)
+            self._threads.shutdown()
             raise
-        self._client, self._executor = client, executor
 
     def _make_client(self) -> PublisherClient:
         return PublisherClient(
@@ -224,12 +223,11 @@ class PubSubTransport:
             return []
         if self._client is None:
             await self.open()
-        client, executor = self._client, self._executor
+        client = self._client
         assert client is not None
-        assert executor is not None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        pending = await loop.run_in_executor(executor, self._publish_all, client, batch, loop, done)
+        pending = await self._threads.run(self._publish_all, client, batch, loop, done)
         # The RPC timeout completes every future; the margin only guards against a client bug leaving one
         # pending, which is then reported RETRY (at-least-once: a late success may be sent twice).
         try:
@@ -237,7 +235,7 @@ class PubSubTransport:
         except asyncio.TimeoutError:
             logger.warning("Pub/Sub publish futures for %s did not complete in time", self.destination)
         # Reading a thousand futures is done off the loop as well: the loop only receives the verdict.
-        results, unreachable = await loop.run_in_executor(executor, self._summarise, client, batch, pending)
+        results, unreachable = await self._threads.run(self._summarise, client, batch, pending)
         if unreachable:
             # The layer waits out an outage without spending the entries' retry budget when we raise.
             raise BrokerUnreachableError(f"Pub/Sub unreachable for {self.destination}: {results[0].reason}")
@@ -337,14 +335,13 @@ class PubSubTransport:
         client.transport.close()
 
     async def close(self) -> None:
-        client, executor = self._client, self._executor
-        self._client = self._executor = None
-        if client is None or executor is None:
+        client, self._client = self._client, None
+        if client is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._stop_client, client)
+            await self._threads.run(self._stop_client, client)
         finally:
-            executor.shutdown(wait=False)
+            self._threads.shutdown()
 
 
 def _set_done(done: asyncio.Future[None]) -> None:
