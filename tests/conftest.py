@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 # Server fixtures (moto_server, Pub/Sub emulator, Kafka-protocol broker, redis-server) live in tests/_servers.py.
-pytest_plugins = ["tests._servers"]
+pytest_plugins = ["tests._servers", "tests._postgres"]
 
 # Fixtures defined in these modules start a real server, database or browser: a test using one (directly or
 # through another fixture) is marked `servers`, so that `-m "not servers"` (the core suite run on the oldest
