@@ -2,6 +2,8 @@
 # Installs the Debian packages the test suite and benchmarks need:
 #   redis-server                       - Redis streams transport tests
 #   wrk                                - HTTP load generator for benchmarks/
+#   chromium                           - the real browser Playwright drives (tests/_browser.py; never downloaded)
+#   postgresql                         - the outbox tests' database (initdb/postgres started by the suite)
 #   google-cloud-cli-pubsub-emulator   - Google Pub/Sub emulator (normally preinstalled)
 #   default-jre-headless               - Java runtime for the emulator (only when no `java` is found)
 # Python packages are NOT installed here (see `pip install -e .[test]`).
@@ -28,7 +30,7 @@ is_installed() {
 
 missing=()
 
-for pkg in redis-server wrk; do
+for pkg in redis-server wrk chromium postgresql; do
     if is_installed "$pkg"; then
         log "$pkg: already installed"
     else

@@ -4,6 +4,7 @@ The public API is importable from here; the module paths of fastapi-events 0.x
 (``fastapi_events.dispatcher.dispatch``, ``fastapi_events.middleware.EventHandlerASGIMiddleware``, ...) keep working.
 """
 
+from ._event_meta import EventMeta, event_meta
 from ._runtime import drain
 from .dispatcher import dispatch
 from .errors import (
@@ -33,6 +34,7 @@ __all__ = [
     "EchoHandler",
     "Event",
     "EventHandlerASGIMiddleware",
+    "EventMeta",
     "FastapiEventError",
     "HandlerFailedError",
     "LocalHandler",
@@ -46,6 +48,7 @@ __all__ = [
     "__version__",
     "dispatch",
     "drain",
+    "event_meta",
     "local_handler",
     "payload_schema_registry",
 ]

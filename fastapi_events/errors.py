@@ -44,6 +44,15 @@ class HandlerFailedError(FastapiEventError):
         super().__init__(f"event {event_name!r}: {len(failures)} handler(s) failed ({names})")
 
 
+class HandlerTimeoutError(FastapiEventError, TimeoutError):
+    """A consumer's handlers for an event were still running after the consumer's ``handler_timeout``."""
+
+    def __init__(self, event_name: str, timeout: float) -> None:
+        self.event_name = event_name
+        self.timeout = timeout
+        super().__init__(f"event {event_name!r}: handler(s) timed out after {timeout:g}s")
+
+
 class SerializationError(FastapiEventError, ValueError):
     """An event cannot be encoded for the wire (not JSON-serialisable, or over the broker's size limit)."""
 
@@ -57,6 +66,7 @@ __all__ = [
     "ConfigurationError",
     "FastapiEventError",
     "HandlerFailedError",
+    "HandlerTimeoutError",
     "MissingEventNameDuringDispatch",
     "MissingEventNameDuringRegistration",
     "MissingEventNameError",

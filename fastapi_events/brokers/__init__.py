@@ -1,1 +1,2 @@
-"""Broker transports (one sub-package per broker) used by the forwarders and consumers."""
+"""One package per broker (``sqs``, ``pubsub``, ``kafka``, ``redis``): its forwarder, the forwarder's transport,
+the consumer's source and its consumer URL."""

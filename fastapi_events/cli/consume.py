@@ -47,6 +47,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--retry-delay", type=float, default=0.5, help="first retry delay in seconds (default 0.5)")
     parser.add_argument("--max-retry-delay", type=float, default=30.0, help="longest retry delay (default 30)")
     parser.add_argument(
+        "--handler-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="an attempt whose handlers still run after this long counts as failed: coroutine handlers are "
+        "cancelled, the message is retried or dead-lettered (default: no limit)",
+    )
+    parser.add_argument(
         "--ignore-unknown",
         action="store_true",
         help="acknowledge events no handler is registered for, instead of dead-lettering them",
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.concurrency < 1:
             raise ConfigurationError("--concurrency must be >= 1")
+        if args.handler_timeout is not None and not args.handler_timeout > 0:
+            raise ConfigurationError("--handler-timeout must be > 0 seconds")
         handler = load_handlers(args.handlers)
         deserializer = load_deserializer(args.deserializer) if args.deserializer else None
         source = source_from_url(args.url)
@@ -99,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_unknown=args.ignore_unknown,
         shutdown_timeout=args.shutdown_timeout,
         deserializer=deserializer,
+        handler_timeout=args.handler_timeout,
     )
 
 

@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
+from ..brokers._registry import source_from_url
 from .loading import load_handler, load_handlers
 from .process import consume, run_consumer
 from .runner import DEFAULT_RETRY, Consumer, ConsumerStats, Deserializer
 from .source import Delivery, Source, dead_letter_attributes
-from .url import source_from_url
 
 __all__ = [
     "DEFAULT_RETRY",

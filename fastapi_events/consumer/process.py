@@ -12,10 +12,10 @@ import logging
 import signal
 from typing import Any
 
+from ..brokers._registry import source_from_url
 from ..handlers.local import LocalHandler
 from .runner import Consumer, ConsumerStats
 from .source import Source
-from .url import source_from_url
 
 logger = logging.getLogger("fastapi_events.consumer")
 

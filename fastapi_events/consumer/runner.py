@@ -18,9 +18,10 @@ from typing import Any
 from .. import _hooks
 from ..codec import ATTR_EVENT_NAME, decode_event
 from ..delivery.retry import RetryPolicy
-from ..errors import MalformedMessageError
+from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
 from ..handlers.local import LocalHandler
 from ..typing import Event
+from ._timeout import HandlerDeadline
 from .source import MAX_REASON_CHARS, Delivery, Source
 
 logger = logging.getLogger("fastapi_events.consumer")
@@ -44,6 +45,7 @@ class ConsumerStats:
     retried: int = 0  # failed attempts followed by another attempt
     dead_lettered: int = 0
     released: int = 0  # left unacknowledged at shutdown, for redelivery
+    timed_out: int = 0  # attempts abandoned after ``handler_timeout`` (each also counts as retried/dead-lettered)
     reasons: dict[str, int] = field(default_factory=dict)  # dead letters by kind
 
 
@@ -55,6 +57,12 @@ class Consumer:
     backoff, then dead-lettered with the reason. Malformed messages and, unless ``ignore_unknown``, events no
     function is registered for are dead-lettered at once. :meth:`stop` (SIGTERM in the CLI) stops receiving,
     lets running handlers finish for up to ``shutdown_timeout`` seconds, releases the rest and commits.
+
+    ``handler_timeout`` (seconds, ``None``: no limit) bounds one attempt: handlers still running then are
+    treated as failed - coroutine handlers are cancelled, a sync handler cannot be interrupted and is left
+    running in its worker thread (logged) - and the message is retried or dead-lettered like any failure.
+    The source keeps the message's lease (visibility, ack deadline, pending-entry idle time) only while this
+    process holds it, so a timed-out attempt's lease lapses with the attempt.
     """
 
     def __init__(
@@ -68,9 +76,12 @@ class Consumer:
         shutdown_timeout: float = 30.0,
         deserializer: Deserializer | None = None,
         prefetch: int | None = None,
+        handler_timeout: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if handler_timeout is not None and not handler_timeout > 0:
+            raise ConfigurationError("handler_timeout must be a number of seconds > 0 (or None)")
         self.source = source
         self.handler = handler
         self.concurrency = concurrency
@@ -78,6 +89,7 @@ class Consumer:
         self.ignore_unknown = ignore_unknown
         self.shutdown_timeout = shutdown_timeout
         self.deserializer = deserializer or default_deserializer
+        self.handler_timeout = handler_timeout
         # Prefetching a little keeps handlers busy while the next receive is on the wire.
         self.prefetch = prefetch if prefetch is not None else concurrency * 2
         self.stats = ConsumerStats()
@@ -87,6 +99,7 @@ class Consumer:
         self._outstanding = 0
         self._lanes: dict[Hashable, deque[Delivery]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadline = HandlerDeadline(handler, handler_timeout or 0.0)
 
     def stop(self) -> None:
         """Ask :meth:`run` to shut down gracefully (safe to call more than once, from a signal handler)."""
@@ -244,12 +257,13 @@ class Consumer:
         attempt = delivery.attempt
         while True:
             try:
-                matched = await self.handler.handle_strict(event)
+                matched = await self._handle(event, delivery)
             except Exception as exc:
                 error = str(exc) if str(exc) else type(exc).__name__
                 if self.retry.exhausted(attempt, None, 0.0):
                     reason = f"handler failed after {attempt} attempt(s): {error}"
-                    await self._dead_letter(delivery, reason, name, attempt, "handler_failed")
+                    kind = "handler_timeout" if isinstance(exc, HandlerTimeoutError) else "handler_failed"
+                    await self._dead_letter(delivery, reason, name, attempt, kind)
                     return
                 delay = self.retry.delay(attempt)
                 self.stats.retried += 1
@@ -287,6 +301,15 @@ class Consumer:
                 return
             self.stats.handled += 1
             return
+
+    async def _handle(self, event: Event, delivery: Delivery) -> int:
+        if self.handler_timeout is None:
+            return await self.handler.handle_strict(event)
+        try:
+            return await self._deadline.run(event, delivery.message_id)
+        except HandlerTimeoutError:
+            self.stats.timed_out += 1
+            raise
 
     async def _hand_back(self, delivery: Delivery, delay: float) -> None:
         try:

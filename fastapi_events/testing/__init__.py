@@ -13,6 +13,7 @@ from typing import Any
 from .. import _hooks
 from .._names import event_name_str
 from .._runtime import drain
+from ..brokers.memory import DeadLetterRecord, InMemoryBroker, TopicSnapshot
 from ..typing import Event
 
 
@@ -83,4 +84,12 @@ async def handled_events(timeout: float | None = 10.0) -> AsyncIterator[Captured
         await drain(timeout)
 
 
-__all__ = ["CapturedEvents", "capture_events", "disabled_dispatch", "handled_events"]
+__all__ = [
+    "CapturedEvents",
+    "DeadLetterRecord",
+    "InMemoryBroker",
+    "TopicSnapshot",
+    "capture_events",
+    "disabled_dispatch",
+    "handled_events",
+]

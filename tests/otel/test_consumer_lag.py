@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fastapi_events import _hooks
-from fastapi_events.brokers.redis.subscriber import RedisStreamSource
+from fastapi_events.brokers.redis import RedisStreamSource
 from fastapi_events.codec import encode_event
 from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.handlers.kafka import KafkaForwardHandler
@@ -160,7 +160,7 @@ async def test_no_lag_queries_without_telemetry(redis_server: Any, monkeypatch: 
 
 
 def test_kafka_asks_for_no_watermark_without_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi_events.brokers.kafka.subscriber import KafkaSource
+    from fastapi_events.brokers.kafka import KafkaSource
 
     assert not _hooks.on_consumer_lag
     asked: list[Any] = []

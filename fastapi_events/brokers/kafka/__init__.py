@@ -1,1 +1,19 @@
-"""Kafka (confluent-kafka): the forwarder's transport and the consumer's source."""
+"""Apache Kafka (``pip install "fastapi-events[kafka]"``): forwarder, transport, consumer source."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._forwarder import KafkaForwardHandler
+    from ._source import KafkaSource
+    from ._transport import KafkaTransport
+
+__getattr__ = lazy_exports(
+    __name__,
+    {"KafkaForwardHandler": "._forwarder", "KafkaSource": "._source", "KafkaTransport": "._transport"},
+)
+
+__all__ = ["KafkaForwardHandler", "KafkaSource", "KafkaTransport"]

@@ -1,20 +1,43 @@
-"""Google Cloud Pub/Sub support (needs ``pip install fastapi-events[google]``)."""
+"""Google Cloud Pub/Sub (``pip install "fastapi-events[google]"``): forwarder, transport, consumer source."""
 
 from __future__ import annotations
 
-from .publisher import (
-    SERVER_MAX_BATCH_COUNT,
-    SERVER_MAX_REQUEST_BYTES,
-    BrokerUnreachableError,
-    PubSubTransport,
-    classify,
-    encoded_message_size,
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._forwarder import GoogleCloudSimplePubSubHandler
+    from ._source import PubSubSource
+    from ._transport import (
+        SERVER_MAX_BATCH_COUNT,
+        SERVER_MAX_REQUEST_BYTES,
+        BrokerUnreachableError,
+        PubSubTransport,
+        classify,
+        encoded_message_size,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "GoogleCloudSimplePubSubHandler": "._forwarder",
+        "PubSubSource": "._source",
+        "SERVER_MAX_BATCH_COUNT": "._transport",
+        "SERVER_MAX_REQUEST_BYTES": "._transport",
+        "BrokerUnreachableError": "._transport",
+        "PubSubTransport": "._transport",
+        "classify": "._transport",
+        "encoded_message_size": "._transport",
+    },
 )
 
 __all__ = [
     "SERVER_MAX_BATCH_COUNT",
     "SERVER_MAX_REQUEST_BYTES",
     "BrokerUnreachableError",
+    "GoogleCloudSimplePubSubHandler",
+    "PubSubSource",
     "PubSubTransport",
     "classify",
     "encoded_message_size",

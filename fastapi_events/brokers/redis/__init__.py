@@ -1,1 +1,23 @@
-"""Redis Streams (redis.asyncio): the forwarder's transport and the consumer's source."""
+"""Redis Streams (``pip install "fastapi-events[redis]"``): forwarder, transport, consumer source."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._forwarder import RedisStreamForwardHandler
+    from ._source import RedisStreamSource
+    from ._transport import RedisStreamTransport
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "RedisStreamForwardHandler": "._forwarder",
+        "RedisStreamSource": "._source",
+        "RedisStreamTransport": "._transport",
+    },
+)
+
+__all__ = ["RedisStreamForwardHandler", "RedisStreamSource", "RedisStreamTransport"]

@@ -1,7 +1,33 @@
-"""Amazon SQS support (needs ``pip install fastapi-events[aws]``)."""
+"""Amazon SQS (``pip install "fastapi-events[aws]"``): forwarder, transport, consumer source."""
 
 from __future__ import annotations
 
-from .publisher import SQS_MAX_BATCH_COUNT, SQS_MAX_BYTES, MessageIdFunction, SQSTransport
+from typing import TYPE_CHECKING
 
-__all__ = ["SQS_MAX_BATCH_COUNT", "SQS_MAX_BYTES", "MessageIdFunction", "SQSTransport"]
+from ..._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._forwarder import SQSForwardHandler
+    from ._source import SQSSource
+    from ._transport import SQS_MAX_BATCH_COUNT, SQS_MAX_BYTES, MessageIdFunction, SQSTransport
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SQSForwardHandler": "._forwarder",
+        "SQSSource": "._source",
+        "SQS_MAX_BATCH_COUNT": "._transport",
+        "SQS_MAX_BYTES": "._transport",
+        "MessageIdFunction": "._transport",
+        "SQSTransport": "._transport",
+    },
+)
+
+__all__ = [
+    "SQS_MAX_BATCH_COUNT",
+    "SQS_MAX_BYTES",
+    "MessageIdFunction",
+    "SQSForwardHandler",
+    "SQSSource",
+    "SQSTransport",
+]

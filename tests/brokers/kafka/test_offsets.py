@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi_events.brokers.kafka.offsets import OffsetTracker
+from fastapi_events.brokers.kafka._offsets import OffsetTracker
 
 
 def test_commit_moves_over_contiguous_finished_offsets_only() -> None:

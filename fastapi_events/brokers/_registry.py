@@ -1,0 +1,54 @@
+"""Which broker reads a consumer URL: found by scheme among the packages of :mod:`fastapi_events.brokers`.
+
+A broker package that can be consumed from has a ``_url`` module with ``SCHEMES`` (a tuple of URL schemes)
+and ``source_from_url(url) -> Source``; nothing else has to be told about it. Those modules import their
+broker's SDK only when a source is built, so installing one extra is enough.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:  # the consumer package imports this module
+    from ..consumer.source import Source
+
+    SourceFactory = Callable[[str], Source]
+
+
+@functools.cache
+def _factories() -> dict[str, SourceFactory]:
+    package = __name__.rpartition(".")[0]
+    found: dict[str, SourceFactory] = {}
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        name = f"{package}.{info.name}._url"
+        if not info.ispkg or importlib.util.find_spec(name) is None:
+            continue
+        module = importlib.import_module(name)
+        for scheme in module.SCHEMES:
+            found[scheme] = module.source_from_url
+    return found
+
+
+def schemes() -> tuple[str, ...]:
+    """The URL schemes a consumer can read, sorted."""
+    return tuple(sorted(_factories()))
+
+
+def source_from_url(url: str) -> Source:
+    """Build the :class:`Source` a consumer URL describes (raises ``ConfigurationError`` when it is wrong)."""
+    scheme = urlsplit(url).scheme
+    factory = _factories().get(scheme)
+    if factory is None:
+        raise ConfigurationError(f"{url}: unsupported scheme {scheme!r}; expected one of {', '.join(schemes())}")
+    return factory(url)
+
+
+__all__ = ["schemes", "source_from_url"]

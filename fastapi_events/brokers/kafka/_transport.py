@@ -1,0 +1,251 @@
+"""Kafka :class:`~fastapi_events.delivery.Transport` on confluent-kafka's idempotent producer (``acks=all``).
+
+An entry counts as delivered only when its delivery report says so. librdkafka runs those reports inside
+``poll``/``flush``; a poller thread of our own calls them, and each report resolves an asyncio future through
+``call_soon_threadsafe`` - the event loop never blocks on the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from ...concurrency import BlockingExecutor, start_thread
+from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ._admin import ensure_topics
+
+logger = logging.getLogger("fastapi_events.kafka")
+
+# Errors about the message or our rights: resending the same bytes can never succeed.
+_PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError._INVALID_ARG,
+    }
+)
+# Nothing reached the cluster: an outage, which must not use up the events' retry budget.
+_FATAL = -100_000  # not a librdkafka code: "the producer died", which is no fault of the message either
+_UNREACHABLE = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, _FATAL})
+_RECREATE_AFTER = 3  # batches in a row that reached no broker
+_HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound per record
+
+
+# The entry's result and the librdkafka error code behind it (None: delivered or refused before sending).
+_Report = tuple[EntryResult, "int | None"]
+
+
+def classify(error: KafkaError) -> EntryResult:
+    reason = f"{error.name()}: {error.str()}"
+    if error.code() in _PERMANENT:
+        return EntryResult(Outcome.PERMANENT, reason)
+    return EntryResult(Outcome.RETRY, reason)
+
+
+class KafkaUnreachableError(ConnectionError):
+    """No entry of a batch reached the cluster before the delivery timeout."""
+
+
+class KafkaTransport:
+    """Produces delivery-layer batches to ``topic``; ``key`` of a message is the Kafka key (per-key order)."""
+
+    system = "kafka"
+    max_batch_count = 1000
+    max_batch_bytes = 32 * 1024 * 1024
+
+    def __init__(
+        self,
+        topic: str,
+        bootstrap_servers: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        delivery_timeout: float = 30.0,
+        create_topic: bool = True,
+    ) -> None:
+        self.destination = topic
+        self.create_topic = create_topic
+        self.config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "linger.ms": 5,
+            "message.timeout.ms": int(delivery_timeout * 1000),
+            **(config or {}),
+            # Not overridable: without them "delivered" would not mean "on every in-sync replica, once".
+            "acks": "all",
+            "enable.idempotence": True,
+        }
+        self.max_message_bytes = int(self.config.get("message.max.bytes", 1_000_000)) - _HEADER_OVERHEAD
+        # Reports for messages still in librdkafka come later than this only if the client is wedged.
+        self._report_timeout = int(self.config["message.timeout.ms"]) / 1000 + 15
+        self._producer: Any = None
+        self._thread = BlockingExecutor("kafka-transport")
+        self._stop_polling = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[_Report]] = set()
+        self._fatal: str | None = None
+        self._unreachable_rounds = 0
+
+    def message_size(self, message: OutboundMessage) -> int:
+        headers = sum(len(k) + len(v) for k, v in message.attributes.items())
+        return len(message.body) + len((message.key or "").encode()) + headers + _HEADER_OVERHEAD
+
+    async def _in_thread(self, func: Any, *args: Any) -> Any:
+        return await self._thread.run(func, *args)
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._in_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        if self.create_topic:
+            ensure_topics(self.config, [self.destination])
+        self._start_producer()
+
+    def _start_producer(self) -> None:
+        self._producer = Producer(self.config)
+        self._fatal = None
+        self._stop_polling = threading.Event()
+        start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
+
+    def _poll_forever(self, producer: Any, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                producer.poll(0.1)  # runs delivery reports
+            except KafkaException as exc:
+                self._on_fatal(f"{exc}")
+                return
+
+    def _on_fatal(self, reason: str) -> None:
+        # A fatal error (e.g. the broker forgot our producer id) kills an idempotent producer for good; the
+        # messages it still holds get no report. Fail them as "unreachable" and start a fresh producer.
+        if self._fatal is None:
+            self._fatal = reason
+            logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._fail_pending, reason)
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in list(self._pending):
+            _settle(future, (EntryResult(Outcome.RETRY, f"producer failed: {reason}"), _FATAL))
+
+    def _recreate_sync(self) -> None:
+        self._stop_polling.set()
+        old = self._producer
+        try:
+            old.purge()  # what it still holds was failed already; the delivery layer resends it
+            old.flush(0)
+        except Exception:
+            logger.debug("purging the old Kafka producer failed", exc_info=True)
+        self._start_producer()
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        if self._producer is None:
+            raise RuntimeError("KafkaTransport is not open")
+        if self._fatal is not None:
+            await self._in_thread(self._recreate_sync)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[_Report]] = [loop.create_future() for _ in batch]
+        self._pending.update(futures)
+        try:
+            await self._in_thread(self._produce_all, batch, futures, loop)
+            _, waiting = await asyncio.wait(futures, timeout=self._report_timeout)
+            if waiting:
+                # librdkafka does not time out messages already sent to a broker that then vanished (an
+                # idempotent producer cannot know whether they were written): start over with a new client.
+                self._fatal = "no delivery report in time"
+            for future in waiting:
+                _settle(future, (EntryResult(Outcome.RETRY, "no delivery report in time"), _FATAL))
+            reports = [future.result() for future in futures]
+        finally:
+            self._pending.difference_update(futures)
+        if reports and all(code in _UNREACHABLE for _, code in reports):
+            self._unreachable_rounds += 1
+            if self._unreachable_rounds >= _RECREATE_AFTER:
+                # A client that stays cut off can hold stale state (metadata of a topic the cluster lost, a
+                # producer id it forgot); a fresh one costs nothing during an outage and heals those cases.
+                self._fatal = f"{self._unreachable_rounds} batches in a row timed out"
+                self._unreachable_rounds = 0
+            raise KafkaUnreachableError(reports[0][0].reason)
+        self._unreachable_rounds = 0
+        return [result for result, _ in reports]
+
+    def _produce_all(
+        self,
+        batch: Sequence[OutboundMessage],
+        futures: list[asyncio.Future[_Report]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        for message, future in zip(batch, futures, strict=True):
+
+            def report(error: KafkaError | None, _msg: Any, future: asyncio.Future[_Report] = future) -> None:
+                if error is None:
+                    loop.call_soon_threadsafe(_settle, future, (DELIVERED, None))
+                    return
+                if error.fatal():
+                    self._on_fatal(error.str())
+                    result = EntryResult(Outcome.RETRY, f"producer failed: {error.str()}")
+                    loop.call_soon_threadsafe(_settle, future, (result, _FATAL))
+                    return
+                loop.call_soon_threadsafe(_settle, future, (classify(error), error.code()))
+
+            self._produce_one(message, report, future, loop)
+
+    def _produce_one(
+        self,
+        message: OutboundMessage,
+        report: Any,
+        future: asyncio.Future[_Report],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        headers = [(name, value.encode()) for name, value in message.attributes.items()]
+        key = message.key.encode() if message.key is not None else None
+        while True:
+            try:
+                self._producer.produce(
+                    self.destination, value=message.body, key=key, headers=headers, on_delivery=report
+                )
+                return
+            except BufferError:
+                # The local queue is full: wait for reports to free room (the poller runs them too).
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.fatal():
+                    self._on_fatal(error.str())
+                    report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
+                elif error is not None:
+                    report = (classify(error), None)
+                else:
+                    report = (EntryResult(Outcome.PERMANENT, f"{exc}"), None)
+                loop.call_soon_threadsafe(_settle, future, report)
+                return
+
+    async def close(self) -> None:
+        try:
+            await self._in_thread(self._close_sync)
+        finally:
+            self._thread.shutdown()
+
+    def _close_sync(self) -> None:
+        if self._producer is None:
+            return
+        left = self._producer.flush(10)
+        if left:
+            logger.warning("%d message(s) for %s not confirmed at close", left, self.destination)
+        self._stop_polling.set()
+        self._producer = None
+
+
+def _settle(future: asyncio.Future[_Report], report: _Report) -> None:
+    if not future.done():
+        future.set_result(report)
+
+
+__all__ = ["KafkaTransport", "KafkaUnreachableError", "classify"]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+LOOPBACK = ("127.0.0.1", 40000)
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def client_for() -> ClientFactory:
+    """``async with client_for(app, client=(host, port)) as client``: the app in process, as that peer."""
+
+    @asynccontextmanager
+    async def open_client(app: FastAPI, client: tuple[str, int] = LOOPBACK) -> AsyncIterator[httpx.AsyncClient]:
+        gc.collect()  # middlewares of earlier tests' apps would show up in the handlers view
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+        app.state.inspector.recorder.close()
+
+    return open_client
+
+
+def page_token(html: str) -> str:
+    found = re.search(r'name="inspector-token" content="([^"]+)"', html)
+    assert found is not None, html[:500]
+    return found.group(1)
