@@ -10,7 +10,7 @@ Use it from a test module with::
 
 Fixtures
 --------
-``browser``  session-scoped ``playwright.sync_api.Browser`` (one chromium process for the whole run)
+``browser``  module-scoped ``playwright.sync_api.Browser`` (one chromium process per test module)
 ``page``     function-scoped ``playwright.sync_api.Page`` in a fresh ``BrowserContext`` (no cookies, storage or
              cache shared between tests), closed after the test
 
@@ -71,9 +71,13 @@ def chromium_path() -> str:
     raise AssertionError("unreachable")  # pytest.fail raised
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started, its event loop counts as *running* in the
+# main thread, so every asyncio/anyio test after it would fail with "asyncio.run() cannot be called from a
+# running event loop". Stopping it at the end of each module gives the loop back; keep async tests out of
+# modules that use the browser.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the whole session (launched on first use)."""
+    """One headless chromium per test module (launched on first use)."""
     if importlib.util.find_spec("playwright") is None:
         _fail_missing("Playwright for Python", 'pip install -e ".[test]"  (or: pip install playwright)')
     executable = chromium_path()
