@@ -125,7 +125,9 @@ async def create_user(body: NewUser) -> dict[str, object]:
     return {"id": user_id, "email": body.email}
 
 
-@app.delete("/users/{user_id}", status_code=204)
+# response_model=None: older FastAPI releases (0.110, our minimum) read the postponed `-> None` as a body
+# model and refuse it on a 204.
+@app.delete("/users/{user_id}", status_code=204, response_model=None)
 async def delete_user(user_id: int) -> None:
     dispatch("user.deleted", {"user_id": user_id})
 
