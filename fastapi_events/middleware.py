@@ -21,7 +21,8 @@ class EventHandlerASGIMiddleware:
 
     * ``http``: events dispatched while the request runs are handled after the app returned, i.e. after the
       response was sent; the ASGI call stays open until they are handled, so servers' graceful shutdown and
-      ``TestClient`` both wait for them. Events dispatched later from the request's tasks are handled at once.
+      ``TestClient`` both wait for them. Events dispatched later from the request's tasks are handled at once,
+      and so are those of a response that streams its body (from its first part on), in dispatch order.
     * ``websocket``: events are handled as they are dispatched, not held until the connection closes.
     * ``lifespan``: handlers are started before the app's startup; on shutdown every pending event is handled
       (bounded by ``shutdown_timeout`` seconds) and handlers are flushed and stopped.
@@ -64,8 +65,17 @@ class EventHandlerASGIMiddleware:
         runtime = self._runtime
         buffer = EventBuffer(runtime)
         token = event_store.set(buffer)
+
+        async def streaming_send(message: Message) -> None:
+            # A body sent in parts may stream for minutes (SSE, progress): from its first part on the response is
+            # under way, so the request's events are handled as they come instead of when the stream ends.
+            if not buffer.live and message.get("more_body") and message["type"] == "http.response.body":
+                buffer.live = True
+                runtime.kick(buffer)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, streaming_send)
         except BaseException:
             # The app failed or the request was cancelled: what was dispatched before still counts, but this task
             # may not be allowed to await any more, so a tracked task takes over.
@@ -75,6 +85,8 @@ class EventHandlerASGIMiddleware:
                 self.outbox._spawn(buffer.committed)  # type: ignore[union-attr]
             raise
         else:
+            if buffer.pump is not None:
+                await _pumped(buffer)
             buffer.live = True
             if buffer.events:
                 await runtime.pump_inline(buffer)
@@ -124,6 +136,13 @@ class EventHandlerASGIMiddleware:
             await self.app(scope, wrapped_receive, wrapped_send)
         finally:
             event_store.reset(token)
+
+
+async def _pumped(buffer: EventBuffer) -> None:
+    """Wait for the pump of a streamed response: a second pump of the same buffer would break dispatch order."""
+    while (pump := buffer.pump) is not None and not pump.done():
+        # asyncio.wait, not await: cancelling this request must not cancel the pump, which other events need.
+        await asyncio.wait((pump,))
 
 
 __all__ = ["EventHandlerASGIMiddleware"]

@@ -150,7 +150,7 @@ async def test_flush_waits_for_delivery_and_shutdown_releases_everything(sqs_que
     await asyncio.to_thread(sqs_queue.receive, 25, 5)
     assert len(sqs_queue.received) == 25
     await handler.shutdown(5)
-    assert handler.transport._executor is None  # type: ignore[attr-defined]
+    assert handler.transport._threads._pool is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.anyio
