@@ -7,25 +7,28 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._report import report_failure
-from ..codec import Serializer
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
 from .batching import split_batches
 from .deadletters import DeadLetterCallback, report_dead_letters
-from .encoding import KeyFunction, encode_events, new_event_id
+from .encoding import KeyFunction, encode_events
 from .handover import Flushes, Handovers
 from .memory import MemoryStore
+from .options import DeliveryKwargs, DeliveryOptions, split_options
 from .ordering import KeyOrder
 from .outage import Outage
-from .retry import RetryPolicy
 from .rounds import classify, send_batches
 from .spool_writer import SpoolStore, acquire
 from .store import DeadLetter, Entry, PendingStore, Retry
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("fastapi_events.delivery")
 
@@ -57,32 +60,27 @@ class ForwardHandler(BaseEventHandler):
     """
 
     def __init__(
-        self,
-        transport: Transport,
-        *,
-        serializer: Serializer | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        retry: RetryPolicy | None = None,
-        max_queue_size: int = 10_000,
-        on_dead_letter: DeadLetterCallback | None = None,
-        key: KeyFunction | None = None,
-        id_generator: Callable[[], str] | None = None,
-        flush_timeout: float = 30.0,
-        relay_interval: float = 1.0,
-        reconnect_max_delay: float = 2.0,
-        outage_log_interval: float = 30.0,
+        self, transport: Transport, options: DeliveryOptions | None = None, **kwargs: Unpack[DeliveryKwargs]
     ) -> None:
+        # The options are declared, defaulted and validated in options.py only (every forwarder shares them).
+        if options is None:
+            options = split_options(type(self).__name__, kwargs)[0]
+        elif kwargs:
+            raise TypeError("pass the delivery options either as DeliveryOptions or as keywords, not both")
         self.transport = transport
-        self.serializer = serializer
-        self.spool_path = os.fspath(spool_path) if spool_path is not None else None
-        self.retry = retry or RetryPolicy()
-        self.max_queue_size = max_queue_size
-        self.on_dead_letter = on_dead_letter
-        self.key = key
-        self.id_generator = id_generator or new_event_id
-        self.flush_timeout = flush_timeout
-        self.relay_interval = relay_interval
-        self._outage = Outage(repr(self), transport.destination, reconnect_max_delay, outage_log_interval)
+        self.options = options
+        self.serializer = options.serializer
+        self.spool_path = os.fspath(options.spool_path) if options.spool_path is not None else None
+        self.retry = options.retry_policy
+        self.max_queue_size = options.max_queue_size
+        self.on_dead_letter = options.on_dead_letter
+        self.key = options.key
+        self.id_generator = options.new_id
+        self.flush_timeout = options.flush_timeout
+        self.relay_interval = options.relay_interval
+        self._outage = Outage(
+            repr(self), transport.destination, options.reconnect_max_delay, options.outage_log_interval
+        )
         self._window = max(1, min(transport.max_batch_count * 10, 5000))
         self._store: PendingStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -73,7 +73,7 @@ class Outage:
     def recovered(self, queued: int) -> None:
         if self.since is not None:
             logger.warning(
-                "%s: %s reachable again after %.1fs; delivering %d waiting event(s)",
+                "%s: %s reachable again after %.1fs (%d event(s) still waiting)",
                 self.where,
                 self.destination,
                 time.monotonic() - self.since,

@@ -110,6 +110,18 @@ def _type_hints(call: Callable[..., Any]) -> dict[str, Any]:
     return hints
 
 
+def _annotated_in_implicit_optional(annotation: Any) -> Any:
+    """Python 3.10's ``get_type_hints`` wraps the hint of a parameter defaulting to ``None`` in ``Optional[...]``,
+    which hides an ``Annotated[..., Depends(...)]`` inside a ``Union``: return that ``Annotated`` hint."""
+    if typing.get_origin(annotation) is typing.Union:
+        members = typing.get_args(annotation)
+        if len(members) == 2 and type(None) in members:
+            inner = members[0] if members[1] is type(None) else members[1]
+            if typing.get_origin(inner) is Annotated:
+                return inner
+    return annotation
+
+
 def _is_event_annotation(annotation: Any) -> bool:
     return annotation is not inspect.Parameter.empty and annotation == Event
 
@@ -171,7 +183,7 @@ class Plan:
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            annotation = hints.get(param.name, param.annotation)
+            annotation = _annotated_in_implicit_optional(hints.get(param.name, param.annotation))
             depends = param.default if isinstance(param.default, DEPENDS_TYPES) else None
             if typing.get_origin(annotation) is Annotated:
                 inner, *metadata = typing.get_args(annotation)

@@ -8,6 +8,7 @@ per handler, a few minutes of per-second counts.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -142,14 +143,14 @@ class Recorder:
         self.channels: dict[tuple[str, str, str], ChannelStats] = {}
         self.names: dict[str, int] = {}  # event name -> times seen while watching
         self.lag: dict[tuple[str, str, str], int] = {}
-        self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # notifications, also when nobody watches
+        self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # dead-letter notifications
         self.rate: deque[list[int]] = deque(maxlen=RATE_WINDOW)  # [unix second, events dispatched]
         self._seq = 0
+        self._counter = itertools.count(1)
         self._by_id: dict[int, EventRecord] = {}
         self._lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
-        _hooks.on_dead_letter.append(self.on_dead_letter)
 
     # -- watching ---------------------------------------------------------------------------------------------
     def touch(self) -> None:
@@ -163,6 +164,7 @@ class Recorder:
             _hooks.on_forward_batch.append(self.on_forward_batch)
             _hooks.on_consume.append(self.on_consume)
             _hooks.on_consumer_lag.append(self.on_consumer_lag)
+            _hooks.on_dead_letter.append(self.on_dead_letter)
         # Last, so that the event seen here is the one handlers get (tracing wraps it in a new tuple).
         dispatch_hooks = _hooks.on_dispatch
         if not dispatch_hooks or dispatch_hooks[-1] != self.on_dispatch:
@@ -184,9 +186,6 @@ class Recorder:
         _remove(_hooks.on_forward_batch, self.on_forward_batch)
         _remove(_hooks.on_consume, self.on_consume)
         _remove(_hooks.on_consumer_lag, self.on_consumer_lag)
-
-    def close(self) -> None:
-        self.stop()
         _remove(_hooks.on_dead_letter, self.on_dead_letter)
 
     def _idle(self) -> bool:
@@ -203,29 +202,35 @@ class Recorder:
         return event
 
     def _add(self, event: Event, source: str) -> EventRecord:
+        # No lock: each step is one atomic operation under the GIL (events come from worker threads too); the
+        # chart may miss a count when two threads race on the same second, nothing else can go wrong.
         name = event_name_str(event[0])
-        with self._lock:
-            self._seq += 1
-            record = EventRecord(self._seq, event, name, source)
-            events = self.events
-            if len(events) == events.maxlen:
-                evicted = events[0]
-                if self._by_id.get(id(evicted.event)) is evicted:
-                    del self._by_id[id(evicted.event)]
-            events.append(record)
-            self._by_id[id(event)] = record
-            second = int(record.time)
-            rate = self.rate
-            if rate and rate[-1][0] == second:
-                rate[-1][1] += 1
-            else:
-                rate.append([second, 1])
-            names = self.names
-            if name in names:
-                names[name] += 1
-            elif len(names) < _MAX_KEYS:
-                names[name] = 1
+        record = EventRecord(next(self._counter), event, name, source)
+        self._seq = record.seq
+        self.events.append(record)  # the deque drops the oldest
+        by_id = self._by_id
+        by_id[id(event)] = record  # the record holds the event: its id cannot be reused meanwhile
+        if len(by_id) > 2 * self.max_events:
+            self._by_id = {id(r.event): r for r in self._snapshot()}
+        second = int(record.time)
+        rate = self.rate
+        if rate and rate[-1][0] == second:
+            rate[-1][1] += 1
+        else:
+            rate.append([second, 1])
+        names = self.names
+        if name in names:
+            names[name] += 1
+        elif len(names) < _MAX_KEYS:
+            names[name] = 1
         return record
+
+    def _snapshot(self) -> tuple[EventRecord, ...]:
+        while True:
+            try:
+                return tuple(self.events)
+            except RuntimeError:  # appended to by another thread while copying
+                continue
 
     def record_for(self, event: Event) -> EventRecord:
         record = self._by_id.get(id(event))
@@ -289,8 +294,7 @@ class Recorder:
 
     # -- reading ----------------------------------------------------------------------------------------------
     def since(self, seq: int) -> list[EventRecord]:
-        with self._lock:
-            return [record for record in self.events if record.seq > seq]
+        return [record for record in self._snapshot() if record.seq > seq]
 
     @property
     def last_seq(self) -> int:

@@ -28,9 +28,11 @@ def is_loopback(host: str | None) -> bool:
     if not host:
         return False
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:  # "testclient", a unix socket path...: not an address we can vouch for
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack listener
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 async def allowed(connection: HTTPConnection, authorize: Authorize | None) -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
@@ -23,7 +23,7 @@ def client_for() -> ClientFactory:
         transport = httpx.ASGITransport(app=app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
-        app.state.inspector.recorder.close()
+        app.state.inspector.recorder.stop()
 
     return open_client
 
@@ -32,3 +32,13 @@ def page_token(html: str) -> str:
     found = re.search(r'name="inspector-token" content="([^"]+)"', html)
     assert found is not None, html[:500]
     return found.group(1)
+
+
+@pytest.fixture(autouse=True)
+def no_hook_left_behind() -> Iterator[None]:
+    """A recorder left installed would change the code paths (and hook assertions) of every later test."""
+    yield
+    from fastapi_events import _hooks
+
+    leftovers = [h for hooks in (_hooks.on_dispatch, _hooks.on_handle, _hooks.on_dead_letter) for h in hooks]
+    assert not [h for h in leftovers if "inspector" in getattr(h, "__module__", "")], leftovers

@@ -121,9 +121,16 @@ async def test_non_loopback_client_without_authorize_gets_403(client_for: Client
     assert response.status_code == 403
 
 
-async def test_loopback_ipv6_client_is_served(client_for: ClientFactory) -> None:
-    async with client_for(make_app(), client=("::1", 5555)) as client:
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"])
+async def test_every_loopback_address_is_served(client_for: ClientFactory, host: str) -> None:
+    async with client_for(make_app(), client=(host, 5555)) as client:
         assert (await client.get("/_events/")).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["::ffff:10.0.0.1", "0.0.0.0", "testclient", ""])
+async def test_other_addresses_are_refused(client_for: ClientFactory, host: str) -> None:
+    async with client_for(make_app(), client=(host, 5555)) as client:
+        assert (await client.get("/_events/")).status_code == 403
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])

@@ -15,6 +15,8 @@ import pytest
 
 from fastapi_events import drain
 from fastapi_events.handlers.aws import SQSForwardHandler
+from tests._servers import MotoServer
+from tests._sqs import Queue
 
 from ._app import make_app
 from .conftest import ClientFactory
@@ -41,16 +43,19 @@ def all_refs(node: Any) -> list[str]:
     return []
 
 
-async def test_document_is_valid_asyncapi_3_and_describes_the_app(client_for: ClientFactory) -> None:
-    # Constructed only: the forwarder connects on its first event, and none is sent here.
-    forwarder = SQSForwardHandler("orders-queue", "us-east-1")
+async def test_document_is_valid_asyncapi_3_and_describes_the_app(
+    client_for: ClientFactory, moto_server: MotoServer
+) -> None:
+    queue = Queue(dict(moto_server.client_kwargs), name="orders-queue")
+    forwarder = SQSForwardHandler(queue.name, queue.region, **queue.handler_kwargs)
     app = make_app(forwarder=forwarder)
     async with client_for(app) as client:
         await client.get("/_events/api/events")
         await client.post("/events/shipment.sent", json=[{"id": 1}])
         await drain(5)
         response = await client.get("/_events/asyncapi.json")
-    await forwarder.shutdown(1)
+    await forwarder.shutdown(5)
+    assert forwarder.stats.delivered == 1
     document = response.json()
     jsonschema.Draft7Validator(SCHEMA).validate(document)
 

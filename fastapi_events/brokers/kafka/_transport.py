@@ -150,7 +150,8 @@ class KafkaTransport:
             raise RuntimeError("KafkaTransport is not open")
         if self._fatal is not None:
             await self._in_thread(self._recreate_sync)
-        loop = asyncio.get_running_loop()
+        # The loop of this send: an app running a loop per request (TestClient without ``with``) moves on.
+        loop = self._loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[_Report]] = [loop.create_future() for _ in batch]
         self._pending.update(futures)
         try:
