@@ -177,12 +177,9 @@
     );
     fill(
       document.getElementById("outboxes"),
-      data.outboxes.map((o) => {
-        const { handler, ...counts } = o;
-        return el("tr", {}, cell(handler), cell(Object.entries(counts).map(([k, v]) => k + " " + v).join(", ")));
-      }),
-      "No outbox relay.",
-      2,
+      data.outboxes.map((o) => el("tr", {}, cell(o.outbox), cell(o.table), cell(o.relay ? "yes" : "no (write only)"))),
+      "No outbox.",
+      3,
     );
   }
 
