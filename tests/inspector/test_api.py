@@ -14,7 +14,7 @@ from fastapi_events import _hooks, drain
 from fastapi_events.inspector import Inspector
 
 from ._app import make_app
-from .conftest import ClientFactory, page_token
+from .conftest import BASE_URL, ClientFactory, page_token
 
 pytestmark = pytest.mark.anyio
 
@@ -121,16 +121,41 @@ async def test_non_loopback_client_without_authorize_gets_403(client_for: Client
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.0.1", "::1"])
 async def test_every_loopback_address_is_served(client_for: ClientFactory, host: str) -> None:
     async with client_for(make_app(), client=(host, 5555)) as client:
         assert (await client.get("/_events/")).status_code == 200
+        assert (await client.get("/_events/", headers={"host": "localhost:8000"})).status_code == 200
 
 
 @pytest.mark.parametrize("host", ["::ffff:10.0.0.1", "0.0.0.0", "testclient", ""])
 async def test_other_addresses_are_refused(client_for: ClientFactory, host: str) -> None:
     async with client_for(make_app(), client=(host, 5555)) as client:
         assert (await client.get("/_events/")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-forwarded-for": "198.51.100.4"},  # a reverse proxy on this host: the real client is elsewhere
+        {"forwarded": "for=198.51.100.4"},
+        {"host": "rebound.example:8000"},  # DNS rebinding: a remote page's name resolving to 127.0.0.1
+    ],
+)
+async def test_loopback_peer_behind_a_proxy_or_a_foreign_host_name_is_refused(
+    client_for: ClientFactory, headers: dict[str, str]
+) -> None:
+    async with client_for(make_app()) as client:
+        assert (await client.get("/_events/api/events", headers=headers)).status_code == 403
+
+
+async def test_a_failing_authorize_hook_refuses(client_for: ClientFactory, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(connection: HTTPConnection) -> bool:
+        raise LookupError("no session store")
+
+    async with client_for(make_app(authorize=broken)) as client:
+        assert (await client.get("/_events/")).status_code == 403
+    assert "Inspector authorize hook failed" in caplog.text
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
@@ -169,7 +194,7 @@ async def test_replay_and_purge_require_token_and_same_origin(client_for: Client
     body = {"source": "spool:/nowhere#q", "ids": ["x"]}
     async with client_for(make_app()) as client:
         token = page_token((await client.get("/_events/")).text)
-        same = {"origin": "http://testserver"}
+        same = {"origin": BASE_URL}
         url = "/_events/api/dead-letters/replay"
         no_token = await client.post(url, json=body, headers=same)
         forged = await client.post(
