@@ -419,7 +419,8 @@ async def worker_async(args: argparse.Namespace) -> dict[str, Any]:
         # Start-up (imports, the app, boto3's clients and their service models) leaves tens of thousands of new
         # objects that trigger the process's first full collection some time later, in any app: have it here,
         # as a server that has run for a while has, so that the timed part shows what forwarding itself costs.
-        gc.collect()
+        if not args.keep_startup_gc:
+            gc.collect()
 
         gc_pauses = GCPauses()
         gc_pauses.start()
@@ -546,6 +547,7 @@ def run_worker(config: str, moto: Moto, args: argparse.Namespace) -> dict[str, A
         str(args.drain_timeout),
         "--consumer-threads",
         str(args.consumer_threads),
+        *(["--keep-startup-gc"] if args.keep_startup_gc else []),
     ]
     print(f"[bench_forwarders] {config}: running ({interp.python})", file=sys.stderr, flush=True)
     began = time.monotonic()
@@ -723,6 +725,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=20.0, help="max wait for the queue after requests")
     parser.add_argument("--consumer-threads", type=int, default=4, help="receive+delete threads of the consumer")
     parser.add_argument("--only", nargs="+", choices=CONFIGS, help="run only these configurations")
+    parser.add_argument(
+        "--keep-startup-gc", action="store_true", help="no gc.collect() after the warm-up"
+    )
     # internal: the worker and consumer processes
     parser.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)
