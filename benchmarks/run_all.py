@@ -1,8 +1,9 @@
-"""Run bench_core.py and bench_uvicorn.py under ours and under fastapi-events 0.12.2; print a Markdown table.
+"""Run bench_core.py under ours and under fastapi-events 0.12.2, then bench_uvicorn.py; print Markdown tables.
 
 ``python benchmarks/run_all.py`` (any interpreter >= 3.10; standard library only). The old package's venv
-(``benchmarks/.venv-old``) is created on first use. The two packages run one after the other in the same
-invocation, old first by default; pass-through options tune both benchmarks.
+(``benchmarks/.venv-old``) is created on first use. bench_core runs under each package one after the other;
+bench_uvicorn drives servers of both packages (and the no-event / BackgroundTasks baselines) itself, in one run.
+Pass-through options tune both benchmarks.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("dep_event_us_k10", "**dispatch + handler with one Depends (µs/event, K=10)**", "{:.1f}", "<= 5"),
     ("dep_event_us_k1", "dispatch + handler with one Depends (µs/event, K=1)", "{:.1f}", "<= 5"),
     ("memory_growth_kib", "memory growth, requests 10k→20k (KiB)", "{:.1f}", "~0 (<= 64)"),
-    ("rps_without", "uvicorn req/s, no middleware", "{:.0f}", ""),
-    ("rps_with", "uvicorn req/s, middleware + 10 events/request", "{:.0f}", ""),
-    ("rps_ratio_pct", "**uvicorn req/s ratio with/without (%)**", "{:.1f}", ">= 60"),
-    ("server_cpu_us_without", "uvicorn server CPU µs/request, no middleware", "{:.0f}", ""),
-    ("server_cpu_us_with", "uvicorn server CPU µs/request, middleware + 10 events", "{:.0f}", ""),
-    ("cpu_ratio_pct", "uvicorn CPU-based ratio without/with (%), cross-check", "{:.1f}", ""),
+    ("async_event_us_k1_c20", "dispatch + async no-op handler (µs/event, K=1, 20 requests in flight)", "{:.1f}", ""),
+    ("sync_event_us_k1_c20", "dispatch + sync no-op handler (µs/event, K=1, 20 requests in flight)", "{:.1f}", ""),
+    ("sync_event_us_k10_c20", "dispatch + sync no-op handler (µs/event, K=10, 20 requests in flight)", "{:.1f}", ""),
+    ("dep_event_us_k1_c20", "dispatch + handler with one Depends (µs/event, K=1, 20 in flight)", "{:.1f}", ""),
 ]
+# The concurrent pass of bench_core: longer batches, so that most requests run with the others in flight.
+CONCURRENT_CORE_ARGS = ["--concurrency", "20", "--round-seconds", "0.05", "--rounds", "40", "--mem-requests", "0"]
 
 # 0.12.2 as measured on the reference machine of issue #2, to tell how fast this machine / run was.
 ISSUE_OLD_FIGURES = {
@@ -113,22 +114,31 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {"ours": {}, _venvs.OLD_VERSION: {}}
     meta: dict[str, dict[str, Any]] = {}
     for interp in interpreters:
-        for script, skip, extra in (
-            ("bench_core.py", args.skip_core, args.core_args.split()),
-            ("bench_uvicorn.py", args.skip_uvicorn, args.uvicorn_args.split()),
-        ):
-            if skip:
-                continue
-            figures, error = run_bench(interp, script, extra)
-            if figures:
-                meta.setdefault(interp.label, {})[f"load {script}"] = figures[0].get("load", "?")
-            if error:
-                notes.append(f"{interp.label}: {error}")
-            for fig in figures:
-                results[interp.label][fig["key"]] = fig
-                meta.setdefault(interp.label, {}).update(
-                    {k: fig[k] for k in ("version", "location", "stack", "gc") if k in fig}
-                )
+        if args.skip_core:
+            break
+        figures, error = run_bench(interp, "bench_core.py", args.core_args.split())
+        if figures:
+            meta.setdefault(interp.label, {})["load bench_core.py"] = figures[0].get("load", "?")
+        if error:
+            notes.append(f"{interp.label}: {error}")
+        concurrent, error = run_bench(interp, "bench_core.py", [*args.core_args.split(), *CONCURRENT_CORE_ARGS])
+        if error:
+            notes.append(f"{interp.label} (concurrent): {error}")
+        figures += [fig for fig in concurrent if fig["key"].endswith("_c20")]
+        for fig in figures:
+            results[interp.label][fig["key"]] = fig
+            meta.setdefault(interp.label, {}).update(
+                {k: fig[k] for k in ("version", "location", "stack", "gc") if k in fig}
+            )
+    uvicorn_table = ""
+    if not args.skip_uvicorn:
+        columns = {"ours": "ours,bg", "old": f"{_venvs.OLD_VERSION},bg"}.get(args.only or "", "")
+        extra = [*args.uvicorn_args.split(), *(["--columns", columns] if columns else [])]
+        print(f"[run_all] bench_uvicorn.py {' '.join(extra)}", file=sys.stderr, flush=True)
+        res = _venvs.ours().run([str(BENCH_DIR / "bench_uvicorn.py"), *extra], stdout=subprocess.PIPE)
+        if res.returncode != 0:
+            notes.append(f"bench_uvicorn.py failed (exit {res.returncode})")
+        uvicorn_table = res.stdout.strip()
 
     lines = [
         "| figure | ours | 0.12.2 | target |",
@@ -172,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         loads = "; ".join(f"{k}: {v}" for k, v in m.items() if k.startswith("load "))
         footer.append(f"- {label}: {m.get('version')}; core GC: {m.get('gc', '-')}; machine {loads}")
     footer.extend(f"- note: {n}" for n in notes)
+    if uvicorn_table:
+        title = "End to end (`bench_uvicorn.py`), requests/s as % of the same app without events:"
+        footer.extend(["", title, "", uvicorn_table])
     table = "\n".join(lines + footer)
     print(table)
     if args.output:

@@ -6,7 +6,8 @@ Run it with ``make example`` (or ``uvicorn examples.service:app``) and try::
     curl localhost:8000/audit
 
 Every request prints its events (EchoHandler); local handlers with FastAPI dependencies keep an audit log and
-send a (pretend) welcome mail; a pydantic model is dispatched as an event and its payload validated.
+send a (pretend) welcome mail; a pydantic model is dispatched as an event and its payload validated. Open
+http://127.0.0.1:8000/_events/ to watch the events, handlers and dead letters live (the event inspector).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.echo import EchoHandler
 from fastapi_events.handlers.local import local_handler
+from fastapi_events.inspector import Inspector
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.registry.payload_schema import registry as payload_schema
 from fastapi_events.typing import Event
@@ -109,6 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(title="fastapi-events example", lifespan=lifespan)
 app.add_middleware(EventHandlerASGIMiddleware, handlers=[local_handler, EchoHandler()])
+app.mount("/_events", Inspector().app)  # the event inspector: http://127.0.0.1:8000/_events/ (loopback only)
 
 
 class NewUser(BaseModel):
@@ -122,7 +125,9 @@ async def create_user(body: NewUser) -> dict[str, object]:
     return {"id": user_id, "email": body.email}
 
 
-@app.delete("/users/{user_id}", status_code=204)
+# response_model=None: older FastAPI releases (0.110, our minimum) read the postponed `-> None` as a body
+# model and refuse it on a 204.
+@app.delete("/users/{user_id}", status_code=204, response_model=None)
 async def delete_user(user_id: int) -> None:
     dispatch("user.deleted", {"user_id": user_id})
 

@@ -4,6 +4,10 @@ The public API is importable from here; the module paths of fastapi-events 0.x
 (``fastapi_events.dispatcher.dispatch``, ``fastapi_events.middleware.EventHandlerASGIMiddleware``, ...) keep working.
 """
 
+from typing import TYPE_CHECKING
+
+from ._event_meta import EventMeta, event_meta
+from ._lazy import lazy_exports
 from ._runtime import drain
 from .dispatcher import dispatch
 from .errors import (
@@ -25,16 +29,42 @@ from .middleware import EventHandlerASGIMiddleware
 from .registry.payload_schema import registry as payload_schema_registry
 from .typing import Event
 
+if TYPE_CHECKING:
+    from .brokers.kafka import KafkaForwardHandler
+    from .brokers.pubsub import GoogleCloudSimplePubSubHandler
+    from .brokers.redis import RedisStreamForwardHandler
+    from .brokers.sqs import SQSForwardHandler
+    from .delivery import DeliveryOptions, ForwardHandler, RetryPolicy
+
+# Imported on first use: ``import fastapi_events`` must not import a broker SDK (nor the delivery layer).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "SQSForwardHandler": ".brokers.sqs",
+        "GoogleCloudSimplePubSubHandler": ".brokers.pubsub",
+        "KafkaForwardHandler": ".brokers.kafka",
+        "RedisStreamForwardHandler": ".brokers.redis",
+        "DeliveryOptions": ".delivery",
+        "ForwardHandler": ".delivery",
+        "RetryPolicy": ".delivery",
+    },
+)
+
 __version__ = "1.0.0"
 
 __all__ = [
     "BaseEventHandler",
     "ConfigurationError",
+    "DeliveryOptions",
     "EchoHandler",
     "Event",
     "EventHandlerASGIMiddleware",
+    "EventMeta",
     "FastapiEventError",
+    "ForwardHandler",
+    "GoogleCloudSimplePubSubHandler",
     "HandlerFailedError",
+    "KafkaForwardHandler",
     "LocalHandler",
     "MissingEventNameDuringDispatch",
     "MissingEventNameDuringRegistration",
@@ -42,10 +72,14 @@ __all__ = [
     "MultiplePayloadsDetectedDuringDispatch",
     "NoEventContextError",
     "NullHandler",
+    "RedisStreamForwardHandler",
+    "RetryPolicy",
+    "SQSForwardHandler",
     "SerializationError",
     "__version__",
     "dispatch",
     "drain",
+    "event_meta",
     "local_handler",
     "payload_schema_registry",
 ]

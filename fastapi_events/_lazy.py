@@ -10,14 +10,24 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._extras import require_extra
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """Return a ``__getattr__`` resolving ``exports[name]`` (a module path relative to ``package``)."""
+
+def lazy_exports(
+    package: str, exports: Mapping[str, str], *, requires: tuple[str, str] | None = None
+) -> Callable[[str], Any]:
+    """Return a ``__getattr__`` resolving ``exports[name]`` (a module path relative to ``package``).
+
+    ``requires=(sdk_module, extra)``: looking a name up without the SDK installed raises an ``ImportError``
+    naming ``pip install "fastapi-events[extra]"``.
+    """
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if requires is not None:
+            require_extra(*requires, owner=name)
         return getattr(importlib.import_module(module, package), name)
 
     return __getattr__

@@ -37,6 +37,8 @@ class EventBuffer:
     live = False
     loop: asyncio.AbstractEventLoop | None = None
     pump: asyncio.Task[None] | None = None
+    #: Outbox rows this request committed, delivered by the middleware once the response is sent.
+    committed: list[Any] | None = None
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -57,6 +59,8 @@ class Runtime:
     # Set once construction is done: building the middleware stack is too early to look for telemetry
     # providers, which apps often configure in their startup code.
     probe_pending = False
+    #: The middleware's :class:`~fastapi_events.outbox.SQLAlchemyOutbox`, when it has one.
+    outbox: Any = None
 
     def __init__(
         self,
@@ -98,6 +102,11 @@ class Runtime:
             # as the middleware sees a loop (lifespan startup or the first request) or drain() runs.
             return
         loop.call_soon_threadsafe(self._kick_now, buffer)
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Make :meth:`drain` (and so shutdown) wait for ``task`` too."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _kick_now(self, buffer: EventBuffer) -> None:
         pump = buffer.pump

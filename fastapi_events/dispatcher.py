@@ -8,9 +8,10 @@ from typing import Any
 
 from . import _hooks
 from ._names import event_name_str
-from ._runtime import event_store, get_runtime
+from ._runtime import EventBuffer, event_store, get_runtime
 from .constants import FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
 from .errors import (
+    ConfigurationError,
     MissingEventNameDuringDispatch,
     MultiplePayloadsDetectedDuringDispatch,
     NoEventContextError,
@@ -62,6 +63,7 @@ def dispatch(
     payload_schema_registry: BaseEventPayloadSchemaRegistry | None = None,
     middleware_id: int | None = None,
     payload_schema_dump: bool = True,
+    session: Any = None,
 ) -> None:
     """Dispatch an event.
 
@@ -72,6 +74,10 @@ def dispatch(
 
     Inside a request the event is handled after the response is sent; with ``middleware_id`` it goes to that
     middleware's handlers at once, from anywhere (another task, a thread, a startup hook).
+
+    With ``session`` (a SQLAlchemy ``Session`` or ``AsyncSession``) the event is written to the middleware's
+    outbox in that session's transaction: the handlers get it only once the transaction commits, never after a
+    rollback, even if this process dies in between (see :class:`fastapi_events.outbox.SQLAlchemyOutbox`).
     """
     if _dispatch_disabled():
         return
@@ -119,6 +125,7 @@ def dispatch(
             "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
             "fastapi_events.testing.capture_events() in tests"
         )
+    row = None if session is None else _outbox_row(buffer, event)
     # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
     # nor leave a "send" span behind.
     if _recorders:
@@ -126,7 +133,21 @@ def dispatch(
     if _on_dispatch:
         for hook in _on_dispatch:
             event = hook(event)
+    if row is not None:
+        buffer.runtime.outbox.stage(session, row, event)
+        return
     buffer.add(event)
+
+
+def _outbox_row(buffer: EventBuffer, event: Event) -> dict[str, Any]:
+    outbox = buffer.runtime.outbox
+    if outbox is None:
+        raise ConfigurationError(
+            f"dispatch({event_name_str(event[0])!r}, session=...) needs an outbox: "
+            "EventHandlerASGIMiddleware(..., outbox=SQLAlchemyOutbox(engine))"
+        )
+    row: dict[str, Any] = outbox.encode(event)
+    return row
 
 
 def _record(event: Event) -> None:

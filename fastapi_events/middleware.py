@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._report import ErrorHook
 from ._runtime import EventBuffer, Runtime, event_store
 from .typing import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # the outbox needs SQLAlchemy, an optional dependency
+    from .outbox import SQLAlchemyOutbox
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
@@ -18,7 +21,8 @@ class EventHandlerASGIMiddleware:
 
     * ``http``: events dispatched while the request runs are handled after the app returned, i.e. after the
       response was sent; the ASGI call stays open until they are handled, so servers' graceful shutdown and
-      ``TestClient`` both wait for them. Events dispatched later from the request's tasks are handled at once.
+      ``TestClient`` both wait for them. Events dispatched later from the request's tasks are handled at once,
+      and so are those of a response that streams its body (from its first part on), in dispatch order.
     * ``websocket``: events are handled as they are dispatched, not held until the connection closes.
     * ``lifespan``: handlers are started before the app's startup; on shutdown every pending event is handled
       (bounded by ``shutdown_timeout`` seconds) and handlers are flushed and stopped.
@@ -32,11 +36,16 @@ class EventHandlerASGIMiddleware:
         *,
         on_error: ErrorHook | None = None,
         shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
+        outbox: SQLAlchemyOutbox | None = None,
     ) -> None:
         self.app = app
         self.middleware_id = id(self) if middleware_id is None else middleware_id
         self.shutdown_timeout = shutdown_timeout
         self._runtime = Runtime(handlers, self.middleware_id, on_error)
+        self.outbox = outbox
+        if outbox is not None:
+            self._runtime.outbox = outbox
+            outbox.bind(self._runtime.handlers, on_error, self._runtime)
 
     @property
     def handlers(self) -> tuple[Any, ...]:
@@ -56,18 +65,33 @@ class EventHandlerASGIMiddleware:
         runtime = self._runtime
         buffer = EventBuffer(runtime)
         token = event_store.set(buffer)
+
+        async def streaming_send(message: Message) -> None:
+            # A body sent in parts may stream for minutes (SSE, progress): from its first part on the response is
+            # under way, so the request's events are handled as they come instead of when the stream ends.
+            if not buffer.live and message.get("more_body") and message["type"] == "http.response.body":
+                buffer.live = True
+                runtime.kick(buffer)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, streaming_send)
         except BaseException:
             # The app failed or the request was cancelled: what was dispatched before still counts, but this task
             # may not be allowed to await any more, so a tracked task takes over.
             buffer.live = True
             runtime.kick(buffer)
+            if buffer.committed is not None:
+                self.outbox._spawn(buffer.committed)  # type: ignore[union-attr]
             raise
         else:
+            if buffer.pump is not None:
+                await _pumped(buffer)
             buffer.live = True
             if buffer.events:
                 await runtime.pump_inline(buffer)
+            if buffer.committed is not None:
+                await self.outbox.deliver(buffer.committed)  # type: ignore[union-attr]
         finally:
             event_store.reset(token)
 
@@ -90,6 +114,8 @@ class EventHandlerASGIMiddleware:
             if kind == "lifespan.startup":
                 # Before the app's own startup, so that startup code can already dispatch into started handlers.
                 await runtime.startup()
+                if self.outbox is not None:
+                    await self.outbox.start()
             elif kind == "lifespan.shutdown":
                 # Before the app's own shutdown, while the resources handlers use are still open.
                 await runtime.drain(timeout)
@@ -98,6 +124,8 @@ class EventHandlerASGIMiddleware:
         async def wrapped_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 # The app's shutdown hooks may have dispatched too; handle those, then flush and stop handlers.
+                if self.outbox is not None:
+                    await self.outbox.stop(timeout)
                 await runtime.shutdown(timeout)
             await send(message)
 
@@ -108,6 +136,13 @@ class EventHandlerASGIMiddleware:
             await self.app(scope, wrapped_receive, wrapped_send)
         finally:
             event_store.reset(token)
+
+
+async def _pumped(buffer: EventBuffer) -> None:
+    """Wait for the pump of a streamed response: a second pump of the same buffer would break dispatch order."""
+    while (pump := buffer.pump) is not None and not pump.done():
+        # asyncio.wait, not await: cancelling this request must not cancel the pump, which other events need.
+        await asyncio.wait((pump,))
 
 
 __all__ = ["EventHandlerASGIMiddleware"]

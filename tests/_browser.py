@@ -10,13 +10,15 @@ Use it from a test module with::
 
 Fixtures
 --------
-``browser``  session-scoped ``playwright.sync_api.Browser`` (one chromium process for the whole run)
-``page``     function-scoped ``playwright.sync_api.Page`` in a fresh ``BrowserContext`` (no cookies, storage or
-             cache shared between tests), closed after the test
+``browser``  ``playwright.sync_api.Browser``: a chromium launched for the test, closed after it
+``page``     ``playwright.sync_api.Page`` in a fresh ``BrowserContext`` of that browser (no cookies, storage or
+             cache shared between tests)
 
 Playwright's sync API refuses to run while an asyncio loop is running in the calling thread, so tests using
 these fixtures must be plain sync functions (no ``pytest.mark.anyio``): start the app under uvicorn in a
 subprocess (``tests._app_process``) or in a thread, then drive the page from the test.
+Conversely, while Playwright is started its own loop counts as *running* in this thread, which breaks every
+asyncio test after it: that is why the browser is not session-scoped (one launch costs well under a second).
 
 No browser is downloaded: Playwright launches the system chromium (``/usr/bin/chromium``, or the path in
 ``FASTAPI_EVENTS_CHROMIUM``). A missing chromium or Playwright makes the test *fail* with an install hint;
@@ -71,9 +73,9 @@ def chromium_path() -> str:
     raise AssertionError("unreachable")  # pytest.fail raised
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the whole session (launched on first use)."""
+    """A headless chromium for one test; Playwright is stopped afterwards, so asyncio tests can run after it."""
     if importlib.util.find_spec("playwright") is None:
         _fail_missing("Playwright for Python", 'pip install -e ".[test]"  (or: pip install playwright)')
     executable = chromium_path()

@@ -60,11 +60,21 @@ def test_page_runs_the_served_script(page: Page, site: str) -> None:  # noqa: F8
 
 
 def test_each_test_gets_a_fresh_context(browser: Browser, page: Page, site: str) -> None:  # noqa: F811
-    # Every test's first visit to this (module-wide, same-origin) site finds no storage left by another test,
-    # and the previous test's context has been closed.
+    # Every test's first visit to this (module-wide, same-origin) site finds no storage left by another test.
     page.goto(site)
     assert page.text_content("#stored-before") == "nothing"
     assert browser.contexts == [page.context]
 
     page.reload()
     assert page.text_content("#stored-before") == "yes"  # storage works within one test
+
+
+@pytest.mark.anyio
+async def test_asyncio_tests_still_run_after_browser_tests() -> None:
+    # Runs after the browser tests above (pytest keeps file order): Playwright's loop, left running in this
+    # thread, would make anyio refuse to start this one ("Cannot run the event loop while another loop is running").
+    assert await _answer() == 42
+
+
+async def _answer() -> int:
+    return 42

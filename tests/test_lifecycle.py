@@ -15,6 +15,8 @@ import pytest
 
 from tests._servers import free_port, wait_for
 
+pytestmark = pytest.mark.fastapi  # the apps under test are FastAPI apps
+
 APP = """
 import asyncio, os
 from fastapi import FastAPI

@@ -5,6 +5,8 @@ import gc
 import logging
 import random
 import threading
+import time
+from collections.abc import Iterable
 
 import httpx
 import pytest
@@ -23,7 +25,10 @@ from fastapi_events.dispatcher import dispatch
 from fastapi_events.handlers.base import BaseEventHandler
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
+from fastapi_events.stream import EventStream
+from fastapi_events.typing import Event
 from tests.apps import Recorder, app_with
+from tests.stream.apps import make_app, serve
 
 
 def test_starlette_app_with_middleware_class() -> None:
@@ -340,3 +345,23 @@ def test_events_keep_flowing_after_an_event_loop_closed_mid_handling(caplog) -> 
     assert seen == ["second"]
     assert stack is not None
     assert any("cancelled while handling 1 event(s) ['first']" in r.getMessage() for r in caplog.records)
+
+
+def test_events_of_a_streaming_response_are_handled_while_it_streams() -> None:
+    """Under uvicorn: three events dispatched one second apart while the body streams are each handled at once."""
+    handled: list[tuple[object, float]] = []
+
+    class Clock(BaseEventHandler):
+        async def handle_many(self, events: Iterable[Event]) -> None:
+            handled.extend((event[1]["n"], time.monotonic()) for event in events)
+
+    chunks: list[tuple[bytes, float]] = []
+    with serve(make_app(EventStream(), Clock())) as base, httpx.stream("GET", f"{base}/slow-stream") as response:
+        for chunk in response.iter_raw():
+            chunks.append((chunk, time.monotonic()))
+    ended = chunks[-1][1]
+    assert b"".join(chunk for chunk, _ in chunks) == b"tick 0\ntick 1\ntick 2\ndone\n"
+    assert [n for n, _ in handled] == [0, 1, 2]
+    # Each event is handled about when it was dispatched (1 s apart), not when the stream ends.
+    assert all(at < ended - 0.5 for _, at in handled[:2]), (handled, ended)
+    assert handled[0][1] < handled[2][1] - 1.0

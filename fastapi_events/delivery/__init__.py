@@ -6,6 +6,7 @@ from .batching import Batches, split_batches
 from .deadletters import DeadLetterCallback
 from .forwarder import ForwarderStats, ForwardHandler, KeyFunction
 from .memory import MemoryStore
+from .options import DeliveryKwargs, DeliveryOptions
 from .retry import RetryPolicy
 from .spool import SpoolDB, SpoolRecord
 from .store import DeadLetter, Entry, PendingStore, Retry
@@ -16,6 +17,8 @@ __all__ = [
     "Batches",
     "DeadLetter",
     "DeadLetterCallback",
+    "DeliveryKwargs",
+    "DeliveryOptions",
     "Entry",
     "EntryResult",
     "ForwardHandler",

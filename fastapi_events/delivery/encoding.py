@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .._event_meta import stable_id
 from .._names import event_name_str
 from ..codec import Serializer, attributes_for, encode_event, new_event_id
 from ..errors import SerializationError
@@ -38,7 +39,7 @@ def encode_events(
     limit = min(transport.max_message_bytes, transport.max_batch_bytes)
     for event in events:
         name = event_name_str(event[0])
-        event_id = id_generator()
+        event_id = stable_id(event, id_generator)
         attributes = attributes_for(event, event_id)
         try:
             routing_key = key(event) if key is not None else None

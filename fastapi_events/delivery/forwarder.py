@@ -6,25 +6,29 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._report import report_failure
-from ..codec import Serializer
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
 from .batching import split_batches
 from .deadletters import DeadLetterCallback, report_dead_letters
-from .encoding import KeyFunction, encode_events, new_event_id
+from .encoding import KeyFunction, encode_events
+from .handover import Flushes, Handovers
 from .memory import MemoryStore
+from .options import DeliveryKwargs, DeliveryOptions, split_options
 from .ordering import KeyOrder
-from .retry import RetryPolicy
+from .outage import Outage
 from .rounds import classify, send_batches
 from .spool_writer import SpoolStore, acquire
 from .store import DeadLetter, Entry, PendingStore, Retry
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("fastapi_events.delivery")
 
@@ -42,40 +46,41 @@ class ForwarderStats:
 class ForwardHandler(BaseEventHandler):
     """Forwards events to a broker :class:`~fastapi_events.delivery.Transport`; never loses one silently.
 
-    ``handle_many`` encodes the events and stores them - in the spool file when ``spool_path`` is set
-    (durable: a later process with the same path delivers what this one could not), else in a bounded
-    in-memory queue - then returns. A background sender task batches and delivers them; failed entries are
-    retried per ``retry``; after the budget or on a permanent error an event becomes a dead letter (spool
-    table and/or ``on_dead_letter``, always logged at ERROR). With a spool, the sender also relays entries
-    added by other tools (``spool replay``).
+    ``handle_many`` encodes the events and hands them over before it returns - so before the request that
+    dispatched them returns: with ``spool_path`` it returns once they are written to the spool file (durable: a
+    later process with the same path delivers what this one could not); without, once the broker accepted them,
+    for at most ``flush_timeout`` seconds and not at all while the broker is known to be unreachable (waiting
+    would not deliver them sooner), after which they wait in a bounded in-memory queue. A background sender task
+    batches the events of all concurrent requests and delivers them; failed entries are retried per ``retry``;
+    after the budget or on a permanent error an event becomes a dead letter (spool table and/or
+    ``on_dead_letter``, always logged at ERROR). A broker outage (or a missing destination) never spends that
+    budget: the sender retries every ``reconnect_max_delay`` seconds at most and logs at least every
+    ``outage_log_interval`` seconds until it delivers again. With a spool, the sender also relays entries added
+    by other tools (``spool replay``).
     """
 
     def __init__(
-        self,
-        transport: Transport,
-        *,
-        serializer: Serializer | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        retry: RetryPolicy | None = None,
-        max_queue_size: int = 10_000,
-        on_dead_letter: DeadLetterCallback | None = None,
-        key: KeyFunction | None = None,
-        id_generator: Callable[[], str] | None = None,
-        flush_timeout: float = 30.0,
-        relay_interval: float = 1.0,
-        reconnect_max_delay: float = 5.0,
+        self, transport: Transport, options: DeliveryOptions | None = None, **kwargs: Unpack[DeliveryKwargs]
     ) -> None:
+        # The options are declared, defaulted and validated in options.py only (every forwarder shares them).
+        if options is None:
+            options = split_options(type(self).__name__, kwargs)[0]
+        elif kwargs:
+            raise TypeError("pass the delivery options either as DeliveryOptions or as keywords, not both")
         self.transport = transport
-        self.serializer = serializer
-        self.spool_path = os.fspath(spool_path) if spool_path is not None else None
-        self.retry = retry or RetryPolicy()
-        self.max_queue_size = max_queue_size
-        self.on_dead_letter = on_dead_letter
-        self.key = key
-        self.id_generator = id_generator or new_event_id
-        self.flush_timeout = flush_timeout
-        self.relay_interval = relay_interval
-        self._outage_policy = RetryPolicy(None, None, 0.05, max(0.05, reconnect_max_delay))
+        self.options = options
+        self.serializer = options.serializer
+        self.spool_path = os.fspath(options.spool_path) if options.spool_path is not None else None
+        self.retry = options.retry_policy
+        self.max_queue_size = options.max_queue_size
+        self.on_dead_letter = options.on_dead_letter
+        self.key = options.key
+        self.id_generator = options.new_id
+        self.flush_timeout = options.flush_timeout
+        self.relay_interval = options.relay_interval
+        self._outage = Outage(
+            repr(self), transport.destination, options.reconnect_max_delay, options.outage_log_interval
+        )
         self._window = max(1, min(transport.max_batch_count * 10, 5000))
         self._store: PendingStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,9 +90,21 @@ class ForwardHandler(BaseEventHandler):
         self._transport_open = False
         self._transport_touched = False  # open() was attempted: close() must release what it set up
         self._outstanding: set[str] = set()
-        self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
+        self._flushes = Flushes()
+        self._handovers = Handovers()
+        self._stopping = False
+        self._timeout_logged_at = 0.0
         self._order = KeyOrder()
         self._counts = {"accepted": 0, "delivered": 0, "retried": 0, "dead_lettered": 0, "dropped": 0}
+
+    @property
+    def outage_log_interval(self) -> float:
+        """While the broker cannot be reached, the forwarder logs a warning at least this often (seconds)."""
+        return self._outage.log_interval
+
+    @outage_log_interval.setter
+    def outage_log_interval(self, seconds: float) -> None:
+        self._outage.log_interval = seconds
 
     @property
     def stats(self) -> ForwarderStats:
@@ -101,9 +118,12 @@ class ForwardHandler(BaseEventHandler):
     async def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            # A new event loop (e.g. a second TestClient lifespan): tasks of the old one are gone.
+            # A new event loop (a second TestClient lifespan, or TestClient without ``with``: a loop per request):
+            # tasks and futures of the old one are gone. Transports work from any loop (see Transport).
             self._loop, self._starting, self._sender = loop, None, None
             self._wake = asyncio.Event()
+            self._flushes = Flushes()
+            self._handovers = Handovers()
             if isinstance(self._store, MemoryStore):
                 self._store.reset_in_flight()
         if self._starting is None:
@@ -138,29 +158,27 @@ class ForwardHandler(BaseEventHandler):
         if not self._outstanding or self._loop is not asyncio.get_running_loop():
             return
         timeout = self.flush_timeout if timeout is None else timeout
-        waiter: tuple[set[str], asyncio.Future[None]] = (set(self._outstanding), self._loop.create_future())
-        self._waiters.append(waiter)
+        done = self._flushes.register(self._outstanding)
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter[1]), timeout)
+            await asyncio.wait_for(asyncio.shield(done), timeout)
         except asyncio.TimeoutError:
-            left = len(waiter[0])
             where = f"kept in spool {self.spool_path}" if self.spool_path else "still in memory"
             logger.warning(
                 "%s: flush timed out after %.1fs with %d event(s) not delivered (%s)",
                 self,
                 timeout,
-                left,
+                len(self._outstanding),
                 where,
             )
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            self._flushes.forget(done)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         if self._store is None:
             return
         await self.flush(timeout)
+        self._stopping = True
         for task in (self._sender, self._starting):
             if task is not None and not task.done():
                 task.cancel()
@@ -169,16 +187,7 @@ class ForwardHandler(BaseEventHandler):
         self._sender = self._starting = None
         store, self._store = self._store, None
         if isinstance(store, MemoryStore):
-            lost = store.drain_all()
-            for entry in lost:
-                logger.error(
-                    "event %r (id %s) LOST at shutdown: not delivered to %s and no spool_path is set",
-                    entry.message.event_name,
-                    entry.message.id,
-                    self.transport.destination,
-                    extra={"event_name": entry.message.event_name, "event_id": entry.message.id},
-                )
-            self._counts["dropped"] += len(lost)
+            self._counts["dropped"] += store.report_lost()
         self._outstanding.clear()
         if self._transport_touched:
             self._transport_open = self._transport_touched = False
@@ -186,6 +195,7 @@ class ForwardHandler(BaseEventHandler):
                 await self.transport.close()
             except Exception:
                 logger.exception("%s: closing the transport failed", self)
+        self._stopping = False
         await store.close()
 
     # -- accepting events ----------------------------------------------------------------------------------
@@ -215,6 +225,7 @@ class ForwardHandler(BaseEventHandler):
                 report_failure(event, self, exc)
             return
         messages, sources, dead = encoded.messages, encoded.sources, encoded.dead
+        entries: list[Entry] = []
         if messages:
             try:
                 entries, dropped = await self._store.add(messages)
@@ -228,54 +239,93 @@ class ForwardHandler(BaseEventHandler):
         if dead:
             await self._dead_letter(dead, stored=False)
         self._wake.set()
+        if entries and not self._store.durable and not self._outage.active:
+            await self._hand_over([entry.message.id for entry in entries])
+
+    async def _hand_over(self, ids: list[str]) -> None:
+        """Wait until the sender handed these events to the broker: the request's loop may close right after
+        it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
+        accepted = self._handovers.register(ids)
+        try:
+            await asyncio.wait_for(accepted, self.flush_timeout)
+        except asyncio.TimeoutError:
+            now = time.monotonic()
+            if now - self._timeout_logged_at >= self._outage.log_interval:
+                self._timeout_logged_at = now
+                logger.warning(
+                    "%s: %d event(s) not accepted by %s within flush_timeout=%.1fs; the background sender carries on",
+                    self,
+                    len(ids),
+                    self.transport.destination,
+                    self.flush_timeout,
+                )
+        finally:
+            self._handovers.forget(ids)
 
     # -- delivering ----------------------------------------------------------------------------------------
     async def _run_sender(self) -> None:
-        await self._open_transport()
-        outages = 0
-        while True:
-            try:
-                self._wake.clear()
-                assert self._store is not None
-                entries, next_at = await self._store.due(time.time(), self._window)
-                if entries:
-                    outages = await self._send_round(entries, outages)
-                    if outages:
-                        # The broker is unreachable: pause the whole sender, not just these entries, or it would
-                        # walk through the rest of the backlog hammering a broker that is down.
-                        await asyncio.sleep(self._outage_delay(outages))
-                    continue
-                await self._sleep_until(next_at)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the sender must outlive any bug or I/O error, or events would pile up forever
-                logger.exception("%s: delivery round failed; retrying", self)
-                await asyncio.sleep(1.0)
+        try:
+            await self._open_transport()
+            while True:
+                try:
+                    self._wake.clear()
+                    assert self._store is not None
+                    entries, next_at = await self._store.due(time.time(), self._window)
+                    if entries:
+                        await self._watched_round(entries)
+                        continue
+                    await self._sleep_until(next_at)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the sender must outlive any bug or I/O error, or events would pile up forever
+                    logger.exception("%s: delivery round failed; retrying", self)
+                    await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            queued = self._store.queued() if self._store is not None else 0
+            if queued and not self._stopping:
+                # The event loop is closing under the sender (TestClient without ``with``, asyncio.run ending).
+                logger.warning(
+                    "%s: event loop closing with %d event(s) not delivered to %s; they are sent when this "
+                    "forwarder next runs on a loop (or lost at exit without spool_path)",
+                    self,
+                    queued,
+                    self.transport.destination,
+                )
+            raise
 
-    def _outage_delay(self, outages: int) -> float:
-        # Equal jitter: never (almost) zero, so consecutive failures really back off.
-        ceiling = self._outage_policy.backoff_ceiling(outages)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    async def _watched_round(self, entries: list[Entry]) -> None:
+        """One delivery round, logging now and then while the broker takes long to answer; after a failed
+        send, the outage pause (the whole sender: it would only hammer a broker that is down)."""
+        round_task = asyncio.ensure_future(self._send_round(entries))
+        started = time.monotonic()
+        try:
+            while not round_task.done():
+                await asyncio.wait((round_task,), timeout=self._outage.log_interval)
+                if not round_task.done():
+                    self._outage.still_waiting(time.monotonic() - started, self._queued())
+            error = round_task.result()
+        finally:
+            round_task.cancel()
+        if error:
+            self._handovers.release_all()
+            await asyncio.sleep(self._outage.failed("reach", error, self._queued()))
+        elif self._outage.active:
+            self._outage.recovered(self._queued())
+
+    def _queued(self) -> int:
+        return self._store.queued() if self._store is not None else 0
 
     async def _open_transport(self) -> None:
-        attempt = 0
         while not self._transport_open:
             self._transport_touched = True
             try:
                 await self.transport.open()
                 self._transport_open = True
             except Exception as exc:
-                attempt += 1
-                delay = self._outage_policy.backoff_ceiling(attempt)
-                logger.warning(
-                    "%s: cannot open %s (%s: %s); retrying in %.1fs",
-                    self,
-                    self.transport.destination,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                self._handovers.release_all()
+                await asyncio.sleep(self._outage.failed("open", f"{type(exc).__name__}: {exc}", self._queued()))
+        if self._outage.active:
+            self._outage.recovered(self._queued())
 
     async def _sleep_until(self, next_at: float | None) -> None:
         timeout = None if next_at is None else max(0.0, next_at - time.time())
@@ -285,7 +335,8 @@ class ForwardHandler(BaseEventHandler):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _send_round(self, entries: list[Entry], outages: int) -> int:
+    async def _send_round(self, entries: list[Entry]) -> str:
+        """Send due entries and file the results; returns the error when the broker could not be reached."""
         t = self.transport
         entries, held = self._order.hold_back(entries)
         split = split_batches(
@@ -304,7 +355,6 @@ class ForwardHandler(BaseEventHandler):
         delivered: list[Entry] = []
         retries: list[Retry] = []
         failed_sends = [error for _, _, error in sent if error]
-        outages = outages + 1 if failed_sends else 0
         for batch, results, error in sent:
             if results is None:
                 for entry in batch:  # due again as soon as the sender's outage pause is over
@@ -313,14 +363,6 @@ class ForwardHandler(BaseEventHandler):
                 continue
             for entry, result in zip(batch, results, strict=True):
                 classify(entry, result, now, self.retry, delivered, retries, dead)
-        if failed_sends and (outages == 1 or outages % 20 == 0):
-            logger.warning(
-                "%s: %s unreachable (%d consecutive failures): %s",
-                self,
-                t.destination,
-                outages,
-                failed_sends[0],
-            )
         self._order.update(
             (r for r in retries if r.entry.attempts and r.next_attempt_at > now), [*delivered, *(e for e, _ in dead)]
         )
@@ -333,7 +375,7 @@ class ForwardHandler(BaseEventHandler):
         self._resolved(e.message.id for e in delivered)
         if dead:
             await self._dead_letter([d for _, d in dead], stored=True)
-        return outages
+        return failed_sends[0] if failed_sends else ""
 
     async def _dead_letter(self, dead: list[DeadLetter], *, stored: bool) -> None:
         self._counts["dead_lettered"] += len(dead)
@@ -351,11 +393,9 @@ class ForwardHandler(BaseEventHandler):
         done = set(ids)
         if not done:
             return
+        self._handovers.resolve(done)
+        self._flushes.resolve(done)
         self._outstanding -= done
-        for pending, future in self._waiters:
-            pending -= done
-            if not pending and not future.done():
-                future.set_result(None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"

@@ -98,6 +98,19 @@ class MemoryStore:
         self._waiting.clear()
         return entries
 
+    def report_lost(self) -> int:
+        """At shutdown: log every entry still held, one ERROR each, and return how many there were."""
+        lost = self.drain_all()
+        for entry in lost:
+            logger.error(
+                "event %r (id %s) LOST at shutdown: not delivered to %s and no spool_path is set",
+                entry.message.event_name,
+                entry.message.id,
+                self.destination,
+                extra={"event_name": entry.message.event_name, "event_id": entry.message.id},
+            )
+        return len(lost)
+
     def reset_in_flight(self) -> None:
         """Requeue entries of a sender task that died with its event loop: they may not have been sent."""
         for entry in sorted(self._in_flight.values(), key=lambda e: e.seq, reverse=True):

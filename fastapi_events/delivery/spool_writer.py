@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..concurrency import run_once, start_thread
 from .spool import SpoolDB
 from .store import DeadLetter, Entry, Retry
 from .transport import OutboundMessage
@@ -47,8 +48,7 @@ class SpoolWriter:
         self._users = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"fastapi-events-spool:{self.path}", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(f"spool:{self.path}", self._run)
 
     async def call(self, fn: Callable[[SpoolDB], T]) -> T:
         """Run ``fn(db)`` in the writer thread, inside a transaction, and wait for the commit."""
@@ -176,7 +176,7 @@ async def release(writer: SpoolWriter) -> None:
     if last:
         writer.stop()
         # Joined in a helper thread: the final commit must not block the event loop.
-        await asyncio.to_thread(writer.join, 30.0)
+        await run_once("spool-close", writer.join, 30.0)
 
 
 class SpoolStore:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from .._threads import run_sync
+from .._threads import run_sync, submit
 from ..errors import ConfigurationError
 from ..typing import Event
 
@@ -110,6 +110,18 @@ def _type_hints(call: Callable[..., Any]) -> dict[str, Any]:
     return hints
 
 
+def _annotated_in_implicit_optional(annotation: Any) -> Any:
+    """Python 3.10's ``get_type_hints`` wraps the hint of a parameter defaulting to ``None`` in ``Optional[...]``,
+    which hides an ``Annotated[..., Depends(...)]`` inside a ``Union``: return that ``Annotated`` hint."""
+    if typing.get_origin(annotation) is typing.Union:
+        members = typing.get_args(annotation)
+        if len(members) == 2 and type(None) in members:
+            inner = members[0] if members[1] is type(None) else members[1]
+            if typing.get_origin(inner) is Annotated:
+                return inner
+    return annotation
+
+
 def _is_event_annotation(annotation: Any) -> bool:
     return annotation is not inspect.Parameter.empty and annotation == Event
 
@@ -171,7 +183,7 @@ class Plan:
         for param in signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            annotation = hints.get(param.name, param.annotation)
+            annotation = _annotated_in_implicit_optional(hints.get(param.name, param.annotation))
             depends = param.default if isinstance(param.default, DEPENDS_TYPES) else None
             if typing.get_origin(annotation) is Annotated:
                 inner, *metadata = typing.get_args(annotation)
@@ -209,10 +221,14 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------------------------
 
-    async def run(self, event: Event) -> Any:
+    def run(self, event: Event) -> Awaitable[Any]:
         """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
         if self.all_sync:
-            return await run_sync(self.run_sync, event)
+            # The worker's future itself: no coroutine frame to create and resume around the thread hop.
+            return submit(self.run_sync, event)
+        return self._run(event)
+
+    async def _run(self, event: Event) -> Any:
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())
@@ -255,7 +271,7 @@ async def _run_step(step: Step, event: Event, values: list[Any], stack: AsyncExi
     if kind is Kind.ASYNC:
         return await step.call(*args, **kwargs)
     if kind is Kind.SYNC:
-        result = await run_sync(lambda: step.call(*args, **kwargs))
+        result = await (submit(step.call, *args) if not kwargs else submit(lambda: step.call(*args, **kwargs)))
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await result
         return result

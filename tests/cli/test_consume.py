@@ -51,6 +51,7 @@ def test_help_lists_url_forms() -> None:
         assert form in help_text
 
 
+@pytest.mark.fastapi  # tests.consumer.e2e_handlers uses fastapi.Depends
 @pytest.mark.parametrize(
     ("url", "handlers", "message"),
     [

@@ -128,7 +128,7 @@ async def test_sqlite_work_never_runs_on_the_event_loop_thread(
     await handler.handle_many([("a", 1)])
     await handler.shutdown(0.1)
     assert threads
-    assert all(name.startswith("fastapi-events-spool") for name in threads)
+    assert all(name.startswith("fastapi_events-spool") for name in threads)
     assert threading.current_thread().name not in threads
 
 

@@ -2,7 +2,7 @@
 import asyncio
 import enum
 import threading
-from typing import Annotated
+from typing import Annotated, Optional
 
 import pytest
 from fastapi import Depends
@@ -120,6 +120,23 @@ def test_nested_sync_async_and_yield_dependencies_with_annotated() -> None:
     assert log[-3:] == ["handle e1 with session(conn), 3, resource, conn", "release", "close session"]
     assert log.count("conn") == 1, "a dependency is resolved once per event (use_cache)"
     assert threads == {"sync dep off loop": True}
+
+
+def test_annotated_depends_inside_optional_is_resolved() -> None:
+    # Python 3.10 turns `Annotated[X | None, Depends(f)] = None` into this shape by itself; written out, it is the
+    # same on every version.
+    handler = LocalHandler()
+    seen: list[object] = []
+
+    def get_limit() -> int:
+        return 7
+
+    @handler.register(event_name="*")
+    async def h(event: Event, limit: Optional[Annotated[int, Depends(get_limit)]] = None) -> None:  # noqa: UP045
+        seen.append(limit)
+
+    serve(handler, ("e1",))
+    assert seen == [7]
 
 
 def test_use_cache_false_resolves_again() -> None:

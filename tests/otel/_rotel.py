@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,15 @@ class RotelServer(ManagedServer):
 
     def check_binaries(self) -> None:
         rotel_agent()
+
+    def process_env(self) -> dict[str, str]:
+        # rotel-agent links the libpython of the interpreter it was installed for; a pyenv interpreter keeps it in
+        # its own LIBDIR, off the loader's default path (only the system Python's is found without this).
+        env = super().process_env()
+        libdir = sysconfig.get_config_var("LIBDIR")
+        if libdir:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, (libdir, env.get("LD_LIBRARY_PATH"))))
+        return env
 
     def command(self) -> list[str]:
         return [

@@ -7,16 +7,15 @@ the same key share a lane, so they are handled in partition order; different key
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from ... import _hooks
+from ...concurrency import BlockingExecutor
 from ...consumer.source import Delivery, dead_letter_attributes
 from ._admin import connection_config, ensure_topics
 from ._offsets import OffsetTracker
@@ -72,11 +71,11 @@ class KafkaSource:
         self._producer: Any = None
         self._next_lag_report = 0.0
         # One thread per client: the consumer thread is often parked in a poll, dead letters must not wait.
-        self._consumer_thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-consumer")
-        self._producer_thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-dlq")
+        self._consumer_thread = BlockingExecutor("kafka-source")
+        self._producer_thread = BlockingExecutor("kafka-source-dlq")
 
     async def _in_consumer_thread(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._consumer_thread, func, *args)
+        return await self._consumer_thread.run(func, *args)
 
     async def open(self) -> None:
         await self._in_consumer_thread(self._open_sync)
@@ -225,8 +224,7 @@ class KafkaSource:
     async def dead_letter(self, delivery: Delivery, reason: str, event_name: str | None, attempts: int) -> None:
         attributes = dead_letter_attributes(delivery, reason, event_name, self.destination, attempts)
         key = delivery.token[3]
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._producer_thread, self._produce_sync, delivery.body, key, attributes)
+        await self._producer_thread.run(self._produce_sync, delivery.body, key, attributes)
         await self.ack(delivery)
 
     def _produce_sync(self, body: bytes, key: bytes | None, attributes: dict[str, str]) -> None:
@@ -250,8 +248,8 @@ class KafkaSource:
         try:
             await self._in_consumer_thread(self._close_sync)
         finally:
-            self._consumer_thread.shutdown(wait=False)
-            self._producer_thread.shutdown(wait=False)
+            self._consumer_thread.shutdown()
+            self._producer_thread.shutdown()
 
     def _close_sync(self) -> None:
         if self._consumer is not None:

@@ -8,15 +8,18 @@ An entry counts as delivered only when its delivery report says so. librdkafka r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ...concurrency import BlockingExecutor, start_thread
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...errors import ConfigurationError
 from ._admin import ensure_topics
 
 logger = logging.getLogger("fastapi_events.kafka")
@@ -28,13 +31,29 @@ _PERMANENT = frozenset(
         KafkaError.INVALID_MSG,
         KafkaError.INVALID_RECORD,
         KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
         KafkaError._INVALID_ARG,
     }
 )
-# Nothing reached the cluster: an outage, which must not use up the events' retry budget.
+# Nothing reached the cluster, or the topic cannot be used (missing, not allowed): an outage, which must not use
+# up the events' retry budget - the topic may be (re)created, the ACL fixed, a minute later.
 _FATAL = -100_000  # not a librdkafka code: "the producer died", which is no fault of the message either
-_UNREACHABLE = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, _FATAL})
+_UNREACHABLE = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        _FATAL,
+    }
+)
+# Overridable defaults: reconnect within a second of the broker's return (librdkafka's default backs off to 10 s).
+# A broker that drops packets instead of refusing counts as down after 10 s, not librdkafka's 30.
+_DEFAULTS = {"linger.ms": 5, "reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 10_000}
 _RECREATE_AFTER = 3  # batches in a row that reached no broker
 _HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound per record
 
@@ -74,32 +93,33 @@ class KafkaTransport:
         self.create_topic = create_topic
         self.config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
-            "linger.ms": 5,
+            **_DEFAULTS,
             "message.timeout.ms": int(delivery_timeout * 1000),
             **(config or {}),
             # Not overridable: without them "delivered" would not mean "on every in-sync replica, once".
             "acks": "all",
             "enable.idempotence": True,
         }
+        self._user_error_cb = self.config.pop("error_cb", None)
+        validate_producer_config(self.config)
         self.max_message_bytes = int(self.config.get("message.max.bytes", 1_000_000)) - _HEADER_OVERHEAD
         # Reports for messages still in librdkafka come later than this only if the client is wedged.
         self._report_timeout = int(self.config["message.timeout.ms"]) / 1000 + 15
         self._producer: Any = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._thread = BlockingExecutor("kafka-transport")
         self._stop_polling = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[_Report]] = set()
         self._fatal: str | None = None
         self._unreachable_rounds = 0
+        self._generation = 0  # of the producer: callbacks of a replaced one must not touch its successor
 
     def message_size(self, message: OutboundMessage) -> int:
         headers = sum(len(k) + len(v) for k, v in message.attributes.items())
         return len(message.body) + len((message.key or "").encode()) + headers + _HEADER_OVERHEAD
 
     async def _in_thread(self, func: Any, *args: Any) -> Any:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-kafka-producer")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+        return await self._thread.run(func, *args)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -111,15 +131,12 @@ class KafkaTransport:
         self._start_producer()
 
     def _start_producer(self) -> None:
-        self._producer = Producer(self.config)
+        self._generation += 1
+        on_error = functools.partial(self._on_error, self._generation)
+        self._producer = Producer({**self.config, "error_cb": on_error})
         self._fatal = None
         self._stop_polling = threading.Event()
-        threading.Thread(
-            target=self._poll_forever,
-            args=(self._producer, self._stop_polling),
-            name="fastapi_events-kafka-poll",
-            daemon=True,
-        ).start()
+        start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
 
     def _poll_forever(self, producer: Any, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -129,14 +146,29 @@ class KafkaTransport:
                 self._on_fatal(f"{exc}")
                 return
 
-    def _on_fatal(self, reason: str) -> None:
+    def _on_error(self, generation: int, error: KafkaError) -> None:
+        if generation == self._generation:
+            if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                # librdkafka says so the moment it loses the last broker; the delivery reports would only say so
+                # after message.timeout.ms. Fail the sends now (the layer waits the outage out, the requests do
+                # not wait for it) and resend through a fresh producer, which reconnects at once.
+                self._on_fatal(f"{error.name()}: {error.str()}", log=False)
+            elif error.fatal():
+                self._on_fatal(error.str())
+        if self._user_error_cb is not None:
+            self._user_error_cb(error)
+
+    def _on_fatal(self, reason: str, *, log: bool = True) -> None:
         # A fatal error (e.g. the broker forgot our producer id) kills an idempotent producer for good; the
         # messages it still holds get no report. Fail them as "unreachable" and start a fresh producer.
         if self._fatal is None:
             self._fatal = reason
-            logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._fail_pending, reason)
+            if log:
+                logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._fail_pending, self._fatal or reason)
 
     def _fail_pending(self, reason: str) -> None:
         for future in list(self._pending):
@@ -150,6 +182,10 @@ class KafkaTransport:
             old.flush(0)
         except Exception:
             logger.debug("purging the old Kafka producer failed", exc_info=True)
+        if self.create_topic:
+            # The cluster may have lost the topic (recreated, in-memory storage restarted); down: the send says so.
+            with contextlib.suppress(Exception):
+                ensure_topics(self.config, [self.destination], timeout=2.0)
         self._start_producer()
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
@@ -157,11 +193,14 @@ class KafkaTransport:
             raise RuntimeError("KafkaTransport is not open")
         if self._fatal is not None:
             await self._in_thread(self._recreate_sync)
-        loop = asyncio.get_running_loop()
+        # The loop of this send: an app running a loop per request (TestClient without ``with``) moves on.
+        loop = self._loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[_Report]] = [loop.create_future() for _ in batch]
         self._pending.update(futures)
         try:
             await self._in_thread(self._produce_all, batch, futures, loop)
+            if self._fatal is not None:  # the producer failed (or lost every broker) before these were queued
+                self._fail_pending(self._fatal)
             _, waiting = await asyncio.wait(futures, timeout=self._report_timeout)
             if waiting:
                 # librdkafka does not time out messages already sent to a broker that then vanished (an
@@ -238,9 +277,7 @@ class KafkaTransport:
         try:
             await self._in_thread(self._close_sync)
         finally:
-            if self._thread is not None:
-                self._thread.shutdown(wait=False)
-                self._thread = None
+            self._thread.shutdown()
 
     def _close_sync(self) -> None:
         if self._producer is None:
@@ -252,9 +289,27 @@ class KafkaTransport:
         self._producer = None
 
 
+_probe_logger = logging.getLogger("fastapi_events.kafka.config_check")
+_probe_logger.addHandler(logging.NullHandler())
+_probe_logger.propagate = False
+
+
+def validate_producer_config(config: Mapping[str, Any]) -> None:
+    """Have librdkafka check every setting now: a misspelt or invalid one must fail at construction, not leave a
+    producer that never starts. Builds (and drops) a producer without brokers: a few milliseconds, no I/O."""
+    probe = {key: value for key, value in config.items() if key != "bootstrap.servers"}
+    probe["logger"] = _probe_logger  # no "no bootstrap.servers" warning
+    try:
+        Producer(probe)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else exc
+        detail = error.str() if isinstance(error, KafkaError) else str(error)
+        raise ConfigurationError(f"Kafka producer setting rejected by librdkafka: {detail}") from exc
+
+
 def _settle(future: asyncio.Future[_Report], report: _Report) -> None:
     if not future.done():
         future.set_result(report)
 
 
-__all__ = ["KafkaTransport", "KafkaUnreachableError", "classify"]
+__all__ = ["KafkaTransport", "KafkaUnreachableError", "classify", "validate_producer_config"]

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ...delivery.deadletters import DeadLetterCallback
 from ...delivery.forwarder import ForwardHandler
+from ...delivery.options import split_options
 from ...delivery.transport import OutboundMessage
 from ._topic import DeadLetterRecord, Topic, decoded
 from ._transport import MemoryTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ...delivery.options import DeliveryKwargs
 
 
 class InMemoryForwardHandler(ForwardHandler):
     """Forwards to a topic of an ``InMemoryBroker`` (build it with ``InMemoryBroker.forwarder``); its dead
     letters are also recorded on the topic, next to the consumers'."""
 
-    def __init__(self, topic: Topic, **options: Any) -> None:
-        self._user_callback: DeadLetterCallback | None = options.pop("on_dead_letter", None)
+    def __init__(self, topic: Topic, **options: Unpack[DeliveryKwargs]) -> None:
+        delivery, _ = split_options(type(self).__name__, options)
+        self._user_callback: DeadLetterCallback | None = delivery.on_dead_letter
         self._topic = topic
-        super().__init__(MemoryTransport(topic), on_dead_letter=self._record_dead_letter, **options)
+        super().__init__(MemoryTransport(topic), replace(delivery, on_dead_letter=self._record_dead_letter))
 
     async def _record_dead_letter(self, message: OutboundMessage, reason: str) -> None:
         name, payload = decoded(message.body, message.event_name)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         encoded_message_size,
     )
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
@@ -30,6 +31,7 @@ __getattr__ = lazy_exports(
         "classify": "._transport",
         "encoded_message_size": "._transport",
     },
+    requires=("google.cloud.pubsub_v1", "google"),
 )
 
 __all__ = [

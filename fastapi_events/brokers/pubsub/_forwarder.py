@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from ...codec import Serializer
-from ...delivery import DeadLetterCallback, ForwardHandler, KeyFunction, RetryPolicy
+from ...delivery.encoding import KeyFunction
+from ...delivery.forwarder import ForwardHandler
+from ...delivery.options import BaseDeliveryKwargs, split_options
 from ...errors import ConfigurationError
-
-try:
-    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "GoogleCloudSimplePubSubHandler needs google-cloud-pubsub: pip install 'fastapi-events[google]'"
-    ) from exc
-
 from ._transport import SERVER_MAX_BATCH_COUNT, SERVER_MAX_REQUEST_BYTES, PubSubTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class PubSubForwarderKwargs(BaseDeliveryKwargs, total=False):
+    id_generator: Callable[[], str] | None
 
 
 class GoogleCloudSimplePubSubHandler(ForwardHandler):
@@ -26,18 +28,18 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
     Each message carries the attributes ``event_name`` and ``event_id`` (plus ``traceparent``/``tracestate``
     when tracing is active). Events are accepted at once and published by a background task that awaits every
     publish future; transient failures are retried, permanent ones (missing topic, no permission, message over
-    10 MB) become dead letters. See :class:`~fastapi_events.delivery.ForwardHandler` for ``spool_path``,
-    ``retry`` and ``on_dead_letter``.
+    10 MB) become dead letters. The keyword options include the delivery options every forwarder takes
+    (:class:`~fastapi_events.delivery.DeliveryOptions`: ``spool_path``, ``retry``, ``on_dead_letter``...).
 
     ``max_batch_size`` and ``batch_settings_kwargs`` (``max_messages``, ``max_bytes``, ``max_latency`` of
     ``google.cloud.pubsub_v1.types.BatchSettings``) size the batches of both the delivery layer and the
     client, so that one batch is one publish request: at most 1 000 messages (the service's limit) and 10 MB
     by default. ``max_bytes`` also bounds a single message, since a message must fit in a request.
 
-    ``ordering_key(event) -> str | None`` turns on message ordering: events with the same key are published
-    in order (the subscription needs ``enable_message_ordering``). ``publisher_options`` and ``client_kwargs``
-    go to ``PublisherClient``; by default the client does not retry by itself (the delivery layer does) and a
-    publish request times out after ``publish_timeout`` seconds.
+    ``key(event) -> str | None`` (or its older name ``ordering_key``) turns on message ordering: events with
+    the same key are published in order (the subscription needs ``enable_message_ordering``).
+    ``publisher_options`` and ``client_kwargs`` go to ``PublisherClient``; by default the client does not retry
+    by itself (the delivery layer does) and a publish request times out after ``publish_timeout`` seconds.
     """
 
     def __init__(
@@ -48,18 +50,11 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
         batch_settings_kwargs: Mapping[str, Any] | None = None,
         serializer: Serializer | None = None,
         *,
-        spool_path: str | os.PathLike[str] | None = None,
         ordering_key: KeyFunction | None = None,
-        retry: RetryPolicy | None = None,
-        on_dead_letter: DeadLetterCallback | None = None,
         publisher_options: PublisherOptions | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
         publish_timeout: float = 30.0,
-        max_queue_size: int = 10_000,
-        id_generator: Callable[[], str] | None = None,
-        flush_timeout: float = 30.0,
-        relay_interval: float = 1.0,
-        reconnect_max_delay: float = 5.0,
+        **options: Unpack[PubSubForwarderKwargs],
     ) -> None:
         if not project_id or not topic_id:
             raise ConfigurationError("GoogleCloudSimplePubSubHandler needs a project_id and a topic_id")
@@ -81,6 +76,12 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
                 f"and at most {SERVER_MAX_REQUEST_BYTES} bytes per request"
             )
 
+        if ordering_key is not None:
+            if options.get("key") is not None:
+                raise ConfigurationError("pass key= or its older name ordering_key=, not both")
+            options["key"] = ordering_key
+        delivery, _ = split_options(type(self).__name__, {**options, "serializer": serializer})
+
         self.project_id = project_id
         self.topic_id = topic_id
         self.max_batch_size = max_batch_size
@@ -89,24 +90,12 @@ class GoogleCloudSimplePubSubHandler(ForwardHandler):
             project_id,
             topic_id,
             batch_settings=batch_settings,
-            ordering=ordering_key is not None,
+            ordering=delivery.key is not None,
             publisher_options=publisher_options,
             client_kwargs=client_kwargs,
             publish_timeout=publish_timeout,
         )
-        super().__init__(
-            transport,
-            serializer=serializer,
-            spool_path=spool_path,
-            retry=retry,
-            max_queue_size=max_queue_size,
-            on_dead_letter=on_dead_letter,
-            key=ordering_key,
-            id_generator=id_generator,
-            flush_timeout=flush_timeout,
-            relay_interval=relay_interval,
-            reconnect_max_delay=reconnect_max_delay,
-        )
+        super().__init__(transport, delivery)
 
     @property
     def topic_path(self) -> str:

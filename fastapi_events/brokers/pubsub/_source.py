@@ -13,13 +13,13 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.cloud.pubsub_v1.types import FlowControl
 
+from ...concurrency import BlockingExecutor
 from ...consumer.source import Delivery, dead_letter_attributes
 
 logger = logging.getLogger("fastapi_events.pubsub")
@@ -54,7 +54,7 @@ class PubSubSource:
         self._streaming: Any = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = ThreadPoolExecutor(2, thread_name_prefix="fastapi_events-pubsub")
+        self._threads = BlockingExecutor("pubsub-source", workers=2)
         self._delayed: dict[str, tuple[asyncio.TimerHandle, Delivery]] = {}
         # Without a dead-letter policy on the subscription Pub/Sub does not count deliveries: we do.
         self._attempts: OrderedDict[str, int] = OrderedDict()
@@ -66,7 +66,7 @@ class PubSubSource:
         return f"projects/{self.project}/topics/{self.dead_letter_topic}"
 
     async def _call(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+        return await self._threads.run(func, *args)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -159,7 +159,7 @@ class PubSubSource:
                 self._queue.get_nowait().nack()
             await self._call(self._close_sync)
         finally:
-            self._thread.shutdown(wait=False)
+            self._threads.shutdown()
 
     def _stop_streaming_sync(self) -> None:
         if self._streaming is not None:

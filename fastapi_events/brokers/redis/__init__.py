@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ._source import RedisStreamSource
     from ._transport import RedisStreamTransport
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
@@ -18,6 +19,7 @@ __getattr__ = lazy_exports(
         "RedisStreamSource": "._source",
         "RedisStreamTransport": "._transport",
     },
+    requires=("redis", "redis"),
 )
 
 __all__ = ["RedisStreamForwardHandler", "RedisStreamSource", "RedisStreamTransport"]

@@ -1,21 +1,25 @@
-"""``RedisStreamForwardHandler``: forward events to a Redis stream (extra ``fastapi-events[redis]``)."""
+"""``RedisStreamForwardHandler``: forward events to a Redis stream (``pip install "fastapi-events[redis]"``)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ...delivery import ForwardHandler
+from ...delivery.forwarder import ForwardHandler
+from ...delivery.options import split_options
 from ._transport import RedisStreamTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ...delivery.options import DeliveryKwargs
 
 
 class RedisStreamForwardHandler(ForwardHandler):
     """Adds every event to ``stream`` (XADD, approximate ``maxlen`` trimming), never blocking the request.
 
-    Batching, retries, the durable ``spool_path`` and dead letters are the shared delivery layer's (see
-    :class:`~fastapi_events.delivery.ForwardHandler`, whose keyword options - ``retry``, ``on_dead_letter``,
-    ``key``, ``serializer``, ... - are accepted too). Read the stream with
-    ``python -m fastapi_events consume redis://HOST:PORT/DB/STREAM?group=G``.
+    Takes the delivery options every forwarder takes (:class:`~fastapi_events.delivery.DeliveryOptions`:
+    ``spool_path``, ``retry``, ``on_dead_letter``, ``key``, ``serializer``, ``flush_timeout``...) as keywords.
+    Read the stream with ``python -m fastapi_events consume redis://HOST:PORT/DB/STREAM?group=G``.
     """
 
     def __init__(
@@ -23,10 +27,10 @@ class RedisStreamForwardHandler(ForwardHandler):
         stream: str,
         url: str = "redis://localhost:6379/0",
         maxlen: int | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        **options: Any,
+        **options: Unpack[DeliveryKwargs],
     ) -> None:
-        super().__init__(RedisStreamTransport(stream, url, maxlen=maxlen), spool_path=spool_path, **options)
+        delivery, _ = split_options(type(self).__name__, options)
+        super().__init__(RedisStreamTransport(stream, url, maxlen=maxlen), delivery)
 
 
 __all__ = ["RedisStreamForwardHandler"]

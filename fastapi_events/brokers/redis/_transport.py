@@ -6,6 +6,7 @@ attributes (event name, event id, trace context) and ``key`` when the forwarder 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,13 @@ logger = logging.getLogger("fastapi_events.redis")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Errors about the command itself (wrong key type, bad arguments): resending cannot help.
 _PERMANENT_PREFIXES = ("WRONGTYPE", "ERR")
+# Errors about the server or our access to it (auth or ACL changed, replica, loading, failover, out of memory):
+# when every entry of a batch gets one, it is an outage - waited out without spending the retry budget.
+_UNAVAILABLE_PREFIXES = ("NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
+
+
+class RedisUnavailableError(ConnectionError):
+    """Every entry of a batch was refused for a reason that is about the server, not the entry."""
 
 
 def stream_fields(message: OutboundMessage) -> dict[Any, Any]:
@@ -47,6 +55,7 @@ class RedisStreamTransport:
         self.url = url
         self.maxlen = maxlen
         self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def message_size(self, message: OutboundMessage) -> int:
         size = len(message.body) + len(message.key or "")
@@ -59,16 +68,23 @@ class RedisStreamTransport:
         except BaseException:
             await client.aclose()
             raise
-        self._client = client
+        # A client's connections belong to the event loop that made them: an app running a loop per request
+        # (TestClient without ``with``) gets a fresh client on each; the old loop is closed, so is its socket.
+        self._client, self._loop = client, asyncio.get_running_loop()
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         if self._client is None:
             raise RuntimeError("RedisStreamTransport is not open")
+        if self._loop is not asyncio.get_running_loop():
+            await self.open()
+            assert self._client is not None
         # No MULTI: entries are independent, and one refused entry must not take the others with it.
         async with self._client.pipeline(transaction=False) as pipe:
             for message in batch:
                 pipe.xadd(self.destination, stream_fields(message), maxlen=self.maxlen, approximate=True)
             replies = await pipe.execute(raise_on_error=False)
+        if replies and all(_unavailable(reply) for reply in replies):
+            raise RedisUnavailableError(f"{self.destination}: {replies[0]}")
         return [self._result(reply) for reply in replies]
 
     @staticmethod
@@ -83,7 +99,12 @@ class RedisStreamTransport:
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            if self._loop is asyncio.get_running_loop():
+                await client.aclose()
 
 
-__all__ = ["KEY_FIELD", "RedisStreamTransport", "stream_fields"]
+def _unavailable(reply: object) -> bool:
+    return isinstance(reply, ResponseError) and str(reply).startswith(_UNAVAILABLE_PREFIXES)
+
+
+__all__ = ["KEY_FIELD", "RedisStreamTransport", "RedisUnavailableError", "stream_fields"]

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ._source import SQSSource
     from ._transport import SQS_MAX_BATCH_COUNT, SQS_MAX_BYTES, MessageIdFunction, SQSTransport
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
@@ -21,6 +22,7 @@ __getattr__ = lazy_exports(
         "MessageIdFunction": "._transport",
         "SQSTransport": "._transport",
     },
+    requires=("boto3", "aws"),
 )
 
 __all__ = [

@@ -12,9 +12,9 @@ import asyncio
 import logging
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...concurrency import BlockingExecutor
 from ...consumer.source import (
     ATTR_DEAD_LETTER_ATTEMPTS,
     ATTR_DEAD_LETTER_REASON,
@@ -79,12 +79,11 @@ class SQSSource:
         self._in_flight: set[str] = set()  # receipt handles being handled here
         self._heartbeat_task: asyncio.Task[None] | None = None
         # Receiving long-polls; deletes and visibility changes must not queue behind it.
-        self._receiver = ThreadPoolExecutor(1, thread_name_prefix="fastapi_events-sqs-receive")
-        self._workers = ThreadPoolExecutor(4, thread_name_prefix="fastapi_events-sqs")
+        self._receiver = BlockingExecutor("sqs-source-receive")
+        self._workers = BlockingExecutor("sqs-source", workers=4)
 
     async def _call(self, func: Any, *args: Any, receiver: bool = False) -> Any:
-        pool = self._receiver if receiver else self._workers
-        return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+        return await (self._receiver if receiver else self._workers).run(func, *args)
 
     async def open(self) -> None:
         await self._call(self._open_sync)
@@ -220,8 +219,8 @@ class SQSSource:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
-        self._receiver.shutdown(wait=False)
-        self._workers.shutdown(wait=False)
+        self._receiver.shutdown()
+        self._workers.shutdown()
         if self._client is not None:
             self._client.close()
             self._client = None

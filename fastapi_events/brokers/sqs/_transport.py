@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...codec import ATTR_EVENT_ID, ATTR_EVENT_NAME
+from ...concurrency import BlockingExecutor
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
 
 SQS_MAX_BATCH_COUNT = 10
@@ -65,7 +64,7 @@ class SQSTransport:
         self.max_batch_bytes = min(max_batch_bytes, SQS_MAX_BYTES)
         self.max_message_bytes = min(max_message_bytes, self.max_batch_bytes)
         self.boto_client_kwargs = boto_client_kwargs
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads = BlockingExecutor("sqs-transport")
         self._client: Any = None
 
     def message_size(self, message: OutboundMessage) -> int:
@@ -73,13 +72,8 @@ class SQSTransport:
             len(name.encode()) + len(_STRING) + len(value.encode()) for name, value in message.attributes.items()
         )
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fastapi-events-sqs")
-        return await asyncio.wrap_future(self._executor.submit(fn, *args))
-
     async def open(self) -> None:
-        await self._call(self._open_sync)
+        await self._threads.run(self._open_sync)
 
     def _open_sync(self) -> None:
         if self._client is None:
@@ -96,7 +90,7 @@ class SQSTransport:
             except Exception as exc:  # a bad body or a failing user callable rejects this entry only
                 results[index] = EntryResult(Outcome.PERMANENT, f"{type(exc).__name__}: {exc}")
         if entries:
-            response = await self._call(self._send_sync, entries)
+            response = await self._threads.run(self._send_sync, entries)
             for ok in response.get("Successful", ()):
                 results[int(ok["Id"])] = DELIVERED
             for failed in response.get("Failed", ()):
@@ -142,15 +136,12 @@ class SQSTransport:
         return response
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
         client, self._client = self._client, None
         if client is not None:
             # Closing is best effort: the process may be shutting down anyway.
             with contextlib.suppress(Exception):
-                await asyncio.wrap_future(executor.submit(client.close))
-        executor.shutdown(wait=False)
+                await self._threads.run(client.close)
+        self._threads.shutdown()
 
     def __repr__(self) -> str:
         return f"SQSTransport({self.destination!r})"

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from fastapi_events.delivery import OutboundMessage, RetryPolicy
+from fastapi_events.delivery import OutboundMessage
 from fastapi_events.handlers.gcp import GoogleCloudSimplePubSubHandler
 from tests._servers import PubSubEmulator
 
@@ -137,37 +137,6 @@ async def test_many_events_all_arrive(pubsub_env: PubSubEmulator, consumer_facto
     print(f"\n{total} events to the Pub/Sub emulator in {elapsed:.2f}s = {total / elapsed:.0f} events/s")
 
 
-async def test_missing_topic_dead_letters_while_good_handler_delivers(
-    pubsub_env: PubSubEmulator, consumer_factory: Any
-) -> None:
-    consumer = consumer_factory()
-    good = GoogleCloudSimplePubSubHandler(pubsub_env.project, consumer.topic_id)
-    dead: list[tuple[OutboundMessage, str]] = []
-    bad = GoogleCloudSimplePubSubHandler(
-        pubsub_env.project,
-        "topic-that-does-not-exist",
-        on_dead_letter=lambda message, reason: dead.append((message, reason)),
-        retry=RetryPolicy(max_attempts=3, initial_delay=0.01),
-    )
-    events = [("e", {"i": i}) for i in range(50)]
-    try:
-        for handler in (good, bad):
-            await handler.handle_many(events)
-        await good.flush(30)
-        await bad.flush(30)
-        await wait_count(consumer, len(events))
-    finally:
-        await good.shutdown()
-        await bad.shutdown()
-
-    assert len(dead) == len(events)
-    assert {m.event_name for m, _ in dead} == {"e"}
-    assert all("NOT_FOUND" in reason and "Topic not found" in reason for _, reason in dead)
-    assert bad.stats.dead_lettered == len(events)
-    assert bad.stats.delivered == 0
-    assert good.stats.delivered == len(events)
-
-
 async def test_oversize_event_dead_letters_and_large_one_arrives(
     pubsub_env: PubSubEmulator, consumer_factory: Any
 ) -> None:
@@ -197,31 +166,6 @@ async def test_shutdown_flushes_everything(pubsub_env: PubSubEmulator, consumer_
     assert handler.stats.delivered == 300
     assert handler.transport._client is None  # type: ignore[attr-defined]
     await wait_count(consumer, 300)
-
-
-async def test_topic_deleted_after_use_is_retried_before_dead_lettering(
-    pubsub_env: PubSubEmulator, consumer_factory: Any
-) -> None:
-    consumer = consumer_factory()
-    dead: list[tuple[OutboundMessage, str]] = []
-    handler = GoogleCloudSimplePubSubHandler(
-        pubsub_env.project,
-        consumer.topic_id,
-        on_dead_letter=lambda m, r: dead.append((m, r)),
-        retry=RetryPolicy(max_attempts=3, initial_delay=0.01),
-    )
-    try:
-        await handler.handle_many([("before", 1)])
-        await handler.flush(30)
-        await anyio.to_thread.run_sync(lambda: consumer.publisher.delete_topic(topic=consumer.topic_path))
-        await handler.handle_many([("after", 2)])
-        await handler.flush(30)
-    finally:
-        await handler.shutdown()
-    # A topic that existed a moment ago is probably being recreated: NOT_FOUND uses the retry budget first.
-    assert [m.event_name for m, _ in dead] == ["after"]
-    assert "retry budget exhausted after 3 attempt(s): NOT_FOUND" in dead[0][1]
-    assert handler.stats.delivered == 1
 
 
 async def test_custom_serializer_and_single_handle(pubsub_env: PubSubEmulator, consumer_factory: Any) -> None:

@@ -33,7 +33,7 @@ def test_signature_is_compatible_with_0x() -> None:
         ("serializer", None),
     ]
     # Everything new is keyword-only, so positional 0.x calls keep their meaning.
-    assert all(p.kind is p.KEYWORD_ONLY for p in params[5:])
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params[5:])
 
 
 def test_defaults_and_batch_settings_none() -> None:

@@ -1,0 +1,174 @@
+"""In-process ASGI benchmark of the event inspector: what mounting it costs per event when no page is open, and
+(for information) what recording costs while a page watches.
+
+Three states, measured in the same run and interleaved round by round (as ``bench_core.py`` does):
+
+* ``none``     - FastAPI app with ``EventHandlerASGIMiddleware`` and one async no-op local handler;
+* ``mounted``  - an identical app with ``Inspector().app`` mounted at ``/_events``, no page open (target: at most
+  +0.5 us per event over ``none``);
+* ``watching`` - the same inspected app while a client watches (recording on: tail, per-handler latency, rate).
+
+Per event cost = (t(route dispatching K events) - t(same route dispatching 0)) / K; a batch ends when every
+handler call has happened. Requests go through the app's ASGI ``__call__`` (no server), lifespan started first.
+
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_inspector.py [--json] [--rounds N] [--clock wall]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from typing import Any
+
+from _common import Figure, emit, load_note, median, package_info, spread
+from bench_core import HITS, Config, Hits, Lifespan, run_batch
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from fastapi_events import _hooks
+from fastapi_events.dispatcher import dispatch
+from fastapi_events.handlers.local import LocalHandler
+from fastapi_events.inspector import Inspector
+from fastapi_events.middleware import EventHandlerASGIMiddleware
+
+K = 10
+TARGET_US = 0.5
+STATES = ("none", "mounted", "watching")
+APP_OF = {"none": "insp.none", "mounted": "insp.mounted", "watching": "insp.mounted"}
+
+
+def build_app(name: str, inspector: Inspector | None) -> FastAPI:
+    hits = HITS[name] = Hits()
+    handler = LocalHandler()
+
+    @handler.register(event_name="bench.inspector")
+    async def on_event(event: Any) -> None:
+        hits.calls.append(None)
+
+    app = FastAPI()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+    for k in (0, K):
+
+        async def endpoint(k: int = k) -> Response:
+            for i in range(k):
+                dispatch("bench.inspector", payload={"i": i})
+            return Response(b"ok", media_type="text/plain")
+
+        app.add_api_route(f"/{k}", endpoint, methods=["GET"])
+    if inspector is not None:
+        app.mount("/_events", inspector.app)
+    return app
+
+
+def enter(state: str, inspector: Inspector) -> None:
+    if state == "watching":
+        inspector.recorder.touch()  # what every request of an open page does
+        return
+    inspector.recorder.stop()
+    assert not _hooks.on_dispatch, "a dispatch hook is installed with no page open"
+    assert not _hooks.on_handle, "a handler hook is installed with no page open"
+
+
+async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, list[float]]]:
+    inspector = Inspector(idle_after=3600)
+    apps = {"insp.none": build_app("insp.none", None), "insp.mounted": build_app("insp.mounted", inspector)}
+    lifespans = {name: Lifespan(app) for name, app in apps.items()}
+    for lifespan in lifespans.values():
+        await lifespan.start()
+    try:
+        sizes: dict[str, int] = {}
+        for state in STATES:
+            enter(state, inspector)
+            for k in (0, K):
+                cfg = Config(APP_OF[state], k)
+                app, lifespan_state = apps[cfg.app], lifespans[cfg.app].state
+                await run_batch(app, cfg, 50, lifespan_state, False)
+                per_request = (await run_batch(app, cfg, 200, lifespan_state, False))[0] / 200
+                sizes[f"{state}/{k}"] = max(100, min(100_000, int(args.round_seconds / per_request)))
+        log("calibrated: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+        samples: dict[str, dict[str, list[float]]] = {"wall": {}, "cpu": {}}
+        rng = random.Random(args.seed)
+        for r in range(args.rounds):
+            order = list(STATES)
+            rng.shuffle(order)
+            for state in order:
+                enter(state, inspector)
+                ks = [0, K]
+                rng.shuffle(ks)
+                for k in ks:
+                    cfg = Config(APP_OF[state], k)
+                    n = sizes[f"{state}/{k}"]
+                    wall, cpu = await run_batch(apps[cfg.app], cfg, n, lifespans[cfg.app].state, False)
+                    samples["wall"].setdefault(f"{state}/{k}", []).append(wall / n * 1e6)
+                    samples["cpu"].setdefault(f"{state}/{k}", []).append(cpu / n * 1e6)
+            log(f"round {r + 1}/{args.rounds} done")
+        recorded = len(inspector.recorder.events)
+    finally:
+        inspector.recorder.stop()
+        for lifespan in lifespans.values():
+            await lifespan.stop()
+    if not recorded:
+        raise RuntimeError("the watching state recorded no event: the inspector was not recording")
+    return samples
+
+
+def per_event(samples: dict[str, list[float]], state: str) -> list[float]:
+    return [(a - b) / K for a, b in zip(samples[f"{state}/{K}"], samples[f"{state}/0"], strict=True)]
+
+
+def build_figures(all_samples: dict[str, dict[str, list[float]]], clock: str) -> list[Figure]:
+    samples = all_samples[clock]
+    other_clock = "wall" if clock == "cpu" else "cpu"
+    others = all_samples[other_clock]
+    other = f"{other_clock}_median"
+    cost = {state: per_event(samples, state) for state in STATES}
+    other_cost = {state: per_event(others, state) for state in STATES}
+    titles = {"none": "no inspector", "mounted": "inspector mounted, no page open", "watching": "page open"}
+    figures = [
+        Figure("inspector", f"{state}_event_us", f"{titles[state]}: per event, async no-op (K={K})",
+               median(cost[state]), "us/event", extra={"iqr": spread(cost[state]),
+                                                       other: round(median(other_cost[state]), 2)})
+        for state in STATES
+    ]  # fmt: skip
+    for state, target in (("mounted", TARGET_US), ("watching", None)):
+        extra = [a - b for a, b in zip(cost[state], cost["none"], strict=True)]
+        other_extra = [a - b for a, b in zip(other_cost[state], other_cost["none"], strict=True)]
+        figures.append(
+            Figure("inspector", f"{state}_extra_us", f"{titles[state]}: extra per event vs no inspector",
+                   median(extra), "us/event", target, "<=" if target is not None else None,
+                   {"iqr": spread(extra), other: round(median(other_extra), 2)})
+        )  # fmt: skip
+    return figures
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--round-seconds", type=float, default=0.1)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(f"[bench_inspector] {msg}", file=sys.stderr, flush=True)
+
+    samples = asyncio.run(measure(args, log))
+    meta = {
+        **package_info(),
+        "method": f"{args.clock} time, median of {args.rounds} interleaved rounds, ~{args.round_seconds}s per batch",
+        "load": load_note(),
+    }
+    emit("bench_inspector (in-process ASGI)", meta, build_figures(samples, args.clock), args.json)
+
+
+if __name__ == "__main__":
+    main()

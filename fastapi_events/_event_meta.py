@@ -1,0 +1,117 @@
+"""Event identity: the stable id, name, dispatch time and delivery attempt of the event a handler is handling.
+
+Events that carry an identity are :class:`IdentifiedEvent` s: still the 2-tuple ``(name, payload)`` every handler
+unpacks, with the metadata as attributes. Outbox events carry the row's event id; forwarders send it as the
+message / deduplication id and consumers hand the received id back to their handlers. A handler reads it with
+the :func:`event_meta` dependency::
+
+    @local_handler.register(event_name="order.*")
+    async def on_order(event: Event, meta: EventMeta = Depends(event_meta)) -> None:
+        print(meta.id, meta.name, meta.dispatched_at, meta.attempt)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._names import event_name_str
+from .codec import new_event_id
+from .typing import Event, EventName
+
+
+class IdentifiedEvent(tuple):  # type: ignore[type-arg]
+    """``(name, payload)`` plus ``event_id``, ``dispatched_at`` (epoch seconds), ``attempt`` (1-based) and the
+    propagated ``trace_context`` headers. Unpacks, compares and hashes like the plain tuple."""
+
+    event_id: str
+    dispatched_at: float
+    attempt: int
+    trace_context: dict[str, str]
+
+    def __new__(
+        cls,
+        name: EventName,
+        payload: Any,
+        event_id: str,
+        dispatched_at: float,
+        attempt: int = 1,
+        trace_context: Mapping[str, str] | None = None,
+    ) -> IdentifiedEvent:
+        self = super().__new__(cls, (name, payload))
+        self.event_id = event_id
+        self.dispatched_at = dispatched_at
+        self.attempt = attempt
+        if trace_context:
+            # Read by the codec (``trace_context(event)``) when a forwarder builds the message.
+            self.trace_context = dict(trace_context)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (IdentifiedEvent, (self[0], self[1], self.event_id, self.dispatched_at, self.attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """What a handler may know about the event it handles, beyond name and payload."""
+
+    id: str
+    name: str
+    dispatched_at: float | None  # epoch seconds; None when the sender did not say
+    attempt: int  # 1 on the first delivery to this handler, then 2, 3, ... on redeliveries
+
+
+def event_meta(event: Event) -> EventMeta:
+    """Dependency (``Depends(event_meta)``) returning the metadata of the event being handled.
+
+    An event without an identity of its own (a plain in-process ``dispatch()``) gets an id on first request,
+    kept with the event object, so every handler of that dispatch - forwarders included - sees the same id.
+    """
+    return EventMeta(
+        stable_id(event),
+        event_name_str(event[0]),
+        getattr(event, "dispatched_at", None),
+        getattr(event, "attempt", 1),
+    )
+
+
+# Plain tuples cannot carry attributes, and minting an id on every dispatch would cost every dispatch: the id is
+# made on first request and kept while the event is recent (keyed by the object's id, which the value pins).
+_local_ids: OrderedDict[int, tuple[Event, str]] = OrderedDict()
+_LOCAL_IDS_LIMIT = 4096
+
+
+def stable_id(event: Event, generator: Callable[[], str] = new_event_id) -> str:
+    """The event's id: its own (:class:`IdentifiedEvent`), else one minted with ``generator`` on first request."""
+    own = getattr(event, "event_id", None)
+    if own is not None:
+        return str(own)
+    key = id(event)
+    found = _local_ids.get(key)
+    if found is not None and found[0] is event:
+        return found[1]
+    event_id = generator()
+    _local_ids[key] = (event, event_id)
+    while len(_local_ids) > _LOCAL_IDS_LIMIT:
+        _local_ids.popitem(last=False)
+    return event_id
+
+
+def identify(event: Event, event_id: str | None = None, attempt: int = 1) -> IdentifiedEvent:
+    """``event`` as an :class:`IdentifiedEvent` (itself when it already is one)."""
+    if isinstance(event, IdentifiedEvent):
+        return event
+    return IdentifiedEvent(
+        event[0],
+        event[1],
+        event_id or new_event_id(),
+        time.time(),
+        attempt,
+        getattr(event, "trace_context", None),
+    )
+
+
+__all__ = ["EventMeta", "IdentifiedEvent", "event_meta", "identify", "stable_id"]

@@ -1,0 +1,166 @@
+"""Dead letters of this process's spools and outboxes: list them, replay or purge them by event id.
+
+A *source* is one forwarder's spool (file + destination) or one transactional outbox (its async
+``dead_letters()``, ``replay(ids)`` and ``purge(ids)``). POSTs name a source by the id listed here; only sources
+of live middlewares are accepted, so a request can never make the inspector open a file of its choosing. Spool
+files are read and changed through their own SQLite connection in a worker thread, exactly as
+``python -m fastapi_events spool`` does while the app runs; the forwarder picks replayed events up within its
+relay interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._threads import run_sync
+from ..delivery.spool import SpoolDB
+from ._components import forwarders, outboxes
+
+#: Dead letters listed per source (the newest); counts are always complete.
+MAX_LISTED = 200
+_PAYLOAD_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    kind: str  # "spool" or "outbox"
+    label: str
+    target: Any  # (path, destination) for a spool, the SQLAlchemyOutbox for an outbox
+
+
+def sources() -> list[Source]:
+    found: dict[str, Source] = {}
+    for handler in forwarders():
+        path = getattr(handler, "spool_path", None)
+        if not path:
+            continue
+        destination = str(handler.transport.destination)
+        source_id = f"spool:{path}#{destination}"
+        found[source_id] = Source(source_id, "spool", f"{path} \u2192 {destination}", (path, destination))
+    for outbox in outboxes():
+        source_id = f"outbox:{getattr(outbox, 'table_name', '')}#{id(outbox):x}"
+        found[source_id] = Source(source_id, "outbox", repr(outbox), outbox)
+    return list(found.values())
+
+
+def find(source_id: str) -> Source | None:
+    for source in sources():
+        if source.id == source_id:
+            return source
+    return None
+
+
+def payload_text(body: bytes | str) -> str:
+    """The payload part of a wire body (``["name", payload]``), as indented-free JSON text, else the raw text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text[:_PAYLOAD_CHARS]
+    if isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str):
+        decoded = decoded[1]
+    return json.dumps(decoded, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS]
+
+
+# -- spools ----------------------------------------------------------------------------------------------------
+
+
+def _spool_list(path: str, destination: str) -> tuple[int, list[dict[str, Any]]]:
+    db = SpoolDB(path, create=False)
+    try:
+        (total,) = db.conn.execute("SELECT COUNT(*) FROM dead_letters WHERE destination = ?", (destination,)).fetchone()
+        # SpoolDB.list_dead leaves the body out (the CLI prints tables); the page shows the payload too.
+        rows = db.conn.execute(
+            "SELECT id, event_name, reason, attempts, dead_at, replayable, body FROM dead_letters "
+            "WHERE destination = ? ORDER BY seq DESC LIMIT ?",
+            (destination, MAX_LISTED),
+        ).fetchall()
+    finally:
+        db.close()
+    items = [
+        {
+            "id": row[0],
+            "event": row[1],
+            "reason": row[2],
+            "attempts": row[3],
+            "time": row[4],
+            "replayable": bool(row[5]),
+            "payload": payload_text(bytes(row[6])),
+        }
+        for row in rows
+    ]
+    return int(total), items
+
+
+def _spool_replay(path: str, destination: str, ids: Sequence[str]) -> dict[str, Any]:
+    db = SpoolDB(path, create=False)
+    try:
+        moved, skipped = db.replay(list(ids), destination)
+    finally:
+        db.close()
+    return {"replayed": moved, "skipped": [record.id for record in skipped]}
+
+
+def _spool_purge(path: str, destination: str, ids: Sequence[str]) -> dict[str, Any]:
+    db = SpoolDB(path, create=False)
+    try:
+        removed = db.purge(list(ids), destination)
+    finally:
+        db.close()
+    return {"purged": removed}
+
+
+# -- outboxes --------------------------------------------------------------------------------------------------
+
+
+def _outbox_item(dead: Any) -> dict[str, Any]:
+    return {
+        "id": dead.id,
+        "event": dead.event_name,
+        "reason": f"{dead.handler}: {dead.reason}",
+        "attempts": dead.attempts,
+        "time": dead.time,
+        "replayable": True,
+        "payload": json.dumps(dead.payload, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS],
+    }
+
+
+# -- the views -------------------------------------------------------------------------------------------------
+
+
+async def listing(recent: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``GET /api/dead-letters``."""
+    listed = []
+    for source in sources():
+        entry: dict[str, Any] = {"id": source.id, "kind": source.kind, "label": source.label}
+        try:
+            if source.kind == "spool":
+                total, items = await run_sync(_spool_list, *source.target)
+            else:
+                # The outbox lists its oldest dead letters first; no total beyond the limit.
+                items = [_outbox_item(dead) for dead in await source.target.dead_letters(MAX_LISTED)]
+                total = len(items)
+            entry.update(total=total, items=items, error=None)
+        except Exception as exc:  # one unreadable source must not hide the others
+            entry.update(total=None, items=[], error=f"{type(exc).__name__}: {exc}")
+        listed.append(entry)
+    return {"sources": listed, "recent": list(recent)}
+
+
+async def act(source: Source, action: str, ids: Sequence[str]) -> dict[str, Any]:
+    """Replay (``action="replay"``) or purge the dead letters ``ids`` of ``source``."""
+    if source.kind == "spool":
+        operation = _spool_replay if action == "replay" else _spool_purge
+        result: dict[str, Any] = await run_sync(operation, *source.target, ids)
+        return result
+    outbox = source.target
+    if action == "replay":
+        return {"replayed": await outbox.replay(list(ids)), "skipped": []}
+    return {"purged": await outbox.purge(list(ids))}
+
+
+__all__ = ["MAX_LISTED", "Source", "act", "find", "listing", "payload_text", "sources"]

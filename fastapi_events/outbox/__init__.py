@@ -1,0 +1,10 @@
+"""The transactional outbox (extra ``fastapi-events[outbox]``): events committed with the app's own data.
+
+See :class:`SQLAlchemyOutbox`; handlers that must apply a redelivered event only once use :class:`Inbox`.
+"""
+
+from __future__ import annotations
+
+from ._outbox import OutboxDeadLetter, SQLAlchemyOutbox
+
+__all__ = ["OutboxDeadLetter", "SQLAlchemyOutbox"]

@@ -1,0 +1,316 @@
+"""``SQLAlchemyOutbox``: events committed in the application's own database transaction, delivered at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
+
+from .._names import event_name_str
+from .._report import ErrorHook
+from .._runtime import event_store
+from ..codec import encode_event, new_event_id, trace_context
+from ..delivery.retry import RetryPolicy
+from ..errors import ConfigurationError
+from ..typing import Event
+from . import _session, _store
+from ._db import Database
+from ._notify import listen
+from ._relay import Deliverer, Relay
+from ._store import Record
+from ._table import PENDING, build_table, channel_for
+from ._targets import build_targets
+
+logger = logging.getLogger("fastapi_events.outbox")
+
+KeyFunction = Callable[[Event], "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDeadLetter:
+    """An outbox event some handler gave up on (retry budget exhausted, or refused for good)."""
+
+    id: str  # the event id
+    event_name: str
+    payload: Any
+    handler: str  # the handler(s) that gave up, comma-separated
+    reason: str
+    attempts: int
+    time: float  # epoch seconds when it was dead-lettered
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class SQLAlchemyOutbox:
+    """The transactional outbox: ``dispatch(..., session=s)`` writes the event in ``s``'s transaction; after the
+    commit the middleware's handlers get it (never after a rollback), at least once per handler, even if the
+    process dies (a relay - this app's or a standalone one - delivers what is left).
+
+    Pass it to ``EventHandlerASGIMiddleware(..., outbox=outbox)``. ``key(event) -> str | None``: events with the
+    same key reach each handler in commit order, one at a time. ``relay=False`` only writes (standalone relays
+    deliver). ``lease`` seconds: how long a claimed row is reserved to a relay (renewed while its handlers
+    run); a dead relay's rows are taken over once it expires. ``retention`` seconds keeps finished rows that long
+    (default: deleted at once, in batches).
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine | AsyncEngine,
+        table_name: str = "fastapi_events_outbox",
+        metadata: sa.MetaData | None = None,
+        key: KeyFunction | None = None,
+        relay: bool = True,
+        create_table: bool = True,
+        *,
+        lease: float = 30.0,
+        poll_interval: float = 2.0,
+        batch_size: int = 500,
+        retry: RetryPolicy | None = None,
+        retention: float | None = None,
+    ) -> None:
+        self.db = Database(engine)
+        self.engine = engine
+        self.table_name = table_name
+        self.table: sa.Table = build_table(table_name, metadata if metadata is not None else sa.MetaData())
+        self.key = key
+        self.relay = relay
+        self.create_table = create_table
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.retry = retry or RetryPolicy()
+        self.retention = retention
+        self.owner = uuid.uuid4().hex
+        self.channel = channel_for(table_name)
+        self._handlers: tuple[Any, ...] = ()
+        self._on_error: ErrorHook | None = None
+        self._runtime: Any = None
+        self._deliverer: Deliverer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+
+    def bind(self, handlers: Sequence[Any], on_error: ErrorHook | None = None, runtime: Any = None) -> None:
+        """Set the handlers that get the events (the middleware does this with its own handlers)."""
+        self._handlers = tuple(handlers)
+        self._on_error = on_error
+        self._runtime = runtime
+        self._deliverer = None
+
+    def _get_deliverer(self) -> Deliverer:
+        if self._deliverer is None:
+            self._deliverer = Deliverer(
+                self.db,
+                f"outbox:{self.table_name}",
+                self.table,
+                self.owner,
+                build_targets(self._handlers),
+                self.retry,
+                self.lease,
+                self.retention is not None,
+                self._on_error,
+            )
+        return self._deliverer
+
+    async def start(self) -> None:
+        """Create (or check) the table; with ``relay=True`` start this process's relay. Idempotent."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._background:
+            return
+        self._loop = loop
+        await self.db.run(self._prepare_table)
+        if not self.relay:
+            return
+        self._wake = asyncio.Event()
+        relay = Relay(self._get_deliverer(), self.batch_size, self.poll_interval, self.retention, self._wake)
+        self._background = [loop.create_task(relay.run(), name=f"outbox-relay:{self.table_name}")]
+        if self.db.is_postgres:
+            self._background.append(loop.create_task(listen(self.db, self.channel, self._wake.set)))
+
+    def _prepare_table(self, conn: sa.Connection) -> None:
+        if self.db.dialect == "sqlite" and conn.engine.url.database not in (None, "", ":memory:"):
+            # WAL lets the app's transactions, relays and the command line read while one of them writes.
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        if sa.inspect(conn).has_table(self.table_name, schema=self.table.schema):
+            return
+        if not self.create_table:
+            raise ConfigurationError(
+                f"the outbox table {self.table_name!r} does not exist and SQLAlchemyOutbox(create_table=False): "
+                "create it first (e.g. an Alembic migration autogenerated with metadata=Base.metadata)"
+            )
+        self.table.create(conn, checkfirst=True)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the relay and wait (up to ``timeout`` seconds) for deliveries in flight."""
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
+        self.db.close()
+        inflight = [t for t in self._inflight if not t.get_loop().is_closed()]
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=timeout)
+            if pending:
+                logger.warning(
+                    "outbox: %d delivery round(s) still running at shutdown; a relay delivers their events again "
+                    "once the lease expires",
+                    len(pending),
+                )
+
+    # -- the dispatch side (no I/O until the session commits) --------------------------------------------------
+
+    def encode(self, event: Event) -> dict[str, Any]:
+        """The row for ``event``; raises ``SerializationError`` (or the key function's error) at the call site."""
+        name = event_name_str(event[0])
+        body = encode_event(event).decode("utf-8")
+        key = self.key(event) if self.key is not None else None
+        now = time.time()
+        # Events the process can deliver itself are leased to it from the start: no relay claims them unless
+        # the process dies first. Keyed events always go through a claim, which is what keeps their order.
+        mine = self.relay and key is None
+        return {
+            "event_id": new_event_id(),
+            "event_name": name,
+            "body": body,
+            "headers": None,
+            "key": key,
+            "created_at": now,
+            "state": PENDING,
+            "done_handlers": "[]",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_owner": self.owner if mine else None,
+            "lease_until": now + self.lease if mine else None,
+        }
+
+    def stage(self, session: Any, row: dict[str, Any], event: Event) -> None:
+        """Add the row to ``session``'s transaction (written just before it commits); no I/O."""
+        headers = trace_context(event)
+        if headers:
+            row["headers"] = json.dumps(headers)
+        _session.stage(session, self, row)
+
+    def write(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        conn = session.connection()
+        t = self.table
+        seqs = conn.execute(t.insert().returning(t.c.seq, sort_by_parameter_order=True), rows).scalars().all()
+        for row, seq in zip(rows, seqs, strict=True):
+            row["seq"] = seq
+        if self.db.is_postgres and any(row["lease_owner"] is None for row in rows):
+            _store.notify(conn, self.channel)
+
+    def committed(self, rows: list[dict[str, Any]]) -> None:
+        """After the commit (any thread): deliver our rows now or after the response; wake the relay for others."""
+        mine = [_record(row) for row in rows if row["lease_owner"] == self.owner]
+        if len(mine) < len(rows):
+            self._call_in_loop(self._wake_relay)
+        if not mine:
+            return
+        buffer = event_store.get(None)
+        if buffer is not None and not buffer.live and buffer.runtime is self._runtime:
+            # Inside a request: handled with the request's other events, once the response is sent.
+            if buffer.committed is None:
+                buffer.committed = []
+            buffer.committed.extend(mine)
+            return
+        self._call_in_loop(self._spawn, mine)
+
+    def _wake_relay(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _call_in_loop(self, func: Callable[..., None], *args: Any) -> None:
+        running = asyncio._get_running_loop()
+        if running is not None:
+            func(*args)
+            return
+        loop = self._loop or (self._runtime.loop if self._runtime is not None else None)
+        if loop is None or loop.is_closed():
+            return  # nobody to deliver here: the rows wait for a relay once their lease expires
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(func, *args)
+
+    def _spawn(self, records: list[Record]) -> None:
+        task = asyncio.get_running_loop().create_task(self.deliver(records))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        if self._runtime is not None:
+            self._runtime.track(task)  # fastapi_events.drain() and shutdown wait for it
+
+    async def deliver(self, records: list[Record]) -> None:
+        """Hand committed rows leased to this process to the handlers and record the outcome."""
+        try:
+            await self._get_deliverer().process(records)
+        except Exception:
+            logger.exception(
+                "outbox: delivering %d committed event(s) failed; a relay retries once their lease expires",
+                len(records),
+            )
+
+    # -- dead letters (the inspector and the command line) -----------------------------------------------------
+
+    async def dead_letters(self, limit: int = 100) -> list[OutboxDeadLetter]:
+        rows = await self.db.run(_store.list_dead, self.table, limit)
+        return [_dead_letter(row) for row in rows]
+
+    async def replay(self, ids: Sequence[str] | None = None) -> int:
+        """Make dead letters (all, or these event ids) pending again; handlers that have the event are skipped."""
+        count = await self.db.run(self._replay, None if ids is None else list(ids))
+        self._wake_relay()
+        return count
+
+    def _replay(self, conn: sa.Connection, ids: list[str] | None) -> int:
+        count = _store.replay(conn, self.table, ids, time.time())
+        if count and self.db.is_postgres:
+            _store.notify(conn, self.channel)
+        return count
+
+    async def purge(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all, or these event ids); returns how many."""
+        return await self.db.run(_store.purge, self.table, None if ids is None else list(ids))
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyOutbox({self.db.sync_engine.url.render_as_string()!r}, table_name={self.table_name!r})"
+
+
+def _record(row: dict[str, Any]) -> Record:
+    headers = row["headers"]
+    return Record(
+        row["seq"],
+        row["event_id"],
+        row["event_name"],
+        row["body"],
+        json.loads(headers) if headers else None,
+        row["key"],
+        row["created_at"],
+    )
+
+
+def _dead_letter(row: Any) -> OutboxDeadLetter:
+    event_id, name, body, failed, reason, attempts, finished_at = row
+    try:
+        payload = json.loads(body)[1]
+    except (ValueError, IndexError, TypeError):
+        payload = body
+    handlers = ", ".join(json.loads(failed)) if failed else ""
+    return OutboxDeadLetter(event_id, name, payload, handlers, reason or "", attempts, finished_at or 0.0)
+
+
+__all__ = ["OutboxDeadLetter", "SQLAlchemyOutbox"]

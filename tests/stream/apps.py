@@ -1,0 +1,92 @@
+"""Apps under test: a FastAPI app with an EventStream mounted at /events, and a uvicorn server in a thread.
+
+``make_app`` is also a uvicorn ``--factory`` for subprocess tests; it reads ``STREAM_URL`` (Redis fan-out) and
+``STREAM_HISTORY`` from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from fastapi_events.dispatcher import dispatch
+from fastapi_events.middleware import EventHandlerASGIMiddleware
+from fastapi_events.stream import EventStream
+from tests._servers import free_port, wait_for
+from tests.apps import Recorder
+
+
+def make_app(stream: EventStream | None = None, *handlers: Any) -> FastAPI:
+    if stream is None:
+        history = int(os.environ.get("STREAM_HISTORY", "1000"))
+        stream = EventStream(history, url=os.environ.get("STREAM_URL") or None, keepalive=1.0)
+    app = FastAPI()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[*handlers, stream])
+    app.mount("/events", stream.app)
+    app.state.stream = stream
+
+    @app.post("/dispatch/{name}")
+    async def dispatch_many(name: str, request: Request) -> dict[str, int]:
+        payloads = await request.json()
+        for payload in payloads:
+            dispatch(name, payload)
+        return {"dispatched": len(payloads)}
+
+    @app.get("/slow-stream")
+    async def slow_stream() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for number in range(3):
+                dispatch("tick", {"n": number})
+                yield b"tick %d\n" % number
+                await asyncio.sleep(1.0)
+            yield b"done\n"
+
+        return StreamingResponse(body(), media_type="text/plain")
+
+    return app
+
+
+class ThreadServer:
+    """uvicorn serving ``app`` on a free 127.0.0.1 port in a background thread (its own event loop)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            ws="websockets-sansio",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), 20, message="uvicorn to start")
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    with ThreadServer(app) as server:
+        yield server.url
+
+
+__all__ = ["Recorder", "ThreadServer", "make_app", "serve"]
