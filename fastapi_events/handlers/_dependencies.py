@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from .._threads import run_sync
+from .._threads import run_sync, submit
 from ..errors import ConfigurationError
 from ..typing import Event
 
@@ -221,10 +221,14 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------------------------
 
-    async def run(self, event: Event) -> Any:
+    def run(self, event: Event) -> Awaitable[Any]:
         """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
         if self.all_sync:
-            return await run_sync(self.run_sync, event)
+            # The worker's future itself: no coroutine frame to create and resume around the thread hop.
+            return submit(self.run_sync, event)
+        return self._run(event)
+
+    async def _run(self, event: Event) -> Any:
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())
@@ -267,7 +271,7 @@ async def _run_step(step: Step, event: Event, values: list[Any], stack: AsyncExi
     if kind is Kind.ASYNC:
         return await step.call(*args, **kwargs)
     if kind is Kind.SYNC:
-        result = await run_sync(lambda: step.call(*args, **kwargs))
+        result = await (submit(step.call, *args) if not kwargs else submit(lambda: step.call(*args, **kwargs)))
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await result
         return result
