@@ -188,18 +188,31 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool._reset)
 
 _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
+_last: _Inbox | None = None  # the usual case is one loop: skip the weak dictionary's lookup
 
 
 def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
+    global _last
+    inbox = _last
+    if inbox is not None and inbox.loop() is loop:
+        return inbox
     inbox = _inboxes.get(loop)
     if inbox is None:
         inbox = _inboxes[loop] = _Inbox(loop)
+    _last = inbox
     return inbox
 
 
-async def run_sync(func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in a worker thread; the context is copied so that ``dispatch()`` works inside."""
+def submit(func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Start ``func(*args)`` in a worker thread, with a copy of the caller's context (so that ``dispatch()``
+    works inside); the returned future of the running loop gets its result. A plain function rather than a
+    coroutine: awaiting the future directly spares the caller a coroutine frame per call."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     _pool.submit((_inbox(loop), future, func, args, contextvars.copy_context()), loop)
-    return await future
+    return future
+
+
+async def run_sync(func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in a worker thread (see :func:`submit`)."""
+    return await submit(func, *args)

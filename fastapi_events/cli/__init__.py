@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-_COMMANDS = ("spool", "consume")
+_COMMANDS = ("spool", "consume", "relay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         retry = RetryPolicy(
             max_attempts=args.max_attempts, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
         )
-    except ConfigurationError as exc:
+    except (ConfigurationError, ImportError) as exc:  # ImportError: the broker's extra is not installed
         logging.getLogger("fastapi_events.consumer").error("%s", exc)
         return 2
     return run_consumer(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from .._threads import run_sync
+from .._threads import run_sync, submit
 from ..errors import ConfigurationError
 from ..typing import Event
 
@@ -165,6 +165,9 @@ class Plan:
                 self._direct_takes_event = bool(refs)
         #: Only coroutine functions and no teardown: resolved by one loop without per-step coroutines.
         self._plain_async = kinds == {Kind.ASYNC}
+        #: ``run(event)``: the awaitable running the plan. Chosen once so that calls pay no dispatch: an all-sync
+        #: plan hands the worker's future itself (no coroutine frame around the thread hop).
+        self.run: Callable[[Event], Awaitable[Any]] = self._run_in_thread if self.all_sync else self._run
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:
@@ -221,10 +224,11 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------------------------
 
-    async def run(self, event: Event) -> Any:
+    def _run_in_thread(self, event: Event) -> Awaitable[Any]:
+        return submit(self.run_sync, event)
+
+    async def _run(self, event: Event) -> Any:
         """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
-        if self.all_sync:
-            return await run_sync(self.run_sync, event)
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())
@@ -267,7 +271,7 @@ async def _run_step(step: Step, event: Event, values: list[Any], stack: AsyncExi
     if kind is Kind.ASYNC:
         return await step.call(*args, **kwargs)
     if kind is Kind.SYNC:
-        result = await run_sync(lambda: step.call(*args, **kwargs))
+        result = await (submit(step.call, *args) if not kwargs else submit(lambda: step.call(*args, **kwargs)))
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await result
         return result

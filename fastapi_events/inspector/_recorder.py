@@ -30,18 +30,11 @@ _MAX_KEYS = 4096  # distinct handler names / event names / destinations remember
 _ERROR_CHARS = 500
 
 # Set around a consumer's handling of one message, so that the events its handlers see are labelled with it.
-_consuming: ContextVar[str | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
+_consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
 
 
-class HandlerRun:
-    """One handler function handling one event."""
-
-    __slots__ = ("error", "handler", "seconds")
-
-    def __init__(self, handler: str, seconds: float, error: str | None) -> None:
-        self.handler = handler
-        self.seconds = seconds
-        self.error = error
+#: One handler function handling one event: ``(handler, seconds, error or None)`` (a tuple: made per handler call).
+HandlerRun = tuple[str, float, "str | None"]
 
 
 class EventRecord:
@@ -103,7 +96,6 @@ class _HandleScope:
         self._recorder = recorder
         self._handler = handler
         self._record = recorder.record_for(event)
-        self._start = 0.0
 
     def __enter__(self) -> None:
         self._start = _monotonic()
@@ -123,7 +115,7 @@ class _ChannelScope:
 
     def __enter__(self) -> None:
         if self._key[0] == "consumer":
-            self._token = _consuming.set(f"{self._key[1]}:{self._key[2]}")
+            self._token = _consuming.set(self._key)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._token is not None:
@@ -238,25 +230,36 @@ class Recorder:
             return record
         consuming = _consuming.get()
         if consuming is not None:  # received from a broker: it enters the tail here
-            return self._add(event, consuming)
+            return self._add(event, f"{consuming[1]}:{consuming[2]}")
         # Dispatched before recording started, or already pushed out of the ring by newer events: its handler
         # runs still count, but it does not enter the tail (again).
         return EventRecord(0, event, event_name_str(event[0]), "dispatch")
 
     def on_handle(self, event: Event, handler: str) -> _HandleScope:
-        self._idle()
+        # No idleness check here: every dispatched event passes on_dispatch first, which does it.
         return _HandleScope(self, event, handler)
 
     def handled(self, record: EventRecord, handler: str, seconds: float, exc: BaseException | None) -> None:
         error = None if exc is None else describe_error(exc)
+        consuming = _consuming.get() if error is not None else None
         with self._lock:
-            record.runs.append(HandlerRun(handler, seconds, error))
+            record.runs.append((handler, seconds, error))
             stats = self.handlers.get(handler)
-            if stats is None:
-                if len(self.handlers) >= _MAX_KEYS:
-                    return
+            if stats is None and len(self.handlers) < _MAX_KEYS:
                 stats = self.handlers[handler] = HandlerStats()
-            stats.add(seconds, error)
+            if stats is not None:
+                stats.add(seconds, error)
+            if consuming is not None:  # the consumer catches it (retry, dead letter): count it for the consumer
+                channel = self._channel(consuming)
+                if channel is not None:
+                    channel.failures += 1
+                    channel.last_error = error
+
+    def _channel(self, key: tuple[str, str, str]) -> ChannelStats | None:
+        stats = self.channels.get(key)
+        if stats is None and len(self.channels) < _MAX_KEYS:
+            stats = self.channels[key] = ChannelStats()
+        return stats
 
     def on_forward_batch(self, system: str, destination: str, messages: Sequence[Any]) -> _ChannelScope:
         return _ChannelScope(self, ("forwarder", system, destination), len(messages))
@@ -269,11 +272,9 @@ class Recorder:
 
     def channel_done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
         with self._lock:
-            stats = self.channels.get(key)
+            stats = self._channel(key)
             if stats is None:
-                if len(self.channels) >= _MAX_KEYS:
-                    return
-                stats = self.channels[key] = ChannelStats()
+                return
             stats.batches += 1
             stats.messages += size
             if exc is None:

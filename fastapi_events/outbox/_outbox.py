@@ -28,7 +28,7 @@ from ._db import Database
 from ._notify import listen
 from ._relay import Deliverer, Relay
 from ._store import Record
-from ._table import PENDING, build_table
+from ._table import PENDING, build_table, channel_for
 from ._targets import build_targets
 
 logger = logging.getLogger("fastapi_events.outbox")
@@ -92,8 +92,7 @@ class SQLAlchemyOutbox:
         self.retry = retry or RetryPolicy()
         self.retention = retention
         self.owner = uuid.uuid4().hex
-        # NOTIFY channel names are identifiers: at most 63 bytes.
-        self.channel = f"fastapi_events_outbox_{table_name}"[:63]
+        self.channel = channel_for(table_name)
         self._handlers: tuple[Any, ...] = ()
         self._on_error: ErrorHook | None = None
         self._runtime: Any = None
@@ -164,6 +163,7 @@ class SQLAlchemyOutbox:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background = []
+        self.db.close()
         inflight = [t for t in self._inflight if not t.get_loop().is_closed()]
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=timeout)

@@ -205,7 +205,7 @@ def _dead(t: sa.Table, ids: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return where
 
 
-def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Row[Any]]:
+def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
     c = t.c
     query = (
         sa.select(c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
@@ -213,7 +213,7 @@ def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Ro
         .order_by(c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return [tuple(row) for row in conn.execute(query)]
 
 
 def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:
@@ -244,7 +244,7 @@ def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
     return {state: found.get(state, 0) for state in (PENDING, DONE, DEAD)}
 
 
-def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Row[Any]]:
+def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
     c = t.c
     query = (
         sa.select(c.event_id, c.event_name, c.attempts, c.created_at, c.last_error, c.key)
@@ -252,7 +252,7 @@ def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa
         .order_by(c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return [tuple(row) for row in conn.execute(query)]
 
 
 __all__ = ["Change", "Record"]

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..brokers.redis._fields import BODY_FIELD
 from ..brokers.redis._url import stream_location
@@ -84,6 +86,14 @@ class RedisFeed:
     async def publish(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         if self._writer is None:
             await self.start()
+        try:
+            await self._xadd(encoded)
+        except (RedisConnectionError, RedisTimeoutError):
+            # A pooled connection that died with a Redis restart fails on first use; the pool reconnects for the
+            # retry. (A reply lost after Redis applied the XADDs would duplicate them; a dead socket applies none.)
+            await self._xadd(encoded)
+
+    async def _xadd(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         assert self._writer is not None
         # No MULTI: entries are independent; one pipeline keeps them in order in one round trip.
         async with self._writer.pipeline(transaction=False) as pipe:

@@ -52,9 +52,6 @@ async def serve_sse(stream: EventStream, scope: Scope, receive: Receive, send: S
     )
     await subscription.open()
     try:
-        if subscription.closed:  # the server is shutting down
-            await plain_response(send, 503, "event stream: the server is shutting down\n")
-            return
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         session = Session(
             subscription, receive, "http.disconnect", keepalive=stream.keepalive, send_timeout=stream.send_timeout

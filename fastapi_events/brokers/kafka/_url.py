@@ -17,7 +17,7 @@ def source_from_url(url: str) -> Source:
     ``ordering=key`` (default) handles messages of one key in order and different keys concurrently;
     ``partition`` handles each partition strictly one message at a time.
     """
-    from ._source import KafkaSource
+    from . import KafkaSource
 
     parts = urlsplit(url)
     topic = "/".join(path_parts(url))

@@ -13,7 +13,7 @@ SCHEMES = ("pubsub",)
 
 def source_from_url(url: str) -> Source:
     """``pubsub://PROJECT/SUBSCRIPTION[?dlq_topic=TOPIC]`` (``PUBSUB_EMULATOR_HOST`` is honoured)."""
-    from ._source import PubSubSource
+    from . import PubSubSource
 
     parts = urlsplit(url)
     path = path_parts(url)

@@ -26,7 +26,7 @@ def stream_location(url: str, usage: str = "") -> tuple[str, str]:
 
 def source_from_url(url: str) -> Source:
     """``redis://[USER:PASSWORD@]HOST:PORT/DB/STREAM?group=G[&consumer=NAME][&claim_idle=S][&dlq=STREAM]``."""
-    from ._source import RedisStreamSource
+    from . import RedisStreamSource
 
     server, stream = stream_location(url, "?group=G")
     options = query(url)

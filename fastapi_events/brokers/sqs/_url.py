@@ -18,7 +18,7 @@ def source_from_url(url: str) -> Source:
     Region and endpoint default to ``AWS_DEFAULT_REGION``/``AWS_REGION`` and ``AWS_ENDPOINT_URL_SQS``/
     ``AWS_ENDPOINT_URL``.
     """
-    from ._source import SQSSource
+    from . import SQSSource
 
     parts = urlsplit(url)
     queue = unquote(parts.netloc) + "".join("/" + p for p in path_parts(url))
