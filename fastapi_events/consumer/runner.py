@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _hooks
+from .._event_meta import received
 from ..codec import ATTR_EVENT_NAME, decode_event
 from ..delivery.retry import RetryPolicy
 from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
@@ -257,7 +258,10 @@ class Consumer:
         attempt = delivery.attempt
         while True:
             try:
-                matched = await self._handle(event, delivery)
+                # Handlers see the producer's event id and this attempt (``Depends(event_meta)``).
+                matched = await self._handle(
+                    received(event, delivery.attributes, delivery.message_id, attempt), delivery
+                )
             except Exception as exc:
                 error = str(exc) if str(exc) else type(exc).__name__
                 if self.retry.exhausted(attempt, None, 0.0):
