@@ -165,6 +165,9 @@ class Plan:
                 self._direct_takes_event = bool(refs)
         #: Only coroutine functions and no teardown: resolved by one loop without per-step coroutines.
         self._plain_async = kinds == {Kind.ASYNC}
+        #: ``run(event)``: the awaitable running the plan. Chosen once so that calls pay no dispatch: an all-sync
+        #: plan hands the worker's future itself (no coroutine frame around the thread hop).
+        self.run: Callable[[Event], Awaitable[Any]] = self._run_in_thread if self.all_sync else self._run
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:
@@ -221,14 +224,11 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------------------------
 
-    def run(self, event: Event) -> Awaitable[Any]:
-        """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
-        if self.all_sync:
-            # The worker's future itself: no coroutine frame to create and resume around the thread hop.
-            return submit(self.run_sync, event)
-        return self._run(event)
+    def _run_in_thread(self, event: Event) -> Awaitable[Any]:
+        return submit(self.run_sync, event)
 
     async def _run(self, event: Event) -> Any:
+        """Resolve the dependencies for ``event`` and call the handler, on the event loop (sync parts in threads)."""
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())

@@ -73,17 +73,19 @@ def preview(payload: Any) -> str:
 
 def event_json(record: EventRecord) -> dict[str, Any]:
     runs = list(record.runs)
-    failed = any(run.error is not None for run in runs)
+    failed = any(error is not None for _, _, error in runs)
     return {
         "seq": record.seq,
         "time": record.time,
         "name": record.name,
         "source": record.source,
         "payload": preview(record.event[1]),
-        "handlers": [{"handler": run.handler, "ms": round(run.seconds * 1000, 3), "error": run.error} for run in runs],
+        "handlers": [
+            {"handler": handler, "ms": round(seconds * 1000, 3), "error": error} for handler, seconds, error in runs
+        ],
         "outcome": "failed" if failed else ("ok" if runs else "no local handler"),
         # Different functions of one event run concurrently: the slowest is the event's duration.
-        "duration_ms": round(max(run.seconds for run in runs) * 1000, 3) if runs else None,
+        "duration_ms": round(max(seconds for _, seconds, _ in runs) * 1000, 3) if runs else None,
     }
 
 

@@ -33,15 +33,8 @@ _ERROR_CHARS = 500
 _consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
 
 
-class HandlerRun:
-    """One handler function handling one event."""
-
-    __slots__ = ("error", "handler", "seconds")
-
-    def __init__(self, handler: str, seconds: float, error: str | None) -> None:
-        self.handler = handler
-        self.seconds = seconds
-        self.error = error
+#: One handler function handling one event: ``(handler, seconds, error or None)`` (a tuple: made per handler call).
+HandlerRun = tuple[str, float, "str | None"]
 
 
 class EventRecord:
@@ -103,7 +96,6 @@ class _HandleScope:
         self._recorder = recorder
         self._handler = handler
         self._record = recorder.record_for(event)
-        self._start = 0.0
 
     def __enter__(self) -> None:
         self._start = _monotonic()
@@ -244,14 +236,14 @@ class Recorder:
         return EventRecord(0, event, event_name_str(event[0]), "dispatch")
 
     def on_handle(self, event: Event, handler: str) -> _HandleScope:
-        self._idle()
+        # No idleness check here: every dispatched event passes on_dispatch first, which does it.
         return _HandleScope(self, event, handler)
 
     def handled(self, record: EventRecord, handler: str, seconds: float, exc: BaseException | None) -> None:
         error = None if exc is None else describe_error(exc)
         consuming = _consuming.get() if error is not None else None
         with self._lock:
-            record.runs.append(HandlerRun(handler, seconds, error))
+            record.runs.append((handler, seconds, error))
             stats = self.handlers.get(handler)
             if stats is None and len(self.handlers) < _MAX_KEYS:
                 stats = self.handlers[handler] = HandlerStats()

@@ -76,6 +76,12 @@ def make_app(*, forwarder: Any = None, authorize: Authorize | None = None, **ins
             dispatch(name, payload=payload)
         return {"dispatched": len(payloads)}
 
+    @app.post("/generated/{count}")
+    async def generated(count: int) -> dict[str, int]:
+        for i in range(count):  # every event name distinct, as names built from data would be
+            dispatch(f"generated.{i}", payload=None)
+        return {"dispatched": count}
+
     @app.post("/orders/{order_id}")
     async def place(order_id: int) -> dict[str, int]:
         dispatch(OrderPlaced(order_id=order_id, lines=[OrderLine(sku="tea", quantity=2)]))

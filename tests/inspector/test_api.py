@@ -55,6 +55,26 @@ async def test_tail_is_read_incrementally_filtered_and_bounded(client_for: Clien
     assert sum(n for _, n in everything["rate"]) == 13
 
 
+async def test_memory_stays_bounded_with_a_page_open(client_for: ClientFactory) -> None:
+    from fastapi_events.inspector import _recorder
+
+    app = make_app(max_events=50)
+    recorder = app.state.inspector.recorder
+    names = _recorder._MAX_KEYS + 500
+    async with client_for(app) as client:
+        await client.get("/_events/api/events")
+        await client.post("/events/order.bulk", json=list(range(2000)))
+        await client.post(f"/generated/{names}")
+        await drain(10)
+        events = (await client.get("/_events/api/events")).json()["events"]
+    assert len(events) == 50
+    assert len(recorder.events) == 50
+    assert len(recorder._by_id) <= 2 * 50 + 1
+    assert len(recorder.names) == _recorder._MAX_KEYS
+    assert all(len(stats.latencies) <= _recorder._LATENCY_SAMPLES for stats in recorder.handlers.values())
+    assert len(recorder.rate) <= _recorder.RATE_WINDOW
+
+
 async def test_handlers_view_counts_failures_and_latency(client_for: ClientFactory) -> None:
     app = make_app()
     async with client_for(app) as client:

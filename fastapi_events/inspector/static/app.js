@@ -269,11 +269,18 @@
 
   // -- wiring --------------------------------------------------------------------------------------------------
   const loaders = { handlers: loadHandlers, dead: loadDead, catalog: loadCatalog };
-  async function tick() {
+  // Seconds between reloads of each view: dead letters are read from the spool files, and a re-rendered catalog
+  // would keep resetting the schema the user is reading.
+  const every = { handlers: 1, dead: 2, catalog: 10, events: 5 };
+  let ticks = 0;
+  async function tick(force) {
     try {
       if (!state.paused) await pollEvents();
-      if (loaders[state.tab]) await loaders[state.tab]();
-      else await loadDead(); // keeps the dead-letter badge current
+      if (force || ticks % every[state.tab] === 0) {
+        if (loaders[state.tab]) await loaders[state.tab]();
+        else await loadDead(); // keeps the dead-letter badge current
+      }
+      ticks += 1;
       status(state.paused ? "live (tail paused)" : "live");
     } catch (error) {
       status("cannot reach the app: " + error.message, true);
@@ -284,7 +291,7 @@
       state.tab = button.dataset.tab;
       for (const other of document.querySelectorAll("#tabs button")) other.classList.toggle("active", other === button);
       for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.id === "tab-" + state.tab);
-      tick();
+      tick(true);
     });
   }
   document.getElementById("pause").addEventListener("click", (e) => {
@@ -298,6 +305,6 @@
     renderEvents();
   });
   renderEvents();
-  tick();
-  setInterval(tick, 1000);
+  tick(true);
+  setInterval(() => tick(false), 1000);
 })();
