@@ -21,7 +21,7 @@ from .errors import (
     NoEventContextError,
     SerializationError,
 )
-from .handlers.base import BaseEventHandler
+from .handlers.base import BaseEventHandler, report_failure
 from .handlers.echo import EchoHandler
 from .handlers.local import LocalHandler, local_handler
 from .handlers.null import NullHandler
@@ -40,13 +40,11 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "SQSForwardHandler": ".brokers.sqs",
-        "GoogleCloudSimplePubSubHandler": ".brokers.pubsub",
-        "KafkaForwardHandler": ".brokers.kafka",
-        "RedisStreamForwardHandler": ".brokers.redis",
-        "DeliveryOptions": ".delivery",
-        "ForwardHandler": ".delivery",
-        "RetryPolicy": ".delivery",
+        ".brokers.sqs": ("SQSForwardHandler",),
+        ".brokers.pubsub": ("GoogleCloudSimplePubSubHandler",),
+        ".brokers.kafka": ("KafkaForwardHandler",),
+        ".brokers.redis": ("RedisStreamForwardHandler",),
+        ".delivery": ("DeliveryOptions", "ForwardHandler", "RetryPolicy"),
     },
 )
 
@@ -82,4 +80,5 @@ __all__ = [
     "event_meta",
     "local_handler",
     "payload_schema_registry",
+    "report_failure",
 ]

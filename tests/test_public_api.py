@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,38 @@ def test_forwarders_and_delivery_names_are_importable_from_the_top_package() -> 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         fastapi_events.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_a_custom_handler_reports_a_failure_and_the_other_events_still_flow(caplog: pytest.LogCaptureFixture) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    handled: list[str] = []
+    hooked: list[tuple[str, str]] = []
+
+    class Picky(fastapi_events.BaseEventHandler):
+        async def handle_many(self, events: Any) -> None:
+            for event in events:
+                if event[0] == "bad":
+                    fastapi_events.report_failure(event, self, ValueError("no bad events"))
+                else:
+                    handled.append(event[0])
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        for name in ("a", "bad", "b"):
+            fastapi_events.dispatch(name)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    app.add_middleware(
+        fastapi_events.EventHandlerASGIMiddleware,
+        handlers=[Picky()],
+        on_error=lambda event, handler, exc: hooked.append((event[0], handler)),
+    )
+    with TestClient(app) as client, caplog.at_level("ERROR", logger="fastapi_events"):
+        client.get("/")
+    assert handled == ["a", "b"]
+    assert [(name, handler.rsplit(".", 1)[-1]) for name, handler in hooked] == [("bad", "Picky")]
+    assert any("'bad'" in record.getMessage() and "no bad events" in record.getMessage() for record in caplog.records)

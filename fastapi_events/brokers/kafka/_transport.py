@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +52,8 @@ _UNREACHABLE = frozenset(
         _FATAL,
     }
 )
+_ALL_DOWN_GRACE = 1.0  # seconds "all brokers down" must stand, without a delivery, before sends fail
+_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
 # Overridable defaults: reconnect within a second of the broker's return (librdkafka's default backs off to 10 s).
 # A broker that drops packets instead of refusing counts as down after 10 s, not librdkafka's 30.
 _DEFAULTS = {"linger.ms": 5, "reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 10_000}
@@ -112,6 +115,9 @@ class KafkaTransport:
         self._pending: set[asyncio.Future[_Report]] = set()
         self._fatal: str | None = None
         self._unreachable_rounds = 0
+        self._topic_missing = False
+        self._all_down_since: float | None = None  # librdkafka reported every broker down, no report since
+        self._all_down = ""
         self._generation = 0  # of the producer: callbacks of a replaced one must not touch its successor
 
     def message_size(self, message: OutboundMessage) -> int:
@@ -135,6 +141,7 @@ class KafkaTransport:
         on_error = functools.partial(self._on_error, self._generation)
         self._producer = Producer({**self.config, "error_cb": on_error})
         self._fatal = None
+        self._all_down_since = None
         self._stop_polling = threading.Event()
         start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
 
@@ -150,21 +157,23 @@ class KafkaTransport:
         if generation == self._generation:
             if error.code() == KafkaError._ALL_BROKERS_DOWN:
                 # librdkafka says so the moment it loses the last broker; the delivery reports would only say so
-                # after message.timeout.ms. Fail the sends now (the layer waits the outage out, the requests do
-                # not wait for it) and resend through a fresh producer, which reconnects at once.
-                self._on_fatal(f"{error.name()}: {error.str()}", log=False)
+                # after message.timeout.ms. Unless a report proves otherwise within a grace period (librdkafka
+                # also says so in passing while it swaps its bootstrap connection), the sends waiting now fail
+                # (see send_batch) and are resent through a fresh producer, which reconnects at once.
+                self._all_down = f"{error.name()}: {error.str()}"
+                if self._all_down_since is None:
+                    self._all_down_since = time.monotonic()
             elif error.fatal():
                 self._on_fatal(error.str())
         if self._user_error_cb is not None:
             self._user_error_cb(error)
 
-    def _on_fatal(self, reason: str, *, log: bool = True) -> None:
+    def _on_fatal(self, reason: str) -> None:
         # A fatal error (e.g. the broker forgot our producer id) kills an idempotent producer for good; the
         # messages it still holds get no report. Fail them as "unreachable" and start a fresh producer.
         if self._fatal is None:
             self._fatal = reason
-            if log:
-                logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
+            logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
@@ -182,9 +191,9 @@ class KafkaTransport:
             old.flush(0)
         except Exception:
             logger.debug("purging the old Kafka producer failed", exc_info=True)
-        if self.create_topic:
-            # The cluster may have lost the topic (recreated, in-memory storage restarted); down: the send says so.
-            with contextlib.suppress(Exception):
+        if self.create_topic and self._topic_missing:
+            # The cluster lost the topic (deleted, storage wiped): create it again, as open() did.
+            with contextlib.suppress(Exception):  # still down: the next send says so
                 ensure_topics(self.config, [self.destination], timeout=2.0)
         self._start_producer()
 
@@ -199,9 +208,9 @@ class KafkaTransport:
         self._pending.update(futures)
         try:
             await self._in_thread(self._produce_all, batch, futures, loop)
-            if self._fatal is not None:  # the producer failed (or lost every broker) before these were queued
+            if self._fatal is not None:  # the producer failed before these were queued
                 self._fail_pending(self._fatal)
-            _, waiting = await asyncio.wait(futures, timeout=self._report_timeout)
+            waiting = await self._wait_for_reports(futures)
             if waiting:
                 # librdkafka does not time out messages already sent to a broker that then vanished (an
                 # idempotent producer cannot know whether they were written): start over with a new client.
@@ -212,6 +221,9 @@ class KafkaTransport:
         finally:
             self._pending.difference_update(futures)
         if reports and all(code in _UNREACHABLE for _, code in reports):
+            self._topic_missing = any(code in _TOPIC_MISSING for _, code in reports)
+            if self._topic_missing:
+                self._fatal = self._fatal or "topic missing"
             self._unreachable_rounds += 1
             if self._unreachable_rounds >= _RECREATE_AFTER:
                 # A client that stays cut off can hold stale state (metadata of a topic the cluster lost, a
@@ -220,7 +232,19 @@ class KafkaTransport:
                 self._unreachable_rounds = 0
             raise KafkaUnreachableError(reports[0][0].reason)
         self._unreachable_rounds = 0
+        self._topic_missing = False
         return [result for result, _ in reports]
+
+    async def _wait_for_reports(self, futures: list[asyncio.Future[_Report]]) -> set[asyncio.Future[_Report]]:
+        deadline = time.monotonic() + self._report_timeout
+        waiting: set[asyncio.Future[_Report]] = set(futures)
+        while waiting and time.monotonic() < deadline:
+            _, waiting = await asyncio.wait(waiting, timeout=_ALL_DOWN_GRACE)
+            down_since = self._all_down_since
+            if waiting and down_since is not None and time.monotonic() - down_since >= _ALL_DOWN_GRACE:
+                self._fatal = self._fatal or self._all_down  # the next send starts a fresh producer
+                self._fail_pending(self._all_down)
+        return waiting
 
     def _produce_all(
         self,
@@ -232,6 +256,7 @@ class KafkaTransport:
 
             def report(error: KafkaError | None, _msg: Any, future: asyncio.Future[_Report] = future) -> None:
                 if error is None:
+                    self._all_down_since = None  # a broker answered after all
                     loop.call_soon_threadsafe(_settle, future, (DELIVERED, None))
                     return
                 if error.fatal():

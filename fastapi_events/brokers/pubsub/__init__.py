@@ -22,14 +22,16 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "GoogleCloudSimplePubSubHandler": "._forwarder",
-        "PubSubSource": "._source",
-        "SERVER_MAX_BATCH_COUNT": "._transport",
-        "SERVER_MAX_REQUEST_BYTES": "._transport",
-        "BrokerUnreachableError": "._transport",
-        "PubSubTransport": "._transport",
-        "classify": "._transport",
-        "encoded_message_size": "._transport",
+        "._forwarder": ("GoogleCloudSimplePubSubHandler",),
+        "._source": ("PubSubSource",),
+        "._transport": (
+            "SERVER_MAX_BATCH_COUNT",
+            "SERVER_MAX_REQUEST_BYTES",
+            "BrokerUnreachableError",
+            "PubSubTransport",
+            "classify",
+            "encoded_message_size",
+        ),
     },
     requires=("google.cloud.pubsub_v1", "google"),
 )

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "RedisStreamForwardHandler": "._forwarder",
-        "RedisStreamSource": "._source",
-        "RedisStreamTransport": "._transport",
+        "._forwarder": ("RedisStreamForwardHandler",),
+        "._source": ("RedisStreamSource",),
+        "._transport": ("RedisStreamTransport",),
     },
     requires=("redis", "redis"),
 )

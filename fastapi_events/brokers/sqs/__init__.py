@@ -15,12 +15,9 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "SQSForwardHandler": "._forwarder",
-        "SQSSource": "._source",
-        "SQS_MAX_BATCH_COUNT": "._transport",
-        "SQS_MAX_BYTES": "._transport",
-        "MessageIdFunction": "._transport",
-        "SQSTransport": "._transport",
+        "._forwarder": ("SQSForwardHandler",),
+        "._source": ("SQSSource",),
+        "._transport": ("SQS_MAX_BATCH_COUNT", "SQS_MAX_BYTES", "MessageIdFunction", "SQSTransport"),
     },
     requires=("boto3", "aws"),
 )
