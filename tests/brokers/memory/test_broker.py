@@ -251,3 +251,16 @@ def test_bad_failure_injections_are_refused() -> None:
         broker.fail_next("orders", operation="ack", permanent=True)
     with pytest.raises(ConfigurationError, match="count must be"):
         broker.fail_next("orders", 0)
+
+
+async def test_consume_can_stop_after_a_number_of_messages() -> None:
+    broker = InMemoryBroker()
+    ids = [broker.publish("orders", "e", n) for n in range(5)]
+    assert broker.snapshot("orders").waiting == ids
+    seen: list[Any] = []
+    report = await broker.consume("orders", recording_handler(seen), max_messages=2, concurrency=1)
+    assert seen == [("e", 0), ("e", 1)]
+    assert report.handled == 2
+    assert broker.snapshot("orders").waiting == ids[2:]
+    await broker.consume("orders", recording_handler(seen))
+    assert seen == [("e", n) for n in range(5)]
