@@ -117,15 +117,16 @@ class EventHandlerASGIMiddleware:
                 if self.outbox is not None:
                     await self.outbox.start()
             elif kind == "lifespan.shutdown":
-                # Before the app's own shutdown, while the resources handlers use are still open.
+                # Before the app's own shutdown, while the resources handlers use are still open (the outbox's
+                # relay too: apps dispose of their database engine in their shutdown code).
+                if self.outbox is not None:
+                    await self.outbox.stop(timeout)
                 await runtime.drain(timeout)
             return message
 
         async def wrapped_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 # The app's shutdown hooks may have dispatched too; handle those, then flush and stop handlers.
-                if self.outbox is not None:
-                    await self.outbox.stop(timeout)
                 await runtime.shutdown(timeout)
             await send(message)
 

@@ -14,10 +14,13 @@ import sys
 from typing import Any
 
 from ..errors import ConfigurationError
+from . import help_text
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("relay", help="deliver the events in an outbox table", description=__doc__)
+    parser = subparsers.add_parser(
+        "relay", help="deliver the events in an outbox table", description=help_text(__doc__)
+    )
     parser.add_argument("url", metavar="DATABASE_URL", help="SQLAlchemy URL, e.g. postgresql+asyncpg://app@db/app")
     parser.add_argument(
         "--handlers",

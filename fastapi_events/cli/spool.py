@@ -21,13 +21,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..delivery.spool import SpoolDB, SpoolRecord
+from . import help_text
 
 if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
     from ..outbox._admin import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("spool", help="inspect and repair a forwarder's spool file", description=__doc__)
+    parser = subparsers.add_parser(
+        "spool", help="inspect and repair a forwarder's spool file", description=help_text(__doc__)
+    )
     commands = parser.add_subparsers(dest="spool_command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:

@@ -4,8 +4,9 @@ Endpoints, relative to where it is mounted (JSON unless said otherwise)::
 
     GET  /                       the page (HTML; embeds the token for the POSTs below)
     GET  /static/{app.js,style.css}
-    GET  /api/events?after=SEQ&pattern=GLOB&limit=N
-                                 recent events after SEQ (newest last), events/s of the last minutes
+    GET  /api/events?after=N&pattern=GLOB&limit=N
+                                 recent events added or updated (handler runs) since the response that said
+                                 "last": N (oldest first), and events/s of the last minutes
     GET  /api/handlers           local registrations, forwarders, consumers, outboxes, with their counts
     GET  /api/dead-letters       dead letters per spool/outbox source, and recent dead-letter notifications
     POST /api/dead-letters/replay  {"source": ID, "ids": [...]}   (token + same-origin)
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..codec import json_default
 from . import _asyncapi, _catalog, _components, _deadletters
-from ._recorder import RATE_WINDOW, EventRecord, Recorder
+from ._recorder import EventRecord, Recorder
 from ._security import TOKEN_HEADER, Authorize, Tokens, allowed, same_origin
 
 _PREVIEW_CHARS = 2000
@@ -150,7 +151,7 @@ class Inspector:
             app = request.scope.get("app")
             title = str(getattr(app, "title", "") or "fastapi-events app")
             version = str(getattr(app, "version", "") or "0.0.0")
-            seen = dict(self.recorder.names)
+            seen = self.recorder.seen()
             return JSONResponse(_asyncapi.document(seen, title=title, version=version), headers=_HEADERS)
         if path.startswith("/api/"):
             self.recorder.touch()
@@ -161,7 +162,7 @@ class Inspector:
             if path == "/api/dead-letters":
                 return JSONResponse(await _deadletters.listing(list(self.recorder.dead)), headers=_HEADERS)
             if path == "/api/catalog":
-                return JSONResponse(_catalog.catalog_view(dict(self.recorder.names)), headers=_HEADERS)
+                return JSONResponse(_catalog.catalog_view(self.recorder.seen()), headers=_HEADERS)
         return JSONResponse({"error": "not found"}, status_code=404, headers=_HEADERS)
 
     def _asset(self, name: str) -> str:
@@ -180,16 +181,16 @@ class Inspector:
         after = _int(params.get("after"), 0)
         limit = max(1, min(_int(params.get("limit"), 200), self.recorder.max_events))
         pattern = params.get("pattern") or None
-        records = self.recorder.since(after)
+        records = self.recorder.changed_since(after)
         if pattern is not None:
             records = [r for r in records if fnmatchcase(r.name, pattern)]
         records = records[-limit:]
         return JSONResponse(
             {
                 "watching_since": self.recorder.watching_since,
-                "last": self.recorder.last_seq,
+                "last": self.recorder.version,
                 "events": [event_json(record) for record in records],
-                "rate": list(self.recorder.rate)[-RATE_WINDOW:],
+                "rate": self.recorder.rate,
             },
             headers=_HEADERS,
         )

@@ -193,12 +193,13 @@ class Relay:
         self.retention = retention
         self.wake = wake
         self.on_claim = on_claim
+        self.stopping = False  # set by the owner: finish the current round, then return
         self._next_cleanup = 0.0
 
     async def run(self) -> None:
         d = self.deliverer
         health = d.health
-        while True:
+        while not self.stopping:
             self.wake.clear()
             try:
                 now = time.time()

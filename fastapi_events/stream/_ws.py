@@ -38,9 +38,9 @@ async def serve_ws(stream: EventStream, scope: Scope, receive: Receive, send: Se
         refusal = (POLICY_VIOLATION, str(exc))
     except HookFailed:
         refusal = (INTERNAL_ERROR, "event stream: the authorize hook failed")
-    # Accepted first even when refused: a close before accept reaches browsers as an anonymous 1006.
-    await send({"type": "websocket.accept"})
     if refusal is not None:
+        # Accepted first: a close before accept reaches browsers as an anonymous 1006.
+        await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": refusal[0], "reason": _reason(refusal[1])})
         return
     params = connection.query_params
@@ -49,8 +49,10 @@ async def serve_ws(stream: EventStream, scope: Scope, receive: Receive, send: Se
         last_event_id=params.get("last_event_id") or None,
         connection=connection,
     )
+    # Subscribed before the handshake completes: whatever the client triggers once connected reaches it.
     await subscription.open()
     try:
+        await send({"type": "websocket.accept"})
         disconnect = "websocket.disconnect"
         session = Session(subscription, receive, disconnect, keepalive=None, send_timeout=stream.send_timeout)
 

@@ -9,6 +9,11 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown
 
 SCHEMES = ("kafka",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = (
+    "kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC); &ordering=key|partition;\n"
+    "                                             librdkafka settings too, e.g. &session.timeout.ms=10000"
+)
 
 
 def source_from_url(url: str) -> Source:

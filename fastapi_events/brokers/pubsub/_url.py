@@ -9,6 +9,8 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown
 
 SCHEMES = ("pubsub",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = "pubsub://PROJECT/SUBSCRIPTION              dead letters: SUBSCRIPTION-dlq (or &dlq_topic=TOPIC)"
 
 
 def source_from_url(url: str) -> Source:

@@ -10,6 +10,8 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown, take_float
 
 SCHEMES = ("sqs",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = "sqs://QUEUE?region=R&endpoint_url=U        dead letters: QUEUE-dlq (or &dlq=NAME); &visibility_timeout=S"
 
 
 def source_from_url(url: str) -> Source:
