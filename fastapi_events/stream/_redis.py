@@ -130,6 +130,11 @@ class RedisFeed:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
+            except Exception:  # a bug must not silently stop every subscriber of this process
+                logger.exception("reading Redis stream %r failed; retrying", self.stream)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
             backoff = 0.1
             for _stream, rows in reply or ():
                 if rows:

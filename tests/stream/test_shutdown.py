@@ -34,7 +34,7 @@ async def test_sigterm_ends_open_streams_and_uvicorn_exits(apps: AppProcesses, s
     async with SSEReader(f"{base}/events") as reader, connect(ws_url(base)) as ws:
         await post(base, "before", 1)
         await reader.wait_messages(1)
-        assert "before" in await ws.recv()
+        assert "before" in await asyncio.wait_for(ws.recv(), 10)
         started = time.monotonic()
         os.kill(proc.pid, sig)
         with pytest.raises(ConnectionClosed) as closed:
