@@ -246,9 +246,17 @@ class ForwardHandler(BaseEventHandler):
         """Wait until the sender handed these events to the broker: the request's loop may close right after
         it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
         accepted = self._handovers.register(ids)
+        # call_later rather than wait_for: this runs once per request, and wait_for costs a second future and
+        # a callback chain on top of the timer.
+        timer = accepted.get_loop().call_later(self.flush_timeout, _expire, accepted)
         try:
-            await asyncio.wait_for(accepted, self.flush_timeout)
-        except asyncio.TimeoutError:
+            outcome = await accepted
+        finally:
+            timer.cancel()
+        if outcome is True:
+            return
+        self._handovers.forget(ids)
+        if outcome is False:
             now = time.monotonic()
             if now - self._timeout_logged_at >= self._outage.log_interval:
                 self._timeout_logged_at = now
@@ -259,8 +267,6 @@ class ForwardHandler(BaseEventHandler):
                     self.transport.destination,
                     self.flush_timeout,
                 )
-        finally:
-            self._handovers.forget(ids)
 
     # -- delivering ----------------------------------------------------------------------------------------
     async def _run_sender(self) -> None:
@@ -399,6 +405,11 @@ class ForwardHandler(BaseEventHandler):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"
+
+
+def _expire(accepted: asyncio.Future[bool | None]) -> None:
+    if not accepted.done():
+        accepted.set_result(False)
 
 
 __all__ = ["DeadLetterCallback", "ForwardHandler", "ForwarderStats", "KeyFunction"]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 class _Waiter:
     __slots__ = ("future", "left")
 
-    def __init__(self, future: asyncio.Future[None], left: int) -> None:
+    def __init__(self, future: asyncio.Future[bool | None], left: int) -> None:
         self.future = future
         self.left = left
 
@@ -27,8 +27,9 @@ class Handovers:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def register(self, ids: Sequence[str]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def register(self, ids: Sequence[str]) -> asyncio.Future[bool | None]:
+        """A future set to True once every id is resolved, None when released early (the broker is down)."""
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, len(ids))
         for event_id in ids:
             self._by_id[event_id] = waiter
@@ -44,7 +45,7 @@ class Handovers:
                 continue
             waiter.left -= 1
             if waiter.left <= 0 and not waiter.future.done():
-                waiter.future.set_result(None)
+                waiter.future.set_result(True)
 
     def forget(self, ids: Iterable[str]) -> None:
         """The caller stopped waiting (timeout or cancellation)."""
