@@ -105,7 +105,8 @@ class Server:
                 time.sleep(0.1)
 
     def stats(self) -> dict[str, int]:
-        result: dict[str, int] = get_json(f"http://127.0.0.1:{self.port}/stats", timeout=2.0)
+        # Generous: a server working off a backlog answers late.
+        result: dict[str, int] = get_json(f"http://127.0.0.1:{self.port}/stats", timeout=30.0)
         return result
 
     def load(self, args: argparse.Namespace) -> dict[str, Any]:

@@ -245,18 +245,7 @@ class ForwardHandler(BaseEventHandler):
     async def _hand_over(self, ids: list[str]) -> None:
         """Wait until the sender handed these events to the broker: the request's loop may close right after
         it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
-        accepted = self._handovers.register(ids)
-        # call_later rather than wait_for: this runs once per request, and wait_for costs a second future and
-        # a callback chain on top of the timer.
-        timer = accepted.get_loop().call_later(self.flush_timeout, _expire, accepted)
-        try:
-            outcome = await accepted
-        finally:
-            timer.cancel()
-        if outcome is True:
-            return
-        self._handovers.forget(ids)
-        if outcome is False:
+        if await self._handovers.wait(ids, self.flush_timeout) is False:
             now = time.monotonic()
             if now - self._timeout_logged_at >= self._outage.log_interval:
                 self._timeout_logged_at = now
@@ -329,7 +318,7 @@ class ForwardHandler(BaseEventHandler):
                 self._transport_open = True
             except Exception as exc:
                 self._handovers.release_all()
-                await asyncio.sleep(self._outage.failed("open", f"{type(exc).__name__}: {exc}", self._queued()))
+                await asyncio.sleep(self._outage.open_failed(exc, self._queued()))
         if self._outage.active:
             self._outage.recovered(self._queued())
 
@@ -405,11 +394,6 @@ class ForwardHandler(BaseEventHandler):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"
-
-
-def _expire(accepted: asyncio.Future[bool | None]) -> None:
-    if not accepted.done():
-        accepted.set_result(False)
 
 
 __all__ = ["DeadLetterCallback", "ForwardHandler", "ForwarderStats", "KeyFunction"]

@@ -35,6 +35,20 @@ class Handovers:
             self._by_id[event_id] = waiter
         return future
 
+    async def wait(self, ids: Sequence[str], timeout: float) -> bool | None:
+        """Register ``ids`` and wait: True once all are resolved, None when released early, False on timeout."""
+        accepted = self.register(ids)
+        # call_later rather than wait_for: this runs once per request, and wait_for costs a second future and
+        # a callback chain on top of the timer.
+        timer = accepted.get_loop().call_later(timeout, _expire, accepted)
+        try:
+            outcome = await accepted
+        finally:
+            timer.cancel()
+        if outcome is not True:
+            self.forget(ids)
+        return outcome
+
     def resolve(self, ids: Iterable[str]) -> None:
         by_id = self._by_id
         if not by_id:
@@ -59,6 +73,11 @@ class Handovers:
         for waiter in waiters.values():
             if not waiter.future.done() and not waiter.future.get_loop().is_closed():
                 waiter.future.set_result(None)
+
+
+def _expire(accepted: asyncio.Future[bool | None]) -> None:
+    if not accepted.done():
+        accepted.set_result(False)
 
 
 class Flushes:
