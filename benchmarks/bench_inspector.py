@@ -26,6 +26,7 @@ from typing import Any
 
 from _common import Figure, emit, load_note, median, package_info, spread
 from bench_core import HITS, Config, Hits, Lifespan, run_batch
+from bench_otel import parse_args  # the same options: --json --rounds --round-seconds --clock --seed --quiet
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -160,17 +161,6 @@ def build_figures(all_samples: dict[str, dict[str, list[float]]], clock: str) ->
                     other: round(median(other_extra), 2)})
         )  # fmt: skip
     return figures
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--round-seconds", type=float, default=0.1)
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quiet", action="store_true")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

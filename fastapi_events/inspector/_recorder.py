@@ -30,6 +30,7 @@ RATE_WINDOW = 300
 _LATENCY_SAMPLES = 1024
 _MAX_KEYS = 4096  # distinct handler names / event names / destinations remembered
 _ERROR_CHARS = 500
+_MATCH_WINDOW = 200  # recent records searched for the dispatch an outbox delivery belongs to
 _BACKLOG = 4  # events (and handler runs) queued between two reads, in multiples of max_events
 
 # Set around a consumer's handling of one message, so that the events its handlers see are labelled with it.
@@ -153,6 +154,7 @@ class Recorder:
         self._seq = 0
         self._version = 0
         self._by_id: dict[int, EventRecord] = {}
+        self._aliases: dict[int, tuple[Event, EventRecord]] = {}  # handled copies of events (outbox, consumers)
         self._lock = threading.Lock()  # counters updated from worker threads (sync handlers)
         self._fold_lock = threading.Lock()
         self._last_seen = 0.0
@@ -294,15 +296,44 @@ class Recorder:
             runs = self._runs
             for _ in range(pending_runs):
                 event, handler, seconds, error, consuming = runs.popleft()
-                record = self._by_id.get(id(event))
-                if record is None or record.event is not event:
-                    if consuming is None:
-                        # Dispatched before the page opened, or pushed out of the tail since: counted, not shown.
-                        continue
-                    record = self._add(event, _time(), f"{consuming[1]}:{consuming[2]}")  # received from a broker
+                record = self._record_of_run(event, consuming)
+                if record is None:
+                    continue  # dispatched before the page opened, or pushed out of the tail since: counted only
                 record.runs.append((handler, seconds, error))
                 self._version += 1
                 record.version = self._version
+
+    def _record_of_run(self, event: Event, consuming: tuple[str, str, str] | None) -> EventRecord | None:
+        record = self._by_id.get(id(event))
+        if record is not None and record.event is event:
+            return record
+        alias = self._aliases.get(id(event))
+        if alias is not None and alias[0] is event:
+            return alias[1]
+        if consuming is not None:  # received from a broker: it enters the tail here
+            record = self._add(event, _time(), f"{consuming[1]}:{consuming[2]}")
+        elif getattr(event, "event_id", None) is not None:
+            # Delivered from the transactional outbox: handlers get a copy made after the commit, not the tuple
+            # dispatch() saw. It belongs to the oldest recent dispatch of that name and payload not handled yet.
+            record = self._dispatched_like(event) or self._add(event, _time(), "outbox")
+        else:
+            return None
+        self._aliases[id(event)] = (event, record)  # the event's other handlers
+        if len(self._aliases) > self.max_events:
+            del self._aliases[next(iter(self._aliases))]
+        return record
+
+    def _dispatched_like(self, event: Event) -> EventRecord | None:
+        name = event_name_str(event[0])
+        for record in list(self.events)[-_MATCH_WINDOW:]:
+            if record.runs or record.source != "dispatch" or record.name != name:
+                continue
+            try:
+                if record.event[1] == event[1]:
+                    return record
+            except Exception:  # a payload type whose == raises: not this one
+                continue
+        return None
 
     def _add(self, event: Event, at: float, source: str) -> EventRecord:
         name = event_name_str(event[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -14,6 +15,8 @@ from ._subscription import parse_patterns
 
 if TYPE_CHECKING:
     from ._stream import EventStream
+
+logger = logging.getLogger("fastapi_events.stream")
 
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
@@ -50,7 +53,13 @@ async def serve_ws(stream: EventStream, scope: Scope, receive: Receive, send: Se
         connection=connection,
     )
     # Subscribed before the handshake completes: whatever the client triggers once connected reaches it.
-    await subscription.open()
+    try:
+        await subscription.open()
+    except Exception:  # Redis unreachable (url=)
+        logger.exception("event stream subscription failed")
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": "event stream unavailable"})
+        return
     try:
         await send({"type": "websocket.accept"})
         disconnect = "websocket.disconnect"

@@ -7,8 +7,11 @@ import time
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from fastapi_events.consumer import consume
 from fastapi_events.delivery import RetryPolicy
@@ -23,15 +26,14 @@ pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.02)
 
 
-def order_app(broker: InMemoryBroker, **options: Any) -> FastAPI:
-    app = FastAPI()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[broker.forwarder("orders", **options)])
-
-    @app.post("/orders/{n}")
-    async def create(n: int) -> dict[str, int]:
+def order_app(broker: InMemoryBroker, **options: Any) -> Starlette:
+    async def create(request: Request) -> JSONResponse:
+        n = int(request.path_params["n"])
         dispatch("order.created", {"n": n})
-        return {"n": n}
+        return JSONResponse({"n": n})
 
+    app = Starlette(routes=[Route("/orders/{n}", create, methods=["POST"])])
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[broker.forwarder("orders", **options)])
     return app
 
 
