@@ -292,21 +292,25 @@ GROUPS: list[list[Config]] = [
 ]
 
 
-async def run_batch(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool) -> tuple[float, float]:
-    """(wall, process CPU) seconds for ``n`` requests plus the wait until all their handler calls happened."""
+async def run_batch(
+    app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc_off: bool, concurrency: int = 1
+) -> tuple[float, float]:
+    """(wall, process CPU) seconds for ``n`` requests plus the wait until all their handler calls happened; with
+    ``concurrency`` > 1 the requests are that many streams of sequential requests running side by side."""
     hits = HITS.get(cfg.app)
     if hits is not None:
         hits.clear()
     expected = n * cfg.k
-    path = cfg.path
     if gc_off:
         gc.disable()
     try:
         start, start_cpu = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            status = await http_call(app, path, state)
-            if status != 200:
-                raise RuntimeError(f"{cfg.name}: HTTP {status}")
+        if concurrency == 1:
+            await _requests(app, cfg, n, state)
+        else:
+            await asyncio.gather(
+                *(_requests(app, cfg, n // concurrency + (i < n % concurrency), state) for i in range(concurrency))
+            )
         if hits is not None and expected:
             await wait_for_hits(hits, expected)
         elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
@@ -316,6 +320,13 @@ async def run_batch(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any], gc
     if hits is not None and len(hits) != expected:
         raise RuntimeError(f"{cfg.name}: {len(hits)} handler calls, expected {expected}")
     return elapsed, elapsed_cpu
+
+
+async def _requests(app: ASGIApp, cfg: Config, n: int, state: dict[str, Any]) -> None:
+    for _ in range(n):
+        status = await http_call(app, cfg.path, state)
+        if status != 200:
+            raise RuntimeError(f"{cfg.name}: HTTP {status}")
 
 
 Samples = dict[str, dict[str, list[float]]]  # clock ("wall" / "cpu") -> config name -> us per request
@@ -329,14 +340,15 @@ async def measure(
     gc_off: bool,
     seed: int,
     log: Callable[[str], None],
+    concurrency: int = 1,
 ) -> tuple[Samples, dict[str, int]]:
     configs = [cfg for group in GROUPS for cfg in group]
     # warm-up + calibration: enough requests per batch for ~round_seconds each
     sizes: dict[str, int] = {}
     for cfg in configs:
         gc.collect()
-        await run_batch(apps[cfg.app], cfg, 50, states[cfg.app], gc_off)
-        per_request = (await run_batch(apps[cfg.app], cfg, 200, states[cfg.app], gc_off))[0] / 200
+        await run_batch(apps[cfg.app], cfg, 50, states[cfg.app], gc_off, concurrency)
+        per_request = (await run_batch(apps[cfg.app], cfg, 200, states[cfg.app], gc_off, concurrency))[0] / 200
         sizes[cfg.name] = max(10, min(200_000, int(round_seconds / per_request)))
     log("calibrated: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
     samples: Samples = {clock: {cfg.name: [] for cfg in configs} for clock in ("wall", "cpu")}
@@ -349,7 +361,7 @@ async def measure(
             gc.collect()  # every group starts from the same heap state
             for cfg in group:
                 n = sizes[cfg.name]
-                wall, cpu = await run_batch(apps[cfg.app], cfg, n, states[cfg.app], gc_off)
+                wall, cpu = await run_batch(apps[cfg.app], cfg, n, states[cfg.app], gc_off, concurrency)
                 samples["wall"][cfg.name].append(wall / n * 1e6)
                 samples["cpu"][cfg.name].append(cpu / n * 1e6)
         if (r + 1) % 20 == 0 or r + 1 == rounds:
@@ -414,7 +426,7 @@ def _overhead(samples: dict[str, list[float]]) -> list[float]:
     return [a - b for a, b in zip(samples["mw/0"], samples["plain/0"], strict=True)]
 
 
-def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str) -> list[Figure]:
+def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str, concurrency: int = 1) -> list[Figure]:
     """Figures from the ``clock`` samples; ``other`` = the median by the other clock, for comparison."""
     samples = all_samples[clock]
     other_clock = "wall" if clock == "cpu" else "cpu"
@@ -443,11 +455,13 @@ def build_figures(all_samples: Samples, sizes: dict[str, int], clock: str) -> li
         "sync": "sync no-op handler",
         "dep": "async handler + 1 Depends",
     }
+    # Concurrent runs get keys of their own: "sync_event_us_k1_c20".
+    suffix, label = (f"_c{concurrency}", f", {concurrency} concurrent") if concurrency > 1 else ("", "")
     for kind in KINDS:
         for k in sorted(KS, reverse=True):
             per_event = _per_event(samples, kind, k)
             figures.append(
-                Figure("core", f"{kind}_event_us_k{k}", f"{titles[kind]} (K={k})", median(per_event),
+                Figure("core", f"{kind}_event_us_k{k}{suffix}", f"{titles[kind]} (K={k}{label})", median(per_event),
                        "us/event", TARGETS_US[kind], "<=",
                        {"iqr": spread(per_event),
                         "of_minima": round((min(samples[f"{kind}/{k}"]) - min(samples[f"{kind}/0"])) / k, 2),
@@ -470,8 +484,10 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
         await lifespan.start()
     states = {name: lifespan.state for name, lifespan in lifespans.items()}
     try:
-        samples, sizes = await measure(apps, states, args.rounds, args.round_seconds, args.gc == "off", args.seed, log)
-        figures = build_figures(samples, sizes, args.clock)
+        samples, sizes = await measure(
+            apps, states, args.rounds, args.round_seconds, args.gc == "off", args.seed, log, args.concurrency
+        )
+        figures = build_figures(samples, sizes, args.clock, args.concurrency)
         if args.mem_requests:
             growth, extra = await memory_check(apps["mem"], states["mem"], args.mem_requests, log)
             figures.append(
@@ -491,7 +507,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[Figure], dict[str, 
         "load": load_note(),
         "gc": gc_note,
         "method": f"{args.clock} time, median of {args.rounds} interleaved rounds,"
-        f" ~{args.round_seconds}s of requests per batch",
+        f" ~{args.round_seconds}s of requests per batch, {args.concurrency} request(s) in flight",
     }
     return figures, meta
 
@@ -511,6 +527,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (streams of sequential requests)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser.parse_args(argv)
 

@@ -31,7 +31,9 @@ Telling the package's lag from the machine's (notes under the table): GC pauses 
 otherwise idle process running meanwhile.
 
 Before the timed run, 20 warm-up requests (their events are recognisable and not counted) create the boto3
-client and the connection. Run: ``.venv/bin/python benchmarks/bench_forwarders.py [--json]`` (~2-3 minutes).
+client and the connection, then one ``gc.collect()`` does the first full collection that start-up's objects
+would otherwise trigger during the run (as in a server that has been up for a while; no GC setting is changed).
+Run: ``.venv/bin/python benchmarks/bench_forwarders.py [--json]`` (~2-3 minutes).
 """
 
 from __future__ import annotations
@@ -414,6 +416,11 @@ async def worker_async(args: argparse.Namespace) -> dict[str, Any]:
             await drain(60)
         warm = await consumer.wait("warm", WARMUP_REQUESTS * EVENTS_PER_REQUEST, 60)
         result["warmup_received"] = warm["unique"]
+        # Start-up (imports, the app, boto3's clients and their service models) leaves tens of thousands of new
+        # objects that trigger the process's first full collection some time later, in any app: have it here,
+        # as a server that has run for a while has, so that the timed part shows what forwarding itself costs.
+        if not args.keep_startup_gc:
+            gc.collect()
 
         gc_pauses = GCPauses()
         gc_pauses.start()
@@ -540,6 +547,7 @@ def run_worker(config: str, moto: Moto, args: argparse.Namespace) -> dict[str, A
         str(args.drain_timeout),
         "--consumer-threads",
         str(args.consumer_threads),
+        *(["--keep-startup-gc"] if args.keep_startup_gc else []),
     ]
     print(f"[bench_forwarders] {config}: running ({interp.python})", file=sys.stderr, flush=True)
     began = time.monotonic()
@@ -598,8 +606,14 @@ def figures_for(doc: dict[str, Any]) -> list[Figure]:
                doc["control_lag"].get("max_ms", float("nan")), "ms",
                extra={"p99_ms": round(doc["control_lag"].get("p99_ms", float("nan")), 3),
                       "ticks_over_target": doc["control_lag"].get("ticks_over_target")}),
-        Figure("forwarders", "lag_p99_ms", "p99 event-loop lag (ms)", lag["p99_ms"], "ms",
+        Figure("forwarders", "lag_p99_ms", "p99 event-loop lag (ms)", lag["p99_ms"], "ms", LAG_TARGET_MS, "<=",
                extra={"p50_ms": round(lag["p50_ms"], 3)}),
+        Figure("forwarders", "control_lag_p99_ms", "p99 lag of an idle control process (ms)",
+               doc["control_lag"].get("p99_ms", float("nan")), "ms"),
+        # issue 12: the package may not stall the loop much beyond what the machine itself does meanwhile
+        Figure("forwarders", "lag_vs_control", "worst lag / the control process's worst",
+               lag["max_ms"] / doc["control_lag"]["max_ms"] if doc["control_lag"].get("max_ms") else float("nan"),
+               "x", 1.5, "<="),
     ]  # fmt: skip
 
 
@@ -631,8 +645,10 @@ def print_markdown(docs: dict[str, dict[str, Any]], figures: dict[str, list[Figu
         ("request_ms", "mean request time, 10 events (ms)"),
         ("lag_max_ms", "**worst event-loop lag (ms)**, goal <= 5"),
         ("lag_max_own_ms", "worst lag in ticks the OS did not preempt the loop thread (ms)"),
-        ("lag_p99_ms", "p99 event-loop lag (ms)"),
+        ("lag_p99_ms", "p99 event-loop lag (ms), goal <= 5"),
         ("control_lag_max_ms", "same ticker in an idle process meanwhile: worst lag (ms)"),
+        ("control_lag_p99_ms", "same ticker in an idle process meanwhile: p99 lag (ms)"),
+        ("lag_vs_control", "**worst lag ÷ the idle process's worst**, goal <= 1.5"),
     ]
     print(
         f"\n### bench_forwarders: {args.requests} requests x {EVENTS_PER_REQUEST} events -> moto_server SQS"
@@ -714,9 +730,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
     parser.add_argument("--requests", type=int, default=1000, help="requests per run (10 events each)")
     parser.add_argument("--old-timeout", type=float, default=20.0, help="0.12.2: stop issuing requests after this")
-    parser.add_argument("--drain-timeout", type=float, default=20.0, help="max wait for the queue after requests")
+    parser.add_argument("--drain-timeout", type=float, default=120.0, help="max wait for the queue after requests")
     parser.add_argument("--consumer-threads", type=int, default=4, help="receive+delete threads of the consumer")
     parser.add_argument("--only", nargs="+", choices=CONFIGS, help="run only these configurations")
+    parser.add_argument(
+        "--keep-startup-gc", action="store_true", help="no gc.collect() after the warm-up"
+    )
     # internal: the worker and consumer processes
     parser.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)

@@ -360,8 +360,8 @@ def markdown(found: dict[tuple[str, str], list[tuple[float, float]]], rows: list
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
-    parser.add_argument("--duration", type=float, default=4, help="wrk seconds per run")
-    parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up seconds before each run")
+    parser.add_argument("--duration", type=int, default=4, help="wrk seconds per run")
+    parser.add_argument("--warmup", type=int, default=1, help="wrk warm-up seconds before each run (0: none)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=20)

@@ -33,7 +33,13 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("dep_event_us_k10", "**dispatch + handler with one Depends (µs/event, K=10)**", "{:.1f}", "<= 5"),
     ("dep_event_us_k1", "dispatch + handler with one Depends (µs/event, K=1)", "{:.1f}", "<= 5"),
     ("memory_growth_kib", "memory growth, requests 10k→20k (KiB)", "{:.1f}", "~0 (<= 64)"),
+    ("async_event_us_k1_c20", "dispatch + async no-op handler (µs/event, K=1, 20 requests in flight)", "{:.1f}", ""),
+    ("sync_event_us_k1_c20", "dispatch + sync no-op handler (µs/event, K=1, 20 requests in flight)", "{:.1f}", ""),
+    ("sync_event_us_k10_c20", "dispatch + sync no-op handler (µs/event, K=10, 20 requests in flight)", "{:.1f}", ""),
+    ("dep_event_us_k1_c20", "dispatch + handler with one Depends (µs/event, K=1, 20 in flight)", "{:.1f}", ""),
 ]
+# The concurrent pass of bench_core: longer batches, so that most requests run with the others in flight.
+CONCURRENT_CORE_ARGS = ["--concurrency", "20", "--round-seconds", "0.05", "--rounds", "40", "--mem-requests", "0"]
 
 # 0.12.2 as measured on the reference machine of issue #2, to tell how fast this machine / run was.
 ISSUE_OLD_FIGURES = {
@@ -115,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             meta.setdefault(interp.label, {})["load bench_core.py"] = figures[0].get("load", "?")
         if error:
             notes.append(f"{interp.label}: {error}")
+        concurrent, error = run_bench(interp, "bench_core.py", [*CONCURRENT_CORE_ARGS, *args.core_args.split()])
+        if error:
+            notes.append(f"{interp.label} (concurrent): {error}")
+        figures += [fig for fig in concurrent if fig["key"].endswith("_c20")]
         for fig in figures:
             results[interp.label][fig["key"]] = fig
             meta.setdefault(interp.label, {}).update(

@@ -12,14 +12,13 @@ the :func:`event_meta` dependency::
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._names import event_name_str
-from .codec import new_event_id
+from .codec import ATTR_EVENT_ID, new_event_id
 from .typing import Event, EventName
 
 
@@ -28,7 +27,7 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
     propagated ``trace_context`` headers. Unpacks, compares and hashes like the plain tuple."""
 
     event_id: str
-    dispatched_at: float
+    dispatched_at: float | None
     attempt: int
     trace_context: dict[str, str]
 
@@ -37,7 +36,7 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         name: EventName,
         payload: Any,
         event_id: str,
-        dispatched_at: float,
+        dispatched_at: float | None,
         attempt: int = 1,
         trace_context: Mapping[str, str] | None = None,
     ) -> IdentifiedEvent:
@@ -45,8 +44,9 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         self.event_id = event_id
         self.dispatched_at = dispatched_at
         self.attempt = attempt
-        if trace_context:
-            # Read by the codec (``trace_context(event)``) when a forwarder builds the message.
+        if trace_context is not None:
+            # Read by the codec (``trace_context(event)``) when a forwarder builds the message; an empty mapping
+            # says "nothing to propagate" (the current context is the relay's, not the dispatcher's).
             self.trace_context = dict(trace_context)
         return self
 
@@ -100,18 +100,9 @@ def stable_id(event: Event, generator: Callable[[], str] = new_event_id) -> str:
     return event_id
 
 
-def identify(event: Event, event_id: str | None = None, attempt: int = 1) -> IdentifiedEvent:
-    """``event`` as an :class:`IdentifiedEvent` (itself when it already is one)."""
-    if isinstance(event, IdentifiedEvent):
-        return event
-    return IdentifiedEvent(
-        event[0],
-        event[1],
-        event_id or new_event_id(),
-        time.time(),
-        attempt,
-        getattr(event, "trace_context", None),
-    )
+def received(event: Event, attributes: Mapping[str, str], message_id: str, attempt: int) -> IdentifiedEvent:
+    """A consumed event with the id its producer sent (the broker's message id when it sent none)."""
+    return IdentifiedEvent(event[0], event[1], attributes.get(ATTR_EVENT_ID) or message_id, None, attempt)
 
 
-__all__ = ["EventMeta", "IdentifiedEvent", "event_meta", "identify", "stable_id"]
+__all__ = ["EventMeta", "IdentifiedEvent", "event_meta", "received", "stable_id"]

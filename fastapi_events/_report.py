@@ -36,7 +36,12 @@ def qualified_name(obj: Any) -> str:
 
 
 def report_failure(event: Event, handler: Any, exc: BaseException) -> None:
-    """Log a handler failure at ERROR with the event name and handler, then call the ``on_error`` hook."""
+    """Report that ``handler`` (a handler object, a function or a name) failed on ``event``, and carry on.
+
+    Public as ``fastapi_events.report_failure``: a custom handler calls it for an event it could not handle
+    instead of raising, so that the other events still flow. It logs at ERROR on the ``fastapi_events`` logger
+    (with ``event_name`` and ``handler`` as record attributes) and calls the middleware's ``on_error`` hook.
+    """
     report_batch_failure((event,), handler, exc)
 
 

@@ -1,8 +1,10 @@
 """A real PostgreSQL server for the outbox tests (Debian's ``postgresql`` package), started by the suite itself.
 
 ``initdb`` runs once per server in a temporary directory; ``postgres`` listens on a free 127.0.0.1 port with
-unix sockets off and ``fsync=off`` (the tests kill it, they do not test the disk). PostgreSQL refuses to run as
-root, and CI runs as root, so both run as the unprivileged ``nobody`` user then. A missing binary FAILS the test.
+unix sockets off and ``fsync=off``: the tests kill the server process, never the machine, so the OS keeps what
+was written; commits stay synchronous, or a killed server would forget the last ones it acknowledged.
+PostgreSQL refuses to run as root, and CI runs as root, so both run as the unprivileged ``nobody`` user then.
+A missing binary FAILS the test.
 
 Fixtures::
 
@@ -88,7 +90,6 @@ class PostgresServer(ManagedServer):
             "port": str(self.port),
             "unix_socket_directories": "",
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "300",
         }

@@ -125,6 +125,24 @@ def wait_for(
         time.sleep(interval)
 
 
+async def until(predicate: Callable[[], object], timeout: float = 30.0, message: str = "condition") -> None:
+    """The event-loop twin of :func:`wait_for`: await until ``predicate()`` (a function or a coroutine
+    function) is truthy, checked every 50 ms."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached in {timeout:.0f}s")
+        await asyncio.sleep(0.05)
+
+
 def _fail_missing(what: str, hint: str) -> None:
     pytest.fail(f"{what} is not available.\nInstall it with: {hint}", pytrace=False)
 

@@ -1,7 +1,8 @@
 """Which broker reads a consumer URL: found by scheme among the packages of :mod:`fastapi_events.brokers`.
 
-A broker package that can be consumed from has a ``_url`` module with ``SCHEMES`` (a tuple of URL schemes)
-and ``source_from_url(url) -> Source``; nothing else has to be told about it. Those modules import their
+A broker package that can be consumed from has a ``_url`` module with ``SCHEMES`` (a tuple of URL schemes),
+``source_from_url(url) -> Source`` and, when a ``consume`` process can use it, ``USAGE`` (its line in
+``consume --help``); nothing else has to be told about it. Those modules import their
 broker's SDK only when a source is built, so installing one extra is enough.
 """
 
@@ -12,6 +13,7 @@ import importlib
 import importlib.util
 import pkgutil
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -24,17 +26,24 @@ if TYPE_CHECKING:  # the consumer package imports this module
 
 
 @functools.cache
-def _factories() -> dict[str, SourceFactory]:
+def _url_modules() -> tuple[ModuleType, ...]:
     package = __name__.rpartition(".")[0]
-    found: dict[str, SourceFactory] = {}
+    found = []
     for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
         name = f"{package}.{info.name}._url"
-        if not info.ispkg or importlib.util.find_spec(name) is None:
-            continue
-        module = importlib.import_module(name)
-        for scheme in module.SCHEMES:
-            found[scheme] = module.source_from_url
-    return found
+        if info.ispkg and importlib.util.find_spec(name) is not None:
+            found.append(importlib.import_module(name))
+    return tuple(found)
+
+
+@functools.cache
+def _factories() -> dict[str, SourceFactory]:
+    return {scheme: module.source_from_url for module in _url_modules() for scheme in module.SCHEMES}
+
+
+def usage() -> list[str]:
+    """One help entry per broker a ``consume`` process can read (``USAGE`` of its ``_url`` module), sorted."""
+    return sorted(module.USAGE for module in _url_modules() if hasattr(module, "USAGE"))
 
 
 def schemes() -> tuple[str, ...]:
@@ -51,4 +60,4 @@ def source_from_url(url: str) -> Source:
     return factory(url)
 
 
-__all__ = ["schemes", "source_from_url"]
+__all__ = ["schemes", "source_from_url", "usage"]

@@ -1,4 +1,6 @@
-"""``python -m fastapi_events consume URL --handlers module:attribute``: run handlers fed by a broker."""
+"""``python -m fastapi_events consume URL --handlers module:attribute``: run the functions registered on your
+``LocalHandler`` for the events a broker holds, in a worker process of their own. A message is acknowledged once
+every handler succeeded; failures are retried, then dead-lettered."""
 
 from __future__ import annotations
 
@@ -9,24 +11,25 @@ from typing import Any
 
 from ..delivery.retry import RetryPolicy
 from ..errors import ConfigurationError
+from . import help_text
 
-_URLS = """\
-URL forms:
-  kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC); &ordering=key|partition
-  redis://HOST:PORT/DB/STREAM?group=G        dead letters: STREAM.dlq (or &dlq=STREAM); &claim_idle=SECONDS
-  sqs://QUEUE?region=R&endpoint_url=U        dead letters: QUEUE-dlq (or &dlq=NAME)
-  pubsub://PROJECT/SUBSCRIPTION              dead letters: &dlq_topic=TOPIC (default SUBSCRIPTION-dlq)
-Kafka URLs also take librdkafka settings, e.g. &session.timeout.ms=10000.
-SIGTERM/SIGINT: finish running handlers, commit, exit 0 (a second signal cancels them).
+_AFTER_URLS = """\
+SIGTERM/SIGINT: running handlers finish, their messages are acknowledged, exit 0 (a second signal cancels them).
 """
+
+
+def _epilog() -> str:
+    from ..brokers._registry import usage
+
+    return "URL forms:\n" + "".join(f"  {line}\n" for line in usage()) + _AFTER_URLS
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "consume",
         help="run LocalHandler registrations for events read from a broker",
-        description=__doc__,
-        epilog=_URLS,
+        description=help_text(__doc__),
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("url", help="where to read events from (see below)")
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         retry = RetryPolicy(
             max_attempts=args.max_attempts, initial_delay=args.retry_delay, max_delay=args.max_retry_delay
         )
-    except ConfigurationError as exc:
+    except (ConfigurationError, ImportError) as exc:  # ImportError: the broker's extra is not installed
         logging.getLogger("fastapi_events.consumer").error("%s", exc)
         return 2
     return run_consumer(

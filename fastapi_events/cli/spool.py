@@ -1,5 +1,9 @@
 """``python -m fastapi_events spool ...``: inspect a forwarder's spool file, replay or purge dead letters.
 
+Given a database URL (``postgresql+psycopg://...``, ``sqlite:///app.db``) instead of a file, the same verbs work on
+the dead letters of a transactional outbox table (``--table``, default ``fastapi_events_outbox``); a replayed
+outbox event goes to the handlers that gave up on it, through any relay.
+
 ``replay`` moves dead letters back to the pending table; it does not talk to any broker. A running forwarder
 using the file picks them up within its relay interval (1 s by default), otherwise the next process started
 with the same ``spool_path`` delivers them. This keeps broker credentials and settings in one place - the app
@@ -14,18 +18,25 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..delivery.spool import SpoolDB, SpoolRecord
+from . import help_text
+
+if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
+    from ..outbox._admin import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("spool", help="inspect and repair a forwarder's spool file", description=__doc__)
+    parser = subparsers.add_parser(
+        "spool", help="inspect and repair a forwarder's spool file", description=help_text(__doc__)
+    )
     commands = parser.add_subparsers(dest="spool_command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = commands.add_parser(name, help=help_, description=help_)
-        sub.add_argument("path", metavar="PATH", help="the spool file (the forwarder's spool_path)")
+        sub.add_argument("path", metavar="PATH", help="the spool file (the forwarder's spool_path) or an outbox's URL")
+        sub.add_argument("--table", default="fastapi_events_outbox", help="the outbox table (with a database URL)")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.add_argument("--destination", help="only this destination (queue URL/name, topic path...)")
         return sub
@@ -44,7 +55,15 @@ def register(subparsers: Any) -> None:
     add("stats", "counts per destination").set_defaults(func=_stats)
 
 
-def _open(args: argparse.Namespace) -> SpoolDB | None:
+def _open(args: argparse.Namespace) -> SpoolDB | OutboxAdmin | None:
+    if "://" in args.path:
+        from ..outbox._admin import OutboxAdmin
+
+        try:
+            return OutboxAdmin(args.path, args.table)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
     try:
         return SpoolDB(args.path, create=False)
     except FileNotFoundError:
@@ -156,7 +175,10 @@ def _stats(args: argparse.Namespace) -> int:
         json.dump(stats, sys.stdout)
         print()
         return 0
-    print(f"{stats['path']}: {stats['bytes']} bytes, mode {oct(os.stat(args.path).st_mode & 0o777)}")
+    if "://" in args.path:
+        print(f"{stats['path']} table {stats['table']}: {stats['done']} finished row(s) kept")
+    else:
+        print(f"{stats['path']}: {stats['bytes']} bytes, mode {oct(os.stat(args.path).st_mode & 0o777)}")
     print(f"pending: {stats['pending']}  dead letters: {stats['dead_letters']}")
     for dest, item in sorted(stats["destinations"].items()):
         oldest = _when(item["oldest_pending_at"])

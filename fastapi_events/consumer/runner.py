@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _hooks
+from .._event_meta import received
 from ..codec import ATTR_EVENT_NAME, decode_event
 from ..delivery.retry import RetryPolicy
 from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
@@ -255,9 +256,12 @@ class Consumer:
             return
         name = str(event[0])
         attempt = delivery.attempt
+        # Handlers see the producer's event id and the attempt number (``Depends(event_meta)``).
+        identified = received(event, delivery.attributes, delivery.message_id, attempt)
         while True:
             try:
-                matched = await self._handle(event, delivery)
+                identified.attempt = attempt  # the same event object on every attempt, as observers expect
+                matched = await self._handle(identified, delivery)
             except Exception as exc:
                 error = str(exc) if str(exc) else type(exc).__name__
                 if self.retry.exhausted(attempt, None, 0.0):

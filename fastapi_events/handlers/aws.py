@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..brokers.sqs._forwarder import SQSForwardHandler
+from ..brokers.sqs import SQSForwardHandler
 
 __all__ = ["SQSForwardHandler"]

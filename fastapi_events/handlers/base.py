@@ -43,4 +43,4 @@ class BaseEventHandler:
         await self.flush(timeout)
 
 
-__all__ = ["BaseEventHandler"]
+__all__ = ["BaseEventHandler", "report_failure"]

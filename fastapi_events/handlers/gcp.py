@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..brokers.pubsub._forwarder import GoogleCloudSimplePubSubHandler
+from ..brokers.pubsub import GoogleCloudSimplePubSubHandler
 
 __all__ = ["GoogleCloudSimplePubSubHandler"]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..brokers.kafka._forwarder import KafkaForwardHandler
+from ..brokers.kafka import KafkaForwardHandler
 
 __all__ = ["KafkaForwardHandler"]

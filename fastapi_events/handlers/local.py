@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 from .. import _hooks
 from .._names import event_name_str
 from .._report import qualified_name, report_failure
-from .._threads import run_sync
+from .._threads import submit
 from ..errors import HandlerFailedError
 from ..typing import Event, EventName
 from ._dependencies import EventsDepends, Plan
@@ -195,7 +195,7 @@ def _run_sync_group(
 
 
 async def _run_sync_work(work: Sequence[tuple[Registration, Sequence[Event]]]) -> None:
-    for event, func, exc in await run_sync(_run_sync_group, work):
+    for event, func, exc in await submit(_run_sync_group, work):
         report_failure(event, func, exc)
 
 

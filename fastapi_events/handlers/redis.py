@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..brokers.redis._forwarder import RedisStreamForwardHandler
+from ..brokers.redis import RedisStreamForwardHandler
 
 __all__ = ["RedisStreamForwardHandler"]

@@ -2,7 +2,7 @@
 
 Local registrations and forwarders are found through the middlewares' runtimes (the same walk the OpenTelemetry
 queue-depth gauge does); consumers show up through the ``on_consume`` hook, since a consumer runs without a
-middleware. Outbox relays are any handler exposing ``dead_letters()`` (see :mod:`._deadletters`).
+middleware. Outboxes are found on the runtimes too (a middleware's ``outbox=``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ def all_handlers() -> Iterator[Any]:
             if id(handler) not in seen:
                 seen.add(id(handler))
                 yield handler
+
+
+def outboxes() -> list[Any]:
+    """The transactional outboxes of the live middlewares (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
+    found: dict[int, Any] = {}
+    for runtime in _runtime.all_runtimes():
+        outbox = getattr(runtime, "outbox", None)
+        if outbox is not None:
+            found.setdefault(id(outbox), outbox)
+    return list(found.values())
 
 
 def local_handlers() -> list[LocalHandler]:
@@ -108,28 +118,21 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
             continue
         lag = {part: n for (s, d, part), n in list(recorder.lag.items()) if s == system and d == destination}
         consumers.append({"system": system, "destination": destination, "lag": lag, **_channel_json(channel)})
-    outboxes = [
-        {"handler": repr(handler), **_outbox_stats(handler)}
-        for handler in all_handlers()
-        if callable(getattr(handler, "dead_letters", None))
+    relays = [
+        {
+            "outbox": repr(outbox),
+            "table": getattr(outbox, "table_name", None),
+            "relay": bool(getattr(outbox, "relay", False)),
+        }
+        for outbox in outboxes()
     ]
     return {
         "watching_since": recorder.watching_since,
         "local": local,
         "forwarders": forwarding,
         "consumers": consumers,
-        "outboxes": outboxes,
+        "outboxes": relays,
     }
 
 
-def _outbox_stats(handler: Any) -> dict[str, Any]:
-    stats = getattr(handler, "stats", None)
-    if stats is None:
-        return {}
-    fields = getattr(stats, "__dataclass_fields__", None)
-    if fields is None:
-        return {}
-    return {name: getattr(stats, name) for name in fields if isinstance(getattr(stats, name), (int, float, str))}
-
-
-__all__ = ["all_handlers", "forwarders", "handlers_view", "local_handlers"]
+__all__ = ["all_handlers", "forwarders", "handlers_view", "local_handlers", "outboxes"]

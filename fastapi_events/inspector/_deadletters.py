@@ -1,15 +1,15 @@
 """Dead letters of this process's spools and outboxes: list them, replay or purge them by event id.
 
-A *source* is one forwarder's spool (file + destination) or one outbox (a handler with async ``dead_letters()``,
-``replay(ids)`` and ``purge(ids)``). POSTs name a source by the id listed here; only sources of live middlewares
-are accepted, so a request can never make the inspector open a file of its choosing. Spool files are read and
-changed through their own SQLite connection in a worker thread, exactly as ``python -m fastapi_events spool``
-does while the app runs; the forwarder picks replayed events up within its relay interval.
+A *source* is one forwarder's spool (file + destination) or one transactional outbox (its async
+``dead_letters()``, ``replay(ids)`` and ``purge(ids)``). POSTs name a source by the id listed here; only sources
+of live middlewares are accepted, so a request can never make the inspector open a file of its choosing. Spool
+files are read and changed through their own SQLite connection in a worker thread, exactly as
+``python -m fastapi_events spool`` does while the app runs; the forwarder picks replayed events up within its
+relay interval.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from typing import Any
 
 from .._threads import run_sync
 from ..delivery.spool import SpoolDB
-from ._components import all_handlers, forwarders
+from ._components import forwarders, outboxes
 
 #: Dead letters listed per source (the newest); counts are always complete.
 MAX_LISTED = 200
@@ -29,7 +29,7 @@ class Source:
     id: str
     kind: str  # "spool" or "outbox"
     label: str
-    target: Any  # (path, destination) for a spool, the handler for an outbox
+    target: Any  # (path, destination) for a spool, the SQLAlchemyOutbox for an outbox
 
 
 def sources() -> list[Source]:
@@ -41,10 +41,9 @@ def sources() -> list[Source]:
         destination = str(handler.transport.destination)
         source_id = f"spool:{path}#{destination}"
         found[source_id] = Source(source_id, "spool", f"{path} \u2192 {destination}", (path, destination))
-    for handler in all_handlers():
-        if callable(getattr(handler, "dead_letters", None)):
-            source_id = f"outbox:{id(handler):x}"
-            found[source_id] = Source(source_id, "outbox", repr(handler), handler)
+    for outbox in outboxes():
+        source_id = f"outbox:{getattr(outbox, 'table_name', '')}#{id(outbox):x}"
+        found[source_id] = Source(source_id, "outbox", repr(outbox), outbox)
     return list(found.values())
 
 
@@ -118,38 +117,15 @@ def _spool_purge(path: str, destination: str, ids: Sequence[str]) -> dict[str, A
 # -- outboxes --------------------------------------------------------------------------------------------------
 
 
-def _field(item: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(item, dict):
-            if name in item:
-                return item[name]
-        elif hasattr(item, name):
-            return getattr(item, name)
-    return None
-
-
-def _timestamp(value: Any) -> float | None:
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
-
-
-def _outbox_item(item: Any) -> dict[str, Any]:
-    payload = _field(item, "payload", "body")
-    if isinstance(payload, (bytes, str)):
-        shown = payload_text(payload)
-    else:
-        shown = json.dumps(payload, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS]
+def _outbox_item(dead: Any) -> dict[str, Any]:
     return {
-        "id": str(_field(item, "id", "event_id")),
-        "event": _field(item, "event_name", "name", "event"),
-        "reason": _field(item, "reason", "last_error", "error"),
-        "attempts": _field(item, "attempts"),
-        "time": _timestamp(_field(item, "dead_at", "failed_at", "created_at")),
+        "id": dead.id,
+        "event": dead.event_name,
+        "reason": f"{dead.handler}: {dead.reason}",
+        "attempts": dead.attempts,
+        "time": dead.time,
         "replayable": True,
-        "payload": shown,
+        "payload": json.dumps(dead.payload, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS],
     }
 
 
@@ -165,8 +141,9 @@ async def listing(recent: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if source.kind == "spool":
                 total, items = await run_sync(_spool_list, *source.target)
             else:
-                everything = [_outbox_item(item) for item in await source.target.dead_letters()]
-                total, items = len(everything), everything[:MAX_LISTED]
+                # The outbox lists its oldest dead letters first; no total beyond the limit.
+                items = [_outbox_item(dead) for dead in await source.target.dead_letters(MAX_LISTED)]
+                total = len(items)
             entry.update(total=total, items=items, error=None)
         except Exception as exc:  # one unreadable source must not hide the others
             entry.update(total=None, items=[], error=f"{type(exc).__name__}: {exc}")
@@ -180,10 +157,10 @@ async def act(source: Source, action: str, ids: Sequence[str]) -> dict[str, Any]
         operation = _spool_replay if action == "replay" else _spool_purge
         result: dict[str, Any] = await run_sync(operation, *source.target, ids)
         return result
-    handler = source.target
-    done = await (handler.replay(list(ids)) if action == "replay" else handler.purge(list(ids)))
-    count = done if isinstance(done, int) else len(ids)
-    return {"replayed": count, "skipped": []} if action == "replay" else {"purged": count}
+    outbox = source.target
+    if action == "replay":
+        return {"replayed": await outbox.replay(list(ids)), "skipped": []}
+    return {"purged": await outbox.purge(list(ids))}
 
 
 __all__ = ["MAX_LISTED", "Source", "act", "find", "listing", "payload_text", "sources"]

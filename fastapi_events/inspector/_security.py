@@ -1,6 +1,7 @@
 """Who may see the inspector, and which POSTs are the page's own.
 
-- Reading: loopback clients only, unless an ``authorize(connection) -> bool`` hook (sync or async) decides.
+- Reading: loopback clients only (see :func:`loopback_only`), unless an ``authorize(connection) -> bool`` hook
+  (sync or async) decides.
 - Changing (replay, purge): a token handed to the page when it is served, plus a same-origin request: the
   ``Origin`` header must be this very origin and ``Sec-Fetch-Site``, when the browser sends it, ``same-origin``.
   Tokens are ``nonce.hmac(secret, nonce)``: every page load gets its own, nothing is stored per page, and a token
@@ -12,37 +13,47 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
-import ipaddress
+import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-#: ``authorize(connection) -> bool``, sync or async.
-Authorize = Callable[[HTTPConnection], bool | Awaitable[bool]]
+from ..stream._access import _PROXY_HEADERS, Authorize, _is_loopback
+
+logger = logging.getLogger("fastapi_events.inspector")
 
 TOKEN_HEADER = "x-inspector-token"
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
+def loopback_only(connection: HTTPConnection) -> bool:
+    """The default without ``authorize``: a loopback peer that is really the browser, not a proxy or a rebound name.
+
+    A reverse proxy on the same host makes every client look like loopback (hence no proxy headers), and a remote
+    page whose host name resolves to 127.0.0.1 (DNS rebinding) reaches us with its own name in ``Host``. The
+    rules and the address parsing are the live stream's (:mod:`fastapi_events.stream`), so both agree.
+    """
+    client = connection.client
+    if client is None or not _is_loopback(client.host):
         return False
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:  # "testclient", a unix socket path...: not an address we can vouch for
+    headers = connection.headers
+    if any(name in headers for name in _PROXY_HEADERS):
         return False
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack listener
-    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+    host = headers.get("host", "")
+    return not host or _is_loopback(urlsplit(f"//{host}").hostname or "")
 
 
 async def allowed(connection: HTTPConnection, authorize: Authorize | None) -> bool:
     if authorize is None:
-        client = connection.client
-        return is_loopback(client.host if client is not None else None)
-    verdict = authorize(connection)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
-    return verdict is True
+        return loopback_only(connection)
+    try:
+        verdict = authorize(connection)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    except Exception:  # fail closed, and say why in the log rather than to the client
+        logger.exception("Inspector authorize hook failed for %s", connection.url.path)
+        return False
+    return bool(verdict)
 
 
 class Tokens:
@@ -76,4 +87,4 @@ def same_origin(connection: HTTPConnection) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
-__all__ = ["TOKEN_HEADER", "Authorize", "Tokens", "allowed", "is_loopback", "same_origin"]
+__all__ = ["TOKEN_HEADER", "Authorize", "Tokens", "allowed", "loopback_only", "same_origin"]

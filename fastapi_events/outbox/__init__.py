@@ -5,6 +5,7 @@ See :class:`SQLAlchemyOutbox`; handlers that must apply a redelivered event only
 
 from __future__ import annotations
 
+from ._inbox import Inbox
 from ._outbox import OutboxDeadLetter, SQLAlchemyOutbox
 
-__all__ = ["OutboxDeadLetter", "SQLAlchemyOutbox"]
+__all__ = ["Inbox", "OutboxDeadLetter", "SQLAlchemyOutbox"]

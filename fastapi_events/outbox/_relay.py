@@ -38,6 +38,31 @@ def backoff(failures: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+class Health:
+    """Says once that the database became unreachable (and every 10th failure after), and when it is back."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def failed(self, what: str, exc: BaseException, delay: float | None = None) -> None:
+        self.failures += 1
+        if self.failures == 1 or self.failures % 10 == 0:
+            retry = f"; retrying in {delay:.1f}s" if delay is not None else ""
+            logger.warning(
+                "outbox relay: database unreachable while %s (%d consecutive failure(s)): %s: %s%s",
+                what,
+                self.failures,
+                type(exc).__name__,
+                exc,
+                retry,
+            )
+
+    def ok(self) -> None:
+        if self.failures:
+            logger.warning("outbox relay: database reachable again after %d failure(s)", self.failures)
+            self.failures = 0
+
+
 class Deliverer:
     def __init__(
         self,
@@ -60,6 +85,7 @@ class Deliverer:
         self.lease = lease
         self.keep_finished = keep_finished
         self.on_error = on_error
+        self.health = Health()
         self._outages = 0
 
     async def process(self, records: Sequence[Record]) -> None:
@@ -72,7 +98,7 @@ class Deliverer:
                 verdicts[record.seq] = {"<decode>": Failure(str(exc), permanent=True)}
                 continue
             event = IdentifiedEvent(
-                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers
+                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers or {}
             )
             items.append((record, event))
         renewing = asyncio.get_running_loop().create_task(self._renew([r.seq for r in records]))
@@ -118,7 +144,9 @@ class Deliverer:
             try:
                 await self.db.run(_store.renew, self.table, self.owner, seqs, time.time() + self.lease)
             except Exception as exc:
-                logger.warning("outbox: renewing the lease of %d row(s) failed: %s", len(seqs), exc)
+                self.health.failed(f"renewing the lease of {len(seqs)} row(s)", exc)
+            else:
+                self.health.ok()
 
     async def _resolve(self, finished: list[int], changes: list[Change], now: float) -> None:
         # The handlers are done; losing this write would only make them run again once the lease expires, so it
@@ -130,10 +158,12 @@ class Deliverer:
                 await self.db.run(
                     _store.resolve, self.table, self.owner, finished, changes, time.time(), self.keep_finished
                 )
+                self.health.ok()
                 return
             except Exception as exc:
                 failures += 1
                 delay = backoff(failures)
+                self.health.failed("recording a delivery round", exc, delay)
                 if time.time() + delay >= deadline:
                     logger.error(
                         "outbox: could not record the outcome of %d event(s) (%s); they are delivered again "
@@ -142,7 +172,6 @@ class Deliverer:
                         exc,
                     )
                     return
-                logger.warning("outbox: recording a delivery round failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
 
@@ -164,12 +193,13 @@ class Relay:
         self.retention = retention
         self.wake = wake
         self.on_claim = on_claim
+        self.stopping = False  # set by the owner: finish the current round, then return
         self._next_cleanup = 0.0
 
     async def run(self) -> None:
         d = self.deliverer
-        failures = 0
-        while True:
+        health = d.health
+        while not self.stopping:
             self.wake.clear()
             try:
                 now = time.time()
@@ -179,21 +209,11 @@ class Relay:
                 if self.retention is not None and now >= self._next_cleanup:
                     await self._cleanup(now)
             except Exception as exc:
-                failures += 1
-                delay = backoff(failures)
-                if failures == 1 or failures % 10 == 0:
-                    logger.warning(
-                        "outbox relay: database unreachable (%d consecutive failure(s)): %s: %s; retrying in %.1fs",
-                        failures,
-                        type(exc).__name__,
-                        exc,
-                        delay,
-                    )
+                delay = backoff(health.failures + 1)
+                health.failed("claiming events", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if failures:
-                logger.warning("outbox relay: database reachable again after %d failure(s)", failures)
-                failures = 0
+            health.ok()
             if records:
                 if self.on_claim is not None:
                     self.on_claim(len(records))

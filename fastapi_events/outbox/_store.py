@@ -82,11 +82,16 @@ def _record(row: Sequence[Any]) -> Record:
         json.loads(headers) if headers else None,
         key,
         created_at,
-        set(json.loads(done or "[]")),
-        set(json.loads(failed or "[]")),
+        _names(done),
+        _names(failed),
         attempts,
         first_failure_at,
     )
+
+
+def _names(text: str | None) -> set[str]:
+    # Almost every claimed row is new: skip the JSON parser for the empty list.
+    return set(json.loads(text)) if text and text != "[]" else set()
 
 
 def insert(conn: sa.Connection, t: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -205,7 +210,7 @@ def _dead(t: sa.Table, ids: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return where
 
 
-def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Row[Any]]:
+def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
     c = t.c
     query = (
         sa.select(c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
@@ -213,7 +218,7 @@ def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Ro
         .order_by(c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return [tuple(row) for row in conn.execute(query)]
 
 
 def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:
@@ -244,7 +249,7 @@ def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
     return {state: found.get(state, 0) for state in (PENDING, DONE, DEAD)}
 
 
-def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa.Row[Any]]:
+def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
     c = t.c
     query = (
         sa.select(c.event_id, c.event_name, c.attempts, c.created_at, c.last_error, c.key)
@@ -252,7 +257,7 @@ def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[sa
         .order_by(c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return [tuple(row) for row in conn.execute(query)]
 
 
 __all__ = ["Change", "Record"]

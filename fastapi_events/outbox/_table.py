@@ -12,6 +12,11 @@ DEAD = "dead"
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def channel_for(table_name: str) -> str:
+    """The PostgreSQL NOTIFY channel of an outbox table (channel names are identifiers: at most 63 bytes)."""
+    return f"fastapi_events_outbox_{table_name}"[:63]
+
+
 def build_table(name: str, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         name,
@@ -39,4 +44,4 @@ def build_table(name: str, metadata: sa.MetaData) -> sa.Table:
     )
 
 
-__all__ = ["DEAD", "DONE", "PENDING", "build_table"]
+__all__ = ["DEAD", "DONE", "PENDING", "build_table", "channel_for"]

@@ -116,12 +116,18 @@ class ForwarderTarget(Target):
     def __init__(self, name: str, handler: ForwardHandler) -> None:
         super().__init__(name, handler)
         self.forwarder: ForwardHandler = handler
+        self._waited = False
 
     async def _open(self) -> None:
         forwarder = self.forwarder
         if forwarder._transport_open:
             return
-        # The forwarder's own sender task opens (and re-opens) the transport; wait for it a little.
+        if self._waited:
+            # The broker was unreachable before: the forwarder keeps trying to open in the background; meanwhile
+            # this round is an outage at once rather than holding up a request's ASGI call.
+            raise ConnectionError(f"{forwarder!r}: transport not open (broker unreachable)")
+        self._waited = True
+        # The forwarder's own sender task opens (and re-opens) the transport; wait for it a little, once.
         await forwarder.startup()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _OPEN_WAIT

@@ -64,8 +64,9 @@ class Hub:
     def detach(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
 
-    def close_all(self) -> None:
-        self.closed = True
+    def close_all(self, *, for_good: bool = True) -> None:
+        """End every subscription; ``for_good`` (server stop) also ends new ones at once."""
+        self.closed = for_good
         for subscription in list(self.subscriptions):
             subscription.close()
         self.subscriptions.clear()

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..brokers.redis._fields import BODY_FIELD
 from ..brokers.redis._url import stream_location
@@ -30,6 +32,7 @@ logger = logging.getLogger("fastapi_events.stream")
 BLOCK_MS = 1000
 READ_COUNT = 1000
 MAX_BACKOFF = 2.0
+STOP_TIMEOUT = 5.0
 
 
 class RedisFeed:
@@ -71,12 +74,13 @@ class RedisFeed:
         task, self._task = self._task, None
         if task is not None and not task.get_loop().is_closed():
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=STOP_TIMEOUT)
         self._ready = None
         for client in (self._writer, self._reader):
             if client is not None:
-                with contextlib.suppress(RedisError, OSError, RuntimeError):  # closing a dead connection
-                    await client.aclose()
+                # Closing a dead connection may fail or wait for a server that is gone: shutdown must not hang.
+                with contextlib.suppress(RedisError, OSError, RuntimeError, asyncio.TimeoutError):
+                    await asyncio.wait_for(client.aclose(), STOP_TIMEOUT)
         self._writer = self._reader = None
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -84,6 +88,14 @@ class RedisFeed:
     async def publish(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         if self._writer is None:
             await self.start()
+        try:
+            await self._xadd(encoded)
+        except (RedisConnectionError, RedisTimeoutError):
+            # A pooled connection that died with a Redis restart fails on first use; the pool reconnects for the
+            # retry. (A reply lost after Redis applied the XADDs would duplicate them; a dead socket applies none.)
+            await self._xadd(encoded)
+
+    async def _xadd(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         assert self._writer is not None
         # No MULTI: entries are independent; one pipeline keeps them in order in one round trip.
         async with self._writer.pipeline(transaction=False) as pipe:
@@ -117,6 +129,11 @@ class RedisFeed:
                 reply: Any = await self._reader.xread({self.stream: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
             except (RedisError, OSError) as exc:
                 logger.warning("reading Redis stream %r failed (%s); retrying", self.stream, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception:  # a bug must not silently stop every subscriber of this process
+                logger.exception("reading Redis stream %r failed; retrying", self.stream)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue

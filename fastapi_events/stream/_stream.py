@@ -153,8 +153,8 @@ class EventStream:
         return len(self._hub.subscriptions)
 
     def close_subscribers(self) -> None:
-        """End every open stream now (what a server stop signal does)."""
-        self._hub.close_all()
+        """End every open stream now; clients may reconnect (browsers' EventSource does, and resumes)."""
+        self._hub.close_all(for_good=False)
 
     def __repr__(self) -> str:
         where = self.url or f"memory, history={self.history_size}"

@@ -47,7 +47,7 @@ def test_sigterm_finishes_in_flight_handlers_commits_and_exits_0(redis_server: A
 def test_help_lists_url_forms() -> None:
     parser = build_parser()
     help_text = parser._subparsers._group_actions[0].choices["consume"].format_help()  # type: ignore[union-attr]
-    for form in ("kafka://", "redis://", "sqs://", "pubsub://", "--handlers", "--concurrency"):
+    for form in ("kafka://", "redis://", "sqs://", "pubsub://", "--handlers", "--concurrency", "--handler-timeout"):
         assert form in help_text
 
 
@@ -68,6 +68,13 @@ def test_configuration_errors_exit_2_with_a_message(
 ) -> None:
     assert main(["consume", url, "--handlers", handlers]) == 2
     assert message in caplog.text
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_handler_timeout_must_be_positive(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    argv = ["consume", "memory://b/t", "--handlers", "tests.consumer.e2e_handlers:handler", "--handler-timeout", value]
+    assert main(argv) == 2
+    assert "--handler-timeout must be > 0 seconds" in caplog.text
 
 
 def test_module_entry_point_runs_the_command() -> None:

@@ -1,7 +1,14 @@
-"""Handlers for consumer subprocesses started by the tests: every handled event becomes a line in a file.
+"""Handlers for consumers started by the tests (subprocesses, or tasks for the in-memory broker): every attempt
+becomes lines in a file.
 
-``E2E_OUT``: the file (lines ``start PID N`` and ``done PID N``, appended with O_APPEND so that processes do
-not interleave within a line); ``E2E_DELAY``: seconds each event takes.
+``E2E_OUT``: the file (lines ``start PID N``, ``done PID N``, ``stop PID N``, appended with O_APPEND so that
+processes do not interleave within a line - the file is one total order of what every consumer did);
+``E2E_DELAY``: seconds each ``item.*`` event takes (unless its payload says ``delay``).
+
+- ``item.*``: recorded (start, then done after the delay);
+- ``flaky.*``: the first attempt of each N fails, later ones succeed;
+- ``broken.*``: always fails;
+- ``hang.*``: never returns by itself; ``stop`` is written when it is cancelled.
 """
 
 from __future__ import annotations
@@ -35,8 +42,55 @@ def _append(path: str, line: str) -> None:
 async def record(event: tuple[str, Any], path: str = Depends(out_path)) -> None:
     n = event[1]["n"]
     _append(path, f"start {os.getpid()} {n}\n")
-    await asyncio.sleep(float(os.environ.get("E2E_DELAY", "0")))
+    await asyncio.sleep(float(event[1].get("delay", os.environ.get("E2E_DELAY", "0"))))
     _append(path, f"done {os.getpid()} {n}\n")
+
+
+@handler.register(event_name="flaky.*")
+async def flaky(event: tuple[str, Any], path: str = Depends(out_path)) -> None:
+    n = event[1]["n"]
+    _append(path, f"start {os.getpid()} {n}\n")
+    if sum(1 for line in read_lines(path) if line.split()[0] == "start" and int(line.split()[2]) == n) == 1:
+        _append(path, f"stop {os.getpid()} {n}\n")
+        raise RuntimeError(f"first attempt of {n} fails")
+    _append(path, f"done {os.getpid()} {n}\n")
+
+
+@handler.register(event_name="broken.*")
+async def broken(event: tuple[str, Any]) -> None:
+    raise RuntimeError("broken handler")
+
+
+@handler.register(event_name="hang.*")
+async def hang(event: tuple[str, Any], path: str = Depends(out_path)) -> None:
+    n = event[1]["n"]
+    _append(path, f"start {os.getpid()} {n}\n")
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        _append(path, f"stop {os.getpid()} {n}\n")
+
+
+def read_lines(path: str) -> list[str]:
+    try:
+        with open(path) as lines:
+            return lines.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def peak_concurrency(path: str) -> dict[int, int]:
+    """Per N, the most attempts that were running at the same time (by the file's order of start/done/stop)."""
+    running: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    for line in read_lines(path):
+        kind, _, n = line.split()
+        if kind == "start":
+            running[int(n)] = running.get(int(n), 0) + 1
+            peak[int(n)] = max(peak.get(int(n), 0), running[int(n)])
+        elif kind in ("done", "stop"):
+            running[int(n)] -= 1
+    return peak
 
 
 def read_done(path: str) -> list[int]:

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 LOOPBACK = ("127.0.0.1", 40000)
+BASE_URL = "http://127.0.0.1:8000"  # the Host header: a loopback name, as a browser on this machine sends
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -21,9 +22,11 @@ def client_for() -> ClientFactory:
     async def open_client(app: FastAPI, client: tuple[str, int] = LOOPBACK) -> AsyncIterator[httpx.AsyncClient]:
         gc.collect()  # middlewares of earlier tests' apps would show up in the handlers view
         transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
-        app.state.inspector.recorder.stop()
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+                yield http
+        finally:
+            app.state.inspector.recorder.stop()
 
     return open_client
 

@@ -17,6 +17,7 @@ from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.handlers.kafka import KafkaForwardHandler
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.otel import attributes as attr
+from tests._servers import until
 
 from .conftest import Telemetry
 
@@ -33,14 +34,6 @@ def lag_of(telemetry: Telemetry, system: str, destination: str) -> int | None:
         if p[0][attr.MESSAGING_SYSTEM] == system and p[0][attr.MESSAGING_DESTINATION_NAME] == destination
     ]
     return sum(p[1] for p in points) if points else None
-
-
-async def until(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def blocking_handler(release: asyncio.Event, started: list[int]) -> LocalHandler:

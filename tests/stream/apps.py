@@ -15,13 +15,26 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.stream import EventStream
 from tests._servers import free_port, wait_for
 from tests.apps import Recorder
+
+# What the README shows: an EventSource (resumes by itself with Last-Event-ID) and a WebSocket.
+PAGE = """<!doctype html><html><body><script>
+window.opens = 0; window.seen = []; window.wsSeen = [];
+const source = new EventSource("/events?events=order.*");
+source.onopen = () => { window.opens += 1; };
+source.addEventListener("order.placed", (e) => {
+  window.seen.push({id: e.lastEventId, payload: JSON.parse(e.data)});
+});
+const ws = new WebSocket(`ws://${location.host}/events/ws?events=order.*`);
+ws.onopen = () => { window.wsOpen = true; };
+ws.onmessage = (e) => { window.wsSeen.push(JSON.parse(e.data)); };
+</script></body></html>"""
 
 
 def make_app(stream: EventStream | None = None, *handlers: Any) -> FastAPI:
@@ -39,6 +52,10 @@ def make_app(stream: EventStream | None = None, *handlers: Any) -> FastAPI:
         for payload in payloads:
             dispatch(name, payload)
         return {"dispatched": len(payloads)}
+
+    @app.get("/page")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE)
 
     @app.get("/slow-stream")
     async def slow_stream() -> StreamingResponse:

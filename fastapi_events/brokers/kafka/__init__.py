@@ -11,9 +11,15 @@ if TYPE_CHECKING:
     from ._source import KafkaSource
     from ._transport import KafkaTransport
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
-    {"KafkaForwardHandler": "._forwarder", "KafkaSource": "._source", "KafkaTransport": "._transport"},
+    {
+        "._forwarder": ("KafkaForwardHandler",),
+        "._source": ("KafkaSource",),
+        "._transport": ("KafkaTransport",),
+    },
+    requires=("confluent_kafka", "kafka"),
 )
 
 __all__ = ["KafkaForwardHandler", "KafkaSource", "KafkaTransport"]

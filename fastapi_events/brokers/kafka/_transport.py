@@ -8,8 +8,11 @@ An entry counts as delivered only when its delivery report says so. librdkafka r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...concurrency import BlockingExecutor, start_thread
 from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...errors import ConfigurationError
 from ._admin import ensure_topics
 
 logger = logging.getLogger("fastapi_events.kafka")
@@ -28,13 +32,31 @@ _PERMANENT = frozenset(
         KafkaError.INVALID_MSG,
         KafkaError.INVALID_RECORD,
         KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
         KafkaError._INVALID_ARG,
     }
 )
-# Nothing reached the cluster: an outage, which must not use up the events' retry budget.
+# Nothing reached the cluster, or the topic cannot be used (missing, not allowed): an outage, which must not use
+# up the events' retry budget - the topic may be (re)created, the ACL fixed, a minute later.
 _FATAL = -100_000  # not a librdkafka code: "the producer died", which is no fault of the message either
-_UNREACHABLE = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, _FATAL})
+_UNREACHABLE = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        _FATAL,
+    }
+)
+_ALL_DOWN_GRACE = 1.0  # seconds "all brokers down" must stand, without a delivery, before sends fail
+_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+# Overridable defaults: reconnect within a second of the broker's return (librdkafka's default backs off to 10 s).
+# A broker that drops packets instead of refusing counts as down after 10 s, not librdkafka's 30.
+_DEFAULTS = {"linger.ms": 5, "reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 10_000}
 _RECREATE_AFTER = 3  # batches in a row that reached no broker
 _HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound per record
 
@@ -74,13 +96,15 @@ class KafkaTransport:
         self.create_topic = create_topic
         self.config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
-            "linger.ms": 5,
+            **_DEFAULTS,
             "message.timeout.ms": int(delivery_timeout * 1000),
             **(config or {}),
             # Not overridable: without them "delivered" would not mean "on every in-sync replica, once".
             "acks": "all",
             "enable.idempotence": True,
         }
+        self._user_error_cb = self.config.pop("error_cb", None)
+        validate_producer_config(self.config)
         self.max_message_bytes = int(self.config.get("message.max.bytes", 1_000_000)) - _HEADER_OVERHEAD
         # Reports for messages still in librdkafka come later than this only if the client is wedged.
         self._report_timeout = int(self.config["message.timeout.ms"]) / 1000 + 15
@@ -91,6 +115,10 @@ class KafkaTransport:
         self._pending: set[asyncio.Future[_Report]] = set()
         self._fatal: str | None = None
         self._unreachable_rounds = 0
+        self._topic_missing = False
+        self._all_down_since: float | None = None  # librdkafka reported every broker down, no report since
+        self._all_down = ""
+        self._generation = 0  # of the producer: callbacks of a replaced one must not touch its successor
 
     def message_size(self, message: OutboundMessage) -> int:
         headers = sum(len(k) + len(v) for k, v in message.attributes.items())
@@ -109,8 +137,11 @@ class KafkaTransport:
         self._start_producer()
 
     def _start_producer(self) -> None:
-        self._producer = Producer(self.config)
+        self._generation += 1
+        on_error = functools.partial(self._on_error, self._generation)
+        self._producer = Producer({**self.config, "error_cb": on_error})
         self._fatal = None
+        self._all_down_since = None
         self._stop_polling = threading.Event()
         start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
 
@@ -122,14 +153,31 @@ class KafkaTransport:
                 self._on_fatal(f"{exc}")
                 return
 
+    def _on_error(self, generation: int, error: KafkaError) -> None:
+        if generation == self._generation:
+            if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                # librdkafka says so the moment it loses the last broker; the delivery reports would only say so
+                # after message.timeout.ms. Unless a report proves otherwise within a grace period (librdkafka
+                # also says so in passing while it swaps its bootstrap connection), the sends waiting now fail
+                # (see send_batch) and are resent through a fresh producer, which reconnects at once.
+                self._all_down = f"{error.name()}: {error.str()}"
+                if self._all_down_since is None:
+                    self._all_down_since = time.monotonic()
+            elif error.fatal():
+                self._on_fatal(error.str())
+        if self._user_error_cb is not None:
+            self._user_error_cb(error)
+
     def _on_fatal(self, reason: str) -> None:
         # A fatal error (e.g. the broker forgot our producer id) kills an idempotent producer for good; the
         # messages it still holds get no report. Fail them as "unreachable" and start a fresh producer.
         if self._fatal is None:
             self._fatal = reason
             logger.warning("Kafka producer for %s failed fatally (%s); recreating it", self.destination, reason)
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._fail_pending, reason)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._fail_pending, self._fatal or reason)
 
     def _fail_pending(self, reason: str) -> None:
         for future in list(self._pending):
@@ -143,6 +191,10 @@ class KafkaTransport:
             old.flush(0)
         except Exception:
             logger.debug("purging the old Kafka producer failed", exc_info=True)
+        if self.create_topic and self._topic_missing:
+            # The cluster lost the topic (deleted, storage wiped): create it again, as open() did.
+            with contextlib.suppress(Exception):  # still down: the next send says so
+                ensure_topics(self.config, [self.destination], timeout=2.0)
         self._start_producer()
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
@@ -156,7 +208,9 @@ class KafkaTransport:
         self._pending.update(futures)
         try:
             await self._in_thread(self._produce_all, batch, futures, loop)
-            _, waiting = await asyncio.wait(futures, timeout=self._report_timeout)
+            if self._fatal is not None:  # the producer failed before these were queued
+                self._fail_pending(self._fatal)
+            waiting = await self._wait_for_reports(futures)
             if waiting:
                 # librdkafka does not time out messages already sent to a broker that then vanished (an
                 # idempotent producer cannot know whether they were written): start over with a new client.
@@ -167,6 +221,9 @@ class KafkaTransport:
         finally:
             self._pending.difference_update(futures)
         if reports and all(code in _UNREACHABLE for _, code in reports):
+            self._topic_missing = any(code in _TOPIC_MISSING for _, code in reports)
+            if self._topic_missing:
+                self._fatal = self._fatal or "topic missing"
             self._unreachable_rounds += 1
             if self._unreachable_rounds >= _RECREATE_AFTER:
                 # A client that stays cut off can hold stale state (metadata of a topic the cluster lost, a
@@ -175,7 +232,19 @@ class KafkaTransport:
                 self._unreachable_rounds = 0
             raise KafkaUnreachableError(reports[0][0].reason)
         self._unreachable_rounds = 0
+        self._topic_missing = False
         return [result for result, _ in reports]
+
+    async def _wait_for_reports(self, futures: list[asyncio.Future[_Report]]) -> set[asyncio.Future[_Report]]:
+        deadline = time.monotonic() + self._report_timeout
+        waiting: set[asyncio.Future[_Report]] = set(futures)
+        while waiting and time.monotonic() < deadline:
+            _, waiting = await asyncio.wait(waiting, timeout=_ALL_DOWN_GRACE)
+            down_since = self._all_down_since
+            if waiting and down_since is not None and time.monotonic() - down_since >= _ALL_DOWN_GRACE:
+                self._fatal = self._fatal or self._all_down  # the next send starts a fresh producer
+                self._fail_pending(self._all_down)
+        return waiting
 
     def _produce_all(
         self,
@@ -187,6 +256,7 @@ class KafkaTransport:
 
             def report(error: KafkaError | None, _msg: Any, future: asyncio.Future[_Report] = future) -> None:
                 if error is None:
+                    self._all_down_since = None  # a broker answered after all
                     loop.call_soon_threadsafe(_settle, future, (DELIVERED, None))
                     return
                 if error.fatal():
@@ -244,9 +314,27 @@ class KafkaTransport:
         self._producer = None
 
 
+_probe_logger = logging.getLogger("fastapi_events.kafka.config_check")
+_probe_logger.addHandler(logging.NullHandler())
+_probe_logger.propagate = False
+
+
+def validate_producer_config(config: Mapping[str, Any]) -> None:
+    """Have librdkafka check every setting now: a misspelt or invalid one must fail at construction, not leave a
+    producer that never starts. Builds (and drops) a producer without brokers: a few milliseconds, no I/O."""
+    probe = {key: value for key, value in config.items() if key != "bootstrap.servers"}
+    probe["logger"] = _probe_logger  # no "no bootstrap.servers" warning
+    try:
+        Producer(probe)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else exc
+        detail = error.str() if isinstance(error, KafkaError) else str(error)
+        raise ConfigurationError(f"Kafka producer setting rejected by librdkafka: {detail}") from exc
+
+
 def _settle(future: asyncio.Future[_Report], report: _Report) -> None:
     if not future.done():
         future.set_result(report)
 
 
-__all__ = ["KafkaTransport", "KafkaUnreachableError", "classify"]
+__all__ = ["KafkaTransport", "KafkaUnreachableError", "classify", "validate_producer_config"]

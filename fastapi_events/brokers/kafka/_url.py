@@ -9,6 +9,11 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown
 
 SCHEMES = ("kafka",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = (
+    "kafka://HOST:PORT/TOPIC?group=G            dead letters: TOPIC.dlq (or &dlq=TOPIC); &ordering=key|partition;\n"
+    "                                             librdkafka settings too, e.g. &session.timeout.ms=10000"
+)
 
 
 def source_from_url(url: str) -> Source:
@@ -17,7 +22,7 @@ def source_from_url(url: str) -> Source:
     ``ordering=key`` (default) handles messages of one key in order and different keys concurrently;
     ``partition`` handles each partition strictly one message at a time.
     """
-    from ._source import KafkaSource
+    from . import KafkaSource
 
     parts = urlsplit(url)
     topic = "/".join(path_parts(url))

@@ -18,18 +18,22 @@ if TYPE_CHECKING:
         encoded_message_size,
     )
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
-        "GoogleCloudSimplePubSubHandler": "._forwarder",
-        "PubSubSource": "._source",
-        "SERVER_MAX_BATCH_COUNT": "._transport",
-        "SERVER_MAX_REQUEST_BYTES": "._transport",
-        "BrokerUnreachableError": "._transport",
-        "PubSubTransport": "._transport",
-        "classify": "._transport",
-        "encoded_message_size": "._transport",
+        "._forwarder": ("GoogleCloudSimplePubSubHandler",),
+        "._source": ("PubSubSource",),
+        "._transport": (
+            "SERVER_MAX_BATCH_COUNT",
+            "SERVER_MAX_REQUEST_BYTES",
+            "BrokerUnreachableError",
+            "PubSubTransport",
+            "classify",
+            "encoded_message_size",
+        ),
     },
+    requires=("google.cloud.pubsub_v1", "google"),
 )
 
 __all__ = [

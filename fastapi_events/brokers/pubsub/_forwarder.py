@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+
 from ...codec import Serializer
 from ...delivery.encoding import KeyFunction
 from ...delivery.forwarder import ForwardHandler
 from ...delivery.options import BaseDeliveryKwargs, split_options
 from ...errors import ConfigurationError
-
-try:
-    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "GoogleCloudSimplePubSubHandler needs google-cloud-pubsub: pip install 'fastapi-events[google]'"
-    ) from exc
-
 from ._transport import SERVER_MAX_BATCH_COUNT, SERVER_MAX_REQUEST_BYTES, PubSubTransport
 
 if TYPE_CHECKING:

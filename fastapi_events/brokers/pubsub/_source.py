@@ -25,6 +25,7 @@ from ...consumer.source import Delivery, dead_letter_attributes
 logger = logging.getLogger("fastapi_events.pubsub")
 
 _ATTEMPTS_REMEMBERED = 10_000
+LEASE_SECONDS = 10
 
 
 class PubSubSource:
@@ -83,7 +84,9 @@ class PubSubSource:
         self._streaming = self._subscriber.subscribe(
             self.destination,
             callback=self._on_message,
-            flow_control=FlowControl(max_messages=self.max_messages),
+            # Leases in 10 s steps (the service's minimum), renewed by the library while we hold a message: a
+            # consumer that dies gives its messages back within seconds, not after the library's default 60 s.
+            flow_control=FlowControl(max_messages=self.max_messages, max_duration_per_lease_extension=LEASE_SECONDS),
             await_callbacks_on_shutdown=True,
         )
 

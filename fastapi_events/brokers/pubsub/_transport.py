@@ -119,6 +119,12 @@ class BrokerUnreachableError(ConnectionError):
     cannot be used (missing, no permission)."""
 
 
+def _is_unavailable(item: object) -> bool:
+    if isinstance(item, Future) and item.done():
+        item = item.exception()
+    return isinstance(item, api_exceptions.ServiceUnavailable)
+
+
 def _is_unreachable(item: object) -> bool:
     """The entry failed because of the service or the topic, not because of anything about the entry."""
     if isinstance(item, Future):
@@ -191,6 +197,7 @@ class PubSubTransport:
         self._publish_timeout = publish_timeout
 
         self._client: pubsub_v1.PublisherClient | None = None
+        self._reconnect = False  # the service was unreachable: build a new client for the next send
         self._threads = BlockingExecutor("pubsub-transport")
         # Publish futures not completed yet, so that close() can wait for them after stopping the client.
         self._inflight: set[Future[str]] = set()
@@ -226,6 +233,10 @@ class PubSubTransport:
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         if not batch:
             return []
+        if self._client is not None and self._reconnect:
+            # After an outage gRPC backs off reconnecting for up to two minutes; a fresh client connects now.
+            old, self._client, self._reconnect = self._client, None, False
+            await self._threads.run(self._stop_client, old)
         if self._client is None:
             await self.open()
         client = self._client
@@ -243,6 +254,7 @@ class PubSubTransport:
         results, unreachable = await self._threads.run(self._summarise, client, batch, pending)
         if unreachable:
             # The layer waits out an outage without spending the entries' retry budget when we raise.
+            self._reconnect = any(_is_unavailable(item) for item in pending)
             raise BrokerUnreachableError(f"Pub/Sub unreachable for {self.destination}: {results[0].reason}")
         return results
 

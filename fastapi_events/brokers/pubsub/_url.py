@@ -9,11 +9,13 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown
 
 SCHEMES = ("pubsub",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = "pubsub://PROJECT/SUBSCRIPTION              dead letters: SUBSCRIPTION-dlq (or &dlq_topic=TOPIC)"
 
 
 def source_from_url(url: str) -> Source:
     """``pubsub://PROJECT/SUBSCRIPTION[?dlq_topic=TOPIC]`` (``PUBSUB_EMULATOR_HOST`` is honoured)."""
-    from ._source import PubSubSource
+    from . import PubSubSource
 
     parts = urlsplit(url)
     path = path_parts(url)

@@ -11,13 +11,15 @@ if TYPE_CHECKING:
     from ._source import RedisStreamSource
     from ._transport import RedisStreamTransport
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
-        "RedisStreamForwardHandler": "._forwarder",
-        "RedisStreamSource": "._source",
-        "RedisStreamTransport": "._transport",
+        "._forwarder": ("RedisStreamForwardHandler",),
+        "._source": ("RedisStreamSource",),
+        "._transport": ("RedisStreamTransport",),
     },
+    requires=("redis", "redis"),
 )
 
 __all__ = ["RedisStreamForwardHandler", "RedisStreamSource", "RedisStreamTransport"]

@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from ... import _hooks
 from ...consumer.coalesce import Coalescer
 from ...consumer.source import Delivery, dead_letter_attributes
-from ._fields import BODY_FIELD
+from ._fields import BODY_FIELD, KEY_FIELD
 
 logger = logging.getLogger("fastapi_events.redis")
 
@@ -149,7 +149,9 @@ class RedisStreamSource:
             start_id="0-0",
             count=count,
         )
-        entries = reply[1]
+        # Our own entries come back too when a heartbeat was late: they are being handled here already, and
+        # handing them out again would run a message twice at the same time.
+        entries = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id not in self._in_flight]
         deliveries = [self._delivery(entry_id, fields, 2) for entry_id, fields in entries if fields is not None]
         if deliveries:
             logger.warning(
@@ -186,7 +188,9 @@ class RedisStreamSource:
             # Not written by our forwarder: let the codec reject it with a clear reason.
             body = b""
             attributes["missing_field"] = "body"
-        return Delivery(body, attributes, entry_id.decode(), attempt=attempt, token=entry_id)
+        # Entries of one forwarder key are handled one at a time, in stream order, like a Kafka key.
+        lane = attributes.get(KEY_FIELD)
+        return Delivery(body, attributes, entry_id.decode(), lane=lane, attempt=attempt, token=entry_id)
 
     async def ack(self, delivery: Delivery) -> None:
         await self._acks.submit(delivery.token)

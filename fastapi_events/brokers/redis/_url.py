@@ -9,6 +9,8 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown, take_float
 
 SCHEMES = ("redis", "rediss")
+#: The URL form and its options, for ``consume --help``.
+USAGE = "redis://HOST:PORT/DB/STREAM?group=G        dead letters: STREAM.dlq (or &dlq=STREAM); &claim_idle=SECONDS"
 
 
 def stream_location(url: str, usage: str = "") -> tuple[str, str]:
@@ -26,7 +28,7 @@ def stream_location(url: str, usage: str = "") -> tuple[str, str]:
 
 def source_from_url(url: str) -> Source:
     """``redis://[USER:PASSWORD@]HOST:PORT/DB/STREAM?group=G[&consumer=NAME][&claim_idle=S][&dlq=STREAM]``."""
-    from ._source import RedisStreamSource
+    from . import RedisStreamSource
 
     server, stream = stream_location(url, "?group=G")
     options = query(url)

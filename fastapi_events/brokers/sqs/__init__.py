@@ -11,16 +11,15 @@ if TYPE_CHECKING:
     from ._source import SQSSource
     from ._transport import SQS_MAX_BATCH_COUNT, SQS_MAX_BYTES, MessageIdFunction, SQSTransport
 
+# Every name needs the SDK: looking one up without it raises an ImportError naming the extra.
 __getattr__ = lazy_exports(
     __name__,
     {
-        "SQSForwardHandler": "._forwarder",
-        "SQSSource": "._source",
-        "SQS_MAX_BATCH_COUNT": "._transport",
-        "SQS_MAX_BYTES": "._transport",
-        "MessageIdFunction": "._transport",
-        "SQSTransport": "._transport",
+        "._forwarder": ("SQSForwardHandler",),
+        "._source": ("SQSSource",),
+        "._transport": ("SQS_MAX_BATCH_COUNT", "SQS_MAX_BYTES", "MessageIdFunction", "SQSTransport"),
     },
+    requires=("boto3", "aws"),
 )
 
 __all__ = [

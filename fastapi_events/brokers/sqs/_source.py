@@ -151,7 +151,8 @@ class SQSSource:
     async def _heartbeat(self) -> None:
         # Handlers slower than the visibility timeout would see their message delivered to another consumer
         # meanwhile: keep extending it, as long as the message is being worked on here.
-        interval = max(1.0, self._visibility / 2)
+        # A third of the timeout: a late tick (a busy loop, a slow round trip) still lands before it runs out.
+        interval = max(0.2, self._visibility / 3)
         while True:
             await asyncio.sleep(interval)
             receipts = list(self._in_flight)

@@ -10,6 +10,8 @@ from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown, take_float
 
 SCHEMES = ("sqs",)
+#: The URL form and its options, for ``consume --help``.
+USAGE = "sqs://QUEUE?region=R&endpoint_url=U        dead letters: QUEUE-dlq (or &dlq=NAME); &visibility_timeout=S"
 
 
 def source_from_url(url: str) -> Source:
@@ -18,7 +20,7 @@ def source_from_url(url: str) -> Source:
     Region and endpoint default to ``AWS_DEFAULT_REGION``/``AWS_REGION`` and ``AWS_ENDPOINT_URL_SQS``/
     ``AWS_ENDPOINT_URL``.
     """
-    from ._source import SQSSource
+    from . import SQSSource
 
     parts = urlsplit(url)
     queue = unquote(parts.netloc) + "".join("/" + p for p in path_parts(url))

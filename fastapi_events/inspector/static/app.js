@@ -88,7 +88,13 @@
     state.after = data.last;
     state.rate = data.rate;
     if (data.events.length) {
-      state.events = state.events.concat(data.events).slice(-MAX_ROWS);
+      // An event comes again once its handlers have run: replace the row already shown.
+      const bySeq = new Map(state.events.map((e, i) => [e.seq, i]));
+      for (const event of data.events) {
+        if (bySeq.has(event.seq)) state.events[bySeq.get(event.seq)] = event;
+        else state.events.push(event);
+      }
+      state.events = state.events.slice(-MAX_ROWS);
       renderEvents();
     }
     drawChart();
@@ -177,12 +183,9 @@
     );
     fill(
       document.getElementById("outboxes"),
-      data.outboxes.map((o) => {
-        const { handler, ...counts } = o;
-        return el("tr", {}, cell(handler), cell(Object.entries(counts).map(([k, v]) => k + " " + v).join(", ")));
-      }),
-      "No outbox relay.",
-      2,
+      data.outboxes.map((o) => el("tr", {}, cell(o.outbox), cell(o.table), cell(o.relay ? "yes" : "no (write only)"))),
+      "No outbox.",
+      3,
     );
   }
 
@@ -272,11 +275,18 @@
 
   // -- wiring --------------------------------------------------------------------------------------------------
   const loaders = { handlers: loadHandlers, dead: loadDead, catalog: loadCatalog };
-  async function tick() {
+  // Seconds between reloads of each view: dead letters are read from the spool files, and a re-rendered catalog
+  // would keep resetting the schema the user is reading.
+  const every = { handlers: 1, dead: 2, catalog: 10, events: 5 };
+  let ticks = 0;
+  async function tick(force) {
     try {
       if (!state.paused) await pollEvents();
-      if (loaders[state.tab]) await loaders[state.tab]();
-      else await loadDead(); // keeps the dead-letter badge current
+      if (force || ticks % every[state.tab] === 0) {
+        if (loaders[state.tab]) await loaders[state.tab]();
+        else await loadDead(); // keeps the dead-letter badge current
+      }
+      ticks += 1;
       status(state.paused ? "live (tail paused)" : "live");
     } catch (error) {
       status("cannot reach the app: " + error.message, true);
@@ -287,7 +297,7 @@
       state.tab = button.dataset.tab;
       for (const other of document.querySelectorAll("#tabs button")) other.classList.toggle("active", other === button);
       for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.id === "tab-" + state.tab);
-      tick();
+      tick(true);
     });
   }
   document.getElementById("pause").addEventListener("click", (e) => {
@@ -301,6 +311,6 @@
     renderEvents();
   });
   renderEvents();
-  tick();
-  setInterval(tick, 1000);
+  tick(true);
+  setInterval(() => tick(false), 1000);
 })();

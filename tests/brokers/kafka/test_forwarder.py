@@ -144,10 +144,10 @@ async def test_delivery_timeout_reports_are_an_outage_not_a_failed_event() -> No
     await transport.open()
     started = time.monotonic()
     try:
-        with pytest.raises(KafkaUnreachableError, match="_MSG_TIMED_OUT"):
+        with pytest.raises(KafkaUnreachableError, match="_ALL_BROKERS_DOWN"):
             await transport.send_batch([OutboundMessage("1", "e", b'["e",1]', {"event_name": "e"})])
     finally:
         await transport.close()
-    assert time.monotonic() - started < 8  # the delivery report itself, not the safety timeout behind it
+    assert time.monotonic() - started < 8  # librdkafka says so when it loses the last broker, no safety timeout
     assert classify(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)).outcome is Outcome.PERMANENT
     assert classify(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)).outcome is Outcome.RETRY

@@ -17,6 +17,7 @@ from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.delivery import RetryPolicy
 from fastapi_events.handlers.kafka import KafkaForwardHandler
 from fastapi_events.handlers.local import LocalHandler
+from tests._servers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
@@ -26,14 +27,6 @@ FAST_GROUP = "session.timeout.ms=6000&heartbeat.interval.ms=500"
 
 def url(broker: Any, topic: str, group: str) -> str:
     return f"kafka://{broker.bootstrap_servers}/{topic}?group={group}&{FAST_GROUP}"
-
-
-async def until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def read_topic(broker: Any, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:

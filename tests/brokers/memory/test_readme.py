@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.fastapi  # the README's example app is a FastAPI app
+@pytest.mark.fastapi
 def test_readme_in_memory_broker_example_passes(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Testing forwarding and consumers without a broker", 1)[1]

@@ -15,16 +15,9 @@ from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.delivery import RetryPolicy
 from fastapi_events.handlers.gcp import GoogleCloudSimplePubSubHandler
 from fastapi_events.handlers.local import LocalHandler
+from tests._servers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
-
-
-async def until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def pull_all(subscriber: Any, path: str, expected: int, timeout: float = 30.0) -> list[Any]:
@@ -91,7 +84,7 @@ async def test_pubsub_consumer_handles_retries_and_dead_letters(
     consumer = Consumer(source_from_url(f"pubsub://{project}/{subscription}?dlq_topic={dlq}"), handler, retry=retry)
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: len(seen) == 12 and consumer.stats.dead_lettered == 2)
+        await until(lambda: len(seen) == 12 and consumer.stats.dead_lettered == 2, timeout=60)
     finally:
         consumer.stop()
         await asyncio.wait_for(task, 60)

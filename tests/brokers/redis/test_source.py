@@ -14,18 +14,11 @@ from fastapi_events.codec import encode_event
 from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.delivery import RetryPolicy
 from fastapi_events.handlers.local import LocalHandler
+from tests._servers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def consumer_url(server: Any, stream: str, **query: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -15,16 +14,9 @@ from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.delivery import RetryPolicy
 from fastapi_events.handlers.aws import SQSForwardHandler
 from fastapi_events.handlers.local import LocalHandler
+from tests._servers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
-
-
-async def until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def drain(client: Any, url: str) -> list[dict[str, Any]]:

@@ -1,0 +1,98 @@
+"""The outbox table behind the ``spool`` command-line verbs (``list``, ``dead-letters``, ``replay``, ``purge``,
+``stats``): given a database URL instead of a spool file, they work on the outbox's dead letters the same way.
+
+Records come back as :class:`~fastapi_events.delivery.SpoolRecord` s, so the verbs print both alike; the
+"destination" of an outbox dead letter is the handler(s) that gave up on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..delivery.spool import SpoolRecord
+from . import _store
+from ._db import Database, make_engine
+from ._table import build_table, channel_for
+
+
+class OutboxAdmin:
+    """Synchronous access for the command line (one short-lived engine)."""
+
+    def __init__(self, url: str, table_name: str = "fastapi_events_outbox") -> None:
+        engine = make_engine(url, sync=True)
+        assert isinstance(engine, sa.Engine)
+        self.engine = engine
+        self.db = Database(engine)
+        self.url = engine.url.render_as_string()
+        self.table = build_table(table_name, sa.MetaData())
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table_name):
+                raise FileNotFoundError(f"no outbox table {table_name!r} in {self.url}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _matches(self, record: SpoolRecord, destination: str | None) -> bool:
+        return destination is None or destination in record.destination.split(", ")
+
+    def list_pending(self, destination: str | None = None) -> list[SpoolRecord]:
+        rows = self.db.run_blocking(_store.list_pending, self.table, None)
+        records = [
+            SpoolRecord("pending", 0, event_id, key or "", name, 0, attempts, error or "", created_at)
+            for event_id, name, attempts, created_at, error, key in rows
+        ]
+        return [r for r in records if destination is None or r.destination == destination]
+
+    def list_dead(self, destination: str | None = None) -> list[SpoolRecord]:
+        rows = self.db.run_blocking(_store.list_dead, self.table, None)
+        records = []
+        for event_id, name, body, failed, reason, attempts, finished_at in rows:
+            handlers = ", ".join(json.loads(failed)) if failed else ""
+            records.append(
+                SpoolRecord("dead_letters", 0, event_id, handlers, name, len(body), attempts, reason or "", finished_at)
+            )
+        return [r for r in records if self._matches(r, destination)]
+
+    def _ids(self, ids: Sequence[str] | None, destination: str | None) -> list[str] | None:
+        if destination is None:
+            return None if ids is None else list(ids)
+        chosen = [r.id for r in self.list_dead(destination)]
+        return chosen if ids is None else [i for i in chosen if i in set(ids)]
+
+    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
+        chosen = self._ids(ids, destination)
+
+        def work(conn: sa.Connection) -> int:
+            count = _store.replay(conn, self.table, chosen, time.time())
+            if count and self.db.is_postgres:
+                _store.notify(conn, channel_for(self.table.name))
+            return count
+
+        return self.db.run_blocking(work), []
+
+    def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
+        return self.db.run_blocking(_store.purge, self.table, self._ids(ids, destination), pending)
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.db.run_blocking(_store.counts, self.table)
+        destinations: dict[str, dict[str, Any]] = {}
+        for record in self.list_dead():
+            item = destinations.setdefault(record.destination, {"pending": 0, "oldest_pending_at": None})
+            item["dead_letters"] = item.get("dead_letters", 0) + 1
+        return {
+            "path": self.url,
+            "table": self.table.name,
+            "bytes": 0,
+            "pending": counts["pending"],
+            "done": counts["done"],
+            "dead_letters": counts["dead"],
+            "destinations": destinations,
+        }
+
+
+__all__ = ["OutboxAdmin"]

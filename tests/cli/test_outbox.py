@@ -1,0 +1,108 @@
+"""The command line with an outbox: ``relay`` delivers, ``spool`` verbs list, replay and purge dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from fastapi_events.cli import main
+from fastapi_events.delivery import RetryPolicy
+from tests._servers import wait_for
+from tests.outbox._app import Recorder, count_rows, create_orders, make_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def committed_but_undelivered(db: Path, orders: int) -> sa.Engine:
+    """Orders and their events committed by an app that only writes (``relay=False``)."""
+    engine = sa.create_engine(f"sqlite:///{db}")
+    create_orders(engine)
+    app, _ = make_app(engine, [Recorder()], relay=False)
+    with TestClient(app) as client:
+        for n in range(1, orders + 1):
+            client.post(f"/orders/{n}")
+    assert count_rows(engine) == orders
+    return engine
+
+
+def test_standalone_relay_delivers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    engine = committed_but_undelivered(tmp_path / "app.db", 5)
+    out = tmp_path / "events.jsonl"
+    relay = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "fastapi_events", "relay", f"sqlite:///{tmp_path / 'app.db'}"),
+            *("--handlers", "tests.cli._relay_handlers:handlers", "--poll-interval", "0.1"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "FE_OUT": str(out)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: count_rows(engine) == 0, timeout=30, message="the relay to deliver")
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(line["payload"]["order_id"] for line in lines) == [1, 2, 3, 4, 5]
+        assert {line["name"] for line in lines} == {"order.placed"}
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(20) == 0
+    finally:
+        relay.kill()
+        relay.wait(10)
+
+
+def test_relay_refuses_a_missing_table_unless_asked_to_create_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastapi_events", "relay", url, "--handlers", "tests.cli._relay_handlers:handlers"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "fastapi_events_outbox" in result.stderr
+    assert "does not exist" in result.stderr
+
+
+def test_outbox_dead_letters_with_the_spool_verbs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    create_orders(engine)
+    broken = Recorder(failures=1000)
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.02)
+    app, _ = make_app(engine, [broken], retry=retry, poll_interval=0.05)
+    with TestClient(app) as client:
+        for n in range(1, 4):
+            client.post(f"/orders/{n}")
+        wait_for(lambda: count_rows(engine, where="WHERE state = 'dead'") == 3, timeout=20)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+
+    assert main(["spool", "dead-letters", url, "--json"]) == 0
+    dead = json.loads(capsys.readouterr().out)
+    assert len(dead) == 3
+    assert {d["event_name"] for d in dead} == {"order.placed"}
+    assert {d["destination"] for d in dead} == {repr(broken)}
+    assert all("failing attempt 2" in d["reason"] and d["attempts"] == 2 for d in dead)
+
+    assert main(["spool", "dead-letters", url]) == 0
+    assert "dead letters: 3" in capsys.readouterr().out
+
+    assert main(["spool", "replay", url, "--id", dead[0]["id"]]) == 0
+    assert "replayed 1" in capsys.readouterr().out
+    assert count_rows(engine, where="WHERE state = 'pending'") == 1
+
+    assert main(["spool", "purge", url, "--id", dead[1]["id"]]) == 0
+    assert "purged 1" in capsys.readouterr().out
+    assert main(["spool", "stats", url, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["pending"], stats["dead_letters"]) == (1, 1)
+
+    assert main(["spool", "list", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
+    assert "no outbox table" in capsys.readouterr().err
