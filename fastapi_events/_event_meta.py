@@ -30,6 +30,7 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
     dispatched_at: float | None
     attempt: int
     trace_context: dict[str, str]
+    body: str  # outbox events: the committed wire body
 
     def __new__(
         cls,
