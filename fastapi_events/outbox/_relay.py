@@ -98,7 +98,7 @@ class Deliverer:
                 verdicts[record.seq] = {"<decode>": Failure(str(exc), permanent=True)}
                 continue
             event = IdentifiedEvent(
-                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers
+                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers or {}
             )
             items.append((record, event))
         renewing = asyncio.get_running_loop().create_task(self._renew([r.seq for r in records]))

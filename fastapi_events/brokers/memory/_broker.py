@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...codec import attributes_for, encode_event, new_event_id
 from ...consumer.runner import DEFAULT_RETRY, Consumer, ConsumerStats
@@ -20,6 +20,11 @@ from ...handlers.local import LocalHandler
 from ._forwarder import InMemoryForwardHandler
 from ._source import MemorySource
 from ._topic import OPERATIONS, DeadLetterRecord, Failure, StoredMessage, Topic, decoded
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ...delivery.options import DeliveryKwargs
 
 _names = itertools.count(1)
 _live: weakref.WeakValueDictionary[str, InMemoryBroker] = weakref.WeakValueDictionary()
@@ -76,7 +81,7 @@ class InMemoryBroker:
             return topic
 
     # -- producing -----------------------------------------------------------------------------------------
-    def forwarder(self, topic: str, **options: Any) -> InMemoryForwardHandler:
+    def forwarder(self, topic: str, **options: Unpack[DeliveryKwargs]) -> InMemoryForwardHandler:
         """A forwarder to ``topic``; takes every delivery option of the real ones (``retry``, ``spool_path``,
         ``key``, ``on_dead_letter``, ``flush_timeout``, ...)."""
         forwarder = InMemoryForwardHandler(self._topic(topic), **options)
