@@ -68,7 +68,7 @@ async def test_broker_killed_mid_stream_and_restarted_nothing_lost(
     assert stats.delivered >= total  # re-sends after the restart may deliver an entry twice, never zero
     assert stats.retried > 0
     assert stats.dropped == 0
-    await asyncio.to_thread(queue.receive, total, 30)
+    await asyncio.to_thread(queue.receive, total, 90)  # moto is slow on a loaded machine
     assert set(queue.payloads()) == set(range(total))
     await handler.shutdown(5)
 
@@ -149,7 +149,7 @@ async def test_flush_waits_for_delivery_and_shutdown_releases_everything(sqs_que
     assert handler.stats.delivered == 25
     assert handler.stats.queued == 0
     # After flush returned, the broker really has them (no read-after-ack race).
-    await asyncio.to_thread(sqs_queue.receive, 25, 5)
+    await asyncio.to_thread(sqs_queue.receive, 25, 30)
     assert len(sqs_queue.received) == 25
     await handler.shutdown(5)
     # The transport's boto3 thread ends with it.
