@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 
 import fastapi_events
 from fastapi_events.concurrency import thread_name
-from fastapi_events.delivery import OutboundMessage, SpoolDB
+from fastapi_events.delivery import OutboundMessage
+from fastapi_events.delivery._spool import SpoolDB
 from fastapi_events.handlers.aws import SQSForwardHandler
 from tests._servers import MotoServer, wait_for
 from tests._sqs import Queue

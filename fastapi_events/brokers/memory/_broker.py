@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...codec import attributes_for, encode_event, new_event_id
-from ...consumer.runner import DEFAULT_RETRY, Consumer, ConsumerStats
-from ...delivery.retry import RetryPolicy
+from ...consumer._runner import DEFAULT_RETRY, Consumer, ConsumerStats
+from ...delivery._retry import RetryPolicy
 from ...errors import ConfigurationError
 from ...handlers.local import LocalHandler
 from ._forwarder import InMemoryForwardHandler

@@ -6,7 +6,7 @@ import logging
 import random
 import time
 
-from .retry import RetryPolicy
+from ._retry import RetryPolicy
 
 logger = logging.getLogger("fastapi_events.delivery")
 
