@@ -44,8 +44,9 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         self.event_id = event_id
         self.dispatched_at = dispatched_at
         self.attempt = attempt
-        if trace_context:
-            # Read by the codec (``trace_context(event)``) when a forwarder builds the message.
+        if trace_context is not None:
+            # Read by the codec (``trace_context(event)``) when a forwarder builds the message; an empty mapping
+            # says "nothing to propagate" (the current context is the relay's, not the dispatcher's).
             self.trace_context = dict(trace_context)
         return self
 

@@ -7,8 +7,8 @@ thread wake-up plus one ``call_soon_threadsafe`` per call.
 What a thread hop costs is the two wake-ups (worker thread, then event loop), not the call, so both are coalesced
 across concurrent requests:
 
-* jobs go into one shared queue, and a worker wakes only when no other is awake: an awake worker takes every
-  job queued meanwhile without being signalled again;
+* jobs go into one shared queue; a worker is woken once per turn of the submitting loop, and only when no
+  other is awake: an awake worker takes every job queued meanwhile without being signalled again;
 * results for a loop go into that loop's :class:`_Inbox`; only the first result of a batch schedules a
   ``call_soon_threadsafe``, and the loop settles everything gathered by then in that one callback.
 
@@ -43,13 +43,14 @@ _ASLEEP = float("-inf")  # ... of a sleeping one: not available until woken
 class _Inbox:
     """Results on their way back to one event loop."""
 
-    __slots__ = ("__weakref__", "loop", "results", "scheduled")
+    __slots__ = ("__weakref__", "loop", "results", "scheduled", "wake_pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weak: the inbox is the value of a dict weakly keyed by this very loop.
         self.loop = weakref.ref(loop)
         self.results: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
         self.scheduled = False
+        self.wake_pending = False  # a worker wake-up is scheduled on this loop (see _Pool.submit)
 
     def post(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         """Called by workers. A racing second worker may schedule a redundant delivery; that one finds little
@@ -109,9 +110,19 @@ class _Pool:
         self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
+        self._jobs.append(job)
+        inbox = job[0]
+        # The wake-up waits for the loop's next turn: a worker woken now would only wait for the GIL, and then
+        # force the loop to hand it over mid-work; by then every job submitted meanwhile is queued as well.
+        if not inbox.wake_pending:
+            inbox.wake_pending = True
+            loop.call_soon(self._flush, inbox, loop)
+
+    def _flush(self, inbox: _Inbox, loop: asyncio.AbstractEventLoop) -> None:
+        inbox.wake_pending = False
+        # Under the lock: a worker decides to sleep under it after finding the queue empty.
         with self._lock:
-            self._jobs.append(job)
-            new = self._wake_if_needed()
+            new = self._wake_if_needed() if self._jobs else None
         if new is not None:
             threading.Thread(target=self._work, args=(new,), name="fastapi_events_sync", daemon=True).start()
         timer_loop = self._timer_loop

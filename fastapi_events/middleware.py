@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._report import ErrorHook
@@ -66,13 +66,14 @@ class EventHandlerASGIMiddleware:
         buffer = EventBuffer(runtime)
         token = event_store.set(buffer)
 
-        async def streaming_send(message: Message) -> None:
+        def streaming_send(message: Message) -> Awaitable[None]:
             # A body sent in parts may stream for minutes (SSE, progress): from its first part on the response is
             # under way, so the request's events are handled as they come instead of when the stream ends.
+            # Not a coroutine itself: handing back send's awaitable saves a frame on every request's sends.
             if not buffer.live and message.get("more_body") and message["type"] == "http.response.body":
                 buffer.live = True
                 runtime.kick(buffer)
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, streaming_send)
@@ -117,15 +118,16 @@ class EventHandlerASGIMiddleware:
                 if self.outbox is not None:
                     await self.outbox.start()
             elif kind == "lifespan.shutdown":
-                # Before the app's own shutdown, while the resources handlers use are still open.
+                # Before the app's own shutdown, while the resources handlers use are still open (the outbox's
+                # relay too: apps dispose of their database engine in their shutdown code).
+                if self.outbox is not None:
+                    await self.outbox.stop(timeout)
                 await runtime.drain(timeout)
             return message
 
         async def wrapped_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 # The app's shutdown hooks may have dispatched too; handle those, then flush and stop handlers.
-                if self.outbox is not None:
-                    await self.outbox.stop(timeout)
                 await runtime.shutdown(timeout)
             await send(message)
 

@@ -256,12 +256,12 @@ class Consumer:
             return
         name = str(event[0])
         attempt = delivery.attempt
+        # Handlers see the producer's event id and the attempt number (``Depends(event_meta)``).
+        identified = received(event, delivery.attributes, delivery.message_id, attempt)
         while True:
             try:
-                # Handlers see the producer's event id and this attempt (``Depends(event_meta)``).
-                matched = await self._handle(
-                    received(event, delivery.attributes, delivery.message_id, attempt), delivery
-                )
+                identified.attempt = attempt  # the same event object on every attempt, as observers expect
+                matched = await self._handle(identified, delivery)
             except Exception as exc:
                 error = str(exc) if str(exc) else type(exc).__name__
                 if self.retry.exhausted(attempt, None, 0.0):

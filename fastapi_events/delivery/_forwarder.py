@@ -245,10 +245,7 @@ class ForwardHandler(BaseEventHandler):
     async def _hand_over(self, ids: list[str]) -> None:
         """Wait until the sender handed these events to the broker: the request's loop may close right after
         it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
-        accepted = self._handovers.register(ids)
-        try:
-            await asyncio.wait_for(accepted, self.flush_timeout)
-        except asyncio.TimeoutError:
+        if await self._handovers.wait(ids, self.flush_timeout) is False:
             now = time.monotonic()
             if now - self._timeout_logged_at >= self._outage.log_interval:
                 self._timeout_logged_at = now
@@ -259,8 +256,6 @@ class ForwardHandler(BaseEventHandler):
                     self.transport.destination,
                     self.flush_timeout,
                 )
-        finally:
-            self._handovers.forget(ids)
 
     # -- delivering ----------------------------------------------------------------------------------------
     async def _run_sender(self) -> None:
@@ -323,7 +318,7 @@ class ForwardHandler(BaseEventHandler):
                 self._transport_open = True
             except Exception as exc:
                 self._handovers.release_all()
-                await asyncio.sleep(self._outage.failed("open", f"{type(exc).__name__}: {exc}", self._queued()))
+                await asyncio.sleep(self._outage.open_failed(exc, self._queued()))
         if self._outage.active:
             self._outage.recovered(self._queued())
 

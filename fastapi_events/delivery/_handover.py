@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 class _Waiter:
     __slots__ = ("future", "left")
 
-    def __init__(self, future: asyncio.Future[None], left: int) -> None:
+    def __init__(self, future: asyncio.Future[bool | None], left: int) -> None:
         self.future = future
         self.left = left
 
@@ -27,12 +27,27 @@ class Handovers:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def register(self, ids: Sequence[str]) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def register(self, ids: Sequence[str]) -> asyncio.Future[bool | None]:
+        """A future set to True once every id is resolved, None when released early (the broker is down)."""
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, len(ids))
         for event_id in ids:
             self._by_id[event_id] = waiter
         return future
+
+    async def wait(self, ids: Sequence[str], timeout: float) -> bool | None:
+        """Register ``ids`` and wait: True once all are resolved, None when released early, False on timeout."""
+        accepted = self.register(ids)
+        # call_later rather than wait_for: this runs once per request, and wait_for costs a second future and
+        # a callback chain on top of the timer.
+        timer = accepted.get_loop().call_later(timeout, _expire, accepted)
+        try:
+            outcome = await accepted
+        finally:
+            timer.cancel()
+        if outcome is not True:
+            self.forget(ids)
+        return outcome
 
     def resolve(self, ids: Iterable[str]) -> None:
         by_id = self._by_id
@@ -44,7 +59,7 @@ class Handovers:
                 continue
             waiter.left -= 1
             if waiter.left <= 0 and not waiter.future.done():
-                waiter.future.set_result(None)
+                waiter.future.set_result(True)
 
     def forget(self, ids: Iterable[str]) -> None:
         """The caller stopped waiting (timeout or cancellation)."""
@@ -58,6 +73,11 @@ class Handovers:
         for waiter in waiters.values():
             if not waiter.future.done() and not waiter.future.get_loop().is_closed():
                 waiter.future.set_result(None)
+
+
+def _expire(accepted: asyncio.Future[bool | None]) -> None:
+    if not accepted.done():
+        accepted.set_result(False)
 
 
 class Flushes:

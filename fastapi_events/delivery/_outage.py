@@ -6,6 +6,7 @@ import logging
 import random
 import time
 
+from ..errors import ConfigurationError
 from ._retry import RetryPolicy
 
 logger = logging.getLogger("fastapi_events.delivery")
@@ -32,7 +33,7 @@ class Outage:
     def active(self) -> bool:
         return self.failures > 0
 
-    def failed(self, what: str, error: str, queued: int) -> float:
+    def failed(self, what: str, error: str, queued: int, level: int = logging.WARNING) -> float:
         """Record one failed attempt; returns how long to wait before the next one."""
         now = time.monotonic()
         self.failures += 1
@@ -40,7 +41,8 @@ class Outage:
             self.since = now
         if self.failures == 1 or now - self._logged_at >= self.log_interval:
             self._logged_at = now
-            logger.warning(
+            logger.log(
+                level,
                 "%s: cannot %s %s for %.0fs (%d attempt(s)), %d event(s) waiting: %s",
                 self.where,
                 what,
@@ -55,6 +57,14 @@ class Outage:
         # ceiling, which bounds how long after the broker's return the held events wait.
         ceiling = self._policy.backoff_ceiling(self.failures)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def open_failed(self, exc: Exception, queued: int) -> float:
+        """Record a failed ``transport.open()``; returns how long to wait before the next attempt."""
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (ConfigurationError, TypeError)):
+            # The SDK refused a setting: no broker coming back fixes that. Loud, and kept up while it lasts.
+            return self.failed("open", f"configuration rejected ({error}); fix the settings", queued, logging.ERROR)
+        return self.failed("open", error, queued)
 
     def still_waiting(self, seconds: float, queued: int) -> None:
         """A send has not returned for ``seconds`` (the broker accepts connections but does not answer)."""

@@ -163,11 +163,14 @@ class Plan:
             if not refs or (refs == [EVENT] and (step.positional or _positional_ok(step.call))):
                 self._direct = step.call
                 self._direct_takes_event = bool(refs)
-        #: Only coroutine functions and no teardown: resolved by one loop without per-step coroutines.
-        self._plain_async = kinds == {Kind.ASYNC}
-        #: ``run(event)``: the awaitable running the plan. Chosen once so that calls pay no dispatch: an all-sync
-        #: plan hands the worker's future itself (no coroutine frame around the thread hop).
-        self.run: Callable[[Event], Awaitable[Any]] = self._run_in_thread if self.all_sync else self._run
+        #: ``run(event)``: the awaitable running the plan, chosen once: an all-sync plan hands the worker's future
+        #: itself (no coroutine frame around the thread hop), an async handler taking only the event its own
+        #: coroutine.
+        self.run: Callable[[Event], Awaitable[Any]] = self._run
+        if self.all_sync:
+            self.run = self._run_in_thread
+        elif self._direct is not None and self._direct_takes_event:
+            self.run = self._direct
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:
@@ -232,16 +235,18 @@ class Plan:
         direct = self._direct
         if direct is not None:
             return await (direct(event) if self._direct_takes_event else direct())
-        if self._plain_async:
+        if not self.has_teardown:
+            # Steps inline, without a coroutine per step: the usual plans (plain async, sync dependencies).
             values: list[Any] = []
             for step in self.steps:
                 args, kwargs = step.arguments(event, values)
-                values.append(await step.call(*args, **kwargs))
-            return values[-1]
-        if not self.has_teardown:
-            values = []
-            for step in self.steps:
-                values.append(await _run_step(step, event, values, None))
+                if step.kind is Kind.ASYNC:
+                    values.append(await step.call(*args, **kwargs))
+                else:
+                    value = await _in_thread(step, args, kwargs)
+                    if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+                        value = await value
+                    values.append(value)
             return values[-1]
         async with AsyncExitStack() as stack:
             values = []
@@ -265,13 +270,17 @@ class Plan:
             return values[-1]
 
 
+def _in_thread(step: Step, args: list[Any], kwargs: dict[str, Any]) -> Awaitable[Any]:
+    return submit(step.call, *args) if not kwargs else submit(lambda: step.call(*args, **kwargs))
+
+
 async def _run_step(step: Step, event: Event, values: list[Any], stack: AsyncExitStack | None) -> Any:
     args, kwargs = step.arguments(event, values)
     kind = step.kind
     if kind is Kind.ASYNC:
         return await step.call(*args, **kwargs)
     if kind is Kind.SYNC:
-        result = await (submit(step.call, *args) if not kwargs else submit(lambda: step.call(*args, **kwargs)))
+        result = await _in_thread(step, args, kwargs)
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await result
         return result

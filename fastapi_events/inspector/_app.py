@@ -4,8 +4,9 @@ Endpoints, relative to where it is mounted (JSON unless said otherwise)::
 
     GET  /                       the page (HTML; embeds the token for the POSTs below)
     GET  /static/{app.js,style.css}
-    GET  /api/events?after=SEQ&pattern=GLOB&limit=N
-                                 recent events after SEQ (newest last), events/s of the last minutes
+    GET  /api/events?after=N&pattern=GLOB&limit=N
+                                 recent events added or updated (handler runs) since the response that said
+                                 "last": N (oldest first), and events/s of the last minutes
     GET  /api/handlers           local registrations, forwarders, consumers, outboxes, with their counts
     GET  /api/dead-letters       dead letters per spool/outbox source, and recent dead-letter notifications
     POST /api/dead-letters/replay  {"source": ID, "ids": [...]}   (token + same-origin)
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..codec import json_default
 from . import _asyncapi, _catalog, _components, _deadletters
-from ._recorder import RATE_WINDOW, EventRecord, Recorder
+from ._recorder import EventRecord, Recorder
 from ._security import TOKEN_HEADER, Authorize, Tokens, allowed, same_origin
 
 _PREVIEW_CHARS = 2000
@@ -100,7 +101,7 @@ class Inspector:
     """Events, handlers, failures and dead letters of this process, live in the browser.
 
     ``app.mount("/_events", Inspector().app)``. Only loopback clients are served unless ``authorize``
-    (sync or async, taking Starlette's ``HTTPConnection``, returning ``True`` to allow) says otherwise;
+    (sync or async, taking Starlette's ``HTTPConnection``, returning a true value to allow) says otherwise;
     everything else gets 403. ``max_events`` bounds the tail kept in memory; recording stops ``idle_after``
     seconds after the last request.
     """
@@ -109,7 +110,8 @@ class Inspector:
         self.authorize = authorize
         self.recorder = Recorder(max_events=max_events, idle_after=idle_after)
         self._tokens = Tokens()
-        self._assets: dict[str, str] = {}
+        # Read here, not on the event loop at the first page load.
+        self._assets = {name: _asset(name) for name in ("index.html", *_STATIC_TYPES)}
         self.app: ASGIApp = self._asgi
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,12 +147,12 @@ class Inspector:
             return self._page()
         if path.startswith("/static/") and path[8:] in _STATIC_TYPES:
             name = path[8:]
-            return Response(self._asset(name), media_type=_STATIC_TYPES[name], headers=_HEADERS)
+            return Response(self._assets[name], media_type=_STATIC_TYPES[name], headers=_HEADERS)
         if path == "/asyncapi.json":
             app = request.scope.get("app")
             title = str(getattr(app, "title", "") or "fastapi-events app")
             version = str(getattr(app, "version", "") or "0.0.0")
-            seen = dict(self.recorder.names)
+            seen = self.recorder.seen()
             return JSONResponse(_asyncapi.document(seen, title=title, version=version), headers=_HEADERS)
         if path.startswith("/api/"):
             self.recorder.touch()
@@ -161,18 +163,12 @@ class Inspector:
             if path == "/api/dead-letters":
                 return JSONResponse(await _deadletters.listing(list(self.recorder.dead)), headers=_HEADERS)
             if path == "/api/catalog":
-                return JSONResponse(_catalog.catalog_view(dict(self.recorder.names)), headers=_HEADERS)
+                return JSONResponse(_catalog.catalog_view(self.recorder.seen()), headers=_HEADERS)
         return JSONResponse({"error": "not found"}, status_code=404, headers=_HEADERS)
-
-    def _asset(self, name: str) -> str:
-        found = self._assets.get(name)
-        if found is None:
-            found = self._assets[name] = _asset(name)
-        return found
 
     def _page(self) -> Response:
         # The token is url-safe base64 and hex only: nothing in it needs escaping inside the attribute.
-        html = self._asset("index.html").replace("{{token}}", self._tokens.issue())
+        html = self._assets["index.html"].replace("{{token}}", self._tokens.issue())
         return Response(html, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
     def _events(self, request: Request) -> Response:
@@ -180,16 +176,16 @@ class Inspector:
         after = _int(params.get("after"), 0)
         limit = max(1, min(_int(params.get("limit"), 200), self.recorder.max_events))
         pattern = params.get("pattern") or None
-        records = self.recorder.since(after)
+        records = self.recorder.changed_since(after)
         if pattern is not None:
             records = [r for r in records if fnmatchcase(r.name, pattern)]
         records = records[-limit:]
         return JSONResponse(
             {
                 "watching_since": self.recorder.watching_since,
-                "last": self.recorder.last_seq,
+                "last": self.recorder.version,
                 "events": [event_json(record) for record in records],
-                "rate": list(self.recorder.rate)[-RATE_WINDOW:],
+                "rate": self.recorder.rate,
             },
             headers=_HEADERS,
         )

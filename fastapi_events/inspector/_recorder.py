@@ -4,11 +4,13 @@ Recording is on only while someone watches: the first request to the inspector i
 remove themselves once no request came for ``idle_after`` seconds. With no page open the hot paths therefore
 see empty hook lists and pay nothing. Everything kept is bounded: a ring of recent events, a ring of latencies
 per handler, a few minutes of per-second counts.
+
+The live stream's ``EventStream`` is not used for the tail: it is a handler the app has to put in its middleware,
+while the inspector must work by being mounted alone; the hooks see every middleware's events without wiring.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import deque
@@ -28,6 +30,8 @@ RATE_WINDOW = 300
 _LATENCY_SAMPLES = 1024
 _MAX_KEYS = 4096  # distinct handler names / event names / destinations remembered
 _ERROR_CHARS = 500
+_MATCH_WINDOW = 200  # recent records searched for the dispatch an outbox delivery belongs to
+_BACKLOG = 4  # events (and handler runs) queued between two reads, in multiples of max_events
 
 # Set around a consumer's handling of one message, so that the events its handlers see are labelled with it.
 _consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
@@ -38,11 +42,12 @@ HandlerRun = tuple[str, float, "str | None"]
 
 
 class EventRecord:
-    __slots__ = ("event", "name", "runs", "seq", "source", "time")
+    __slots__ = ("event", "name", "runs", "seq", "source", "time", "version")
 
-    def __init__(self, seq: int, event: Event, name: str, source: str) -> None:
+    def __init__(self, seq: int, event: Event, name: str, source: str, at: float) -> None:
         self.seq = seq
-        self.time = _time()
+        self.version = seq  # the recorder's change counter when this record last changed
+        self.time = at  # unix time
         self.event = event
         self.name = name
         self.source = source
@@ -90,18 +95,18 @@ def describe_error(exc: BaseException) -> str:
 
 
 class _HandleScope:
-    __slots__ = ("_handler", "_record", "_recorder", "_start")
+    __slots__ = ("_event", "_handler", "_recorder", "_start")
 
     def __init__(self, recorder: Recorder, event: Event, handler: str) -> None:
         self._recorder = recorder
+        self._event = event
         self._handler = handler
-        self._record = recorder.record_for(event)
 
     def __enter__(self) -> None:
         self._start = _monotonic()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self._recorder.handled(self._record, self._handler, _monotonic() - self._start, exc)
+        self._recorder.handled(self._event, self._handler, _monotonic() - self._start, exc)
 
 
 class _ChannelScope:
@@ -124,7 +129,11 @@ class _ChannelScope:
 
 
 class Recorder:
-    """The ring buffers and counters behind the inspector's live views."""
+    """The ring buffers and counters behind the inspector's live views.
+
+    The hooks only append to two bounded queues (and count); the tail is built from them when a client reads,
+    so that a page being open costs the app as little as possible per event.
+    """
 
     def __init__(self, *, max_events: int = 500, idle_after: float = 60.0) -> None:
         self.max_events = max_events
@@ -133,14 +142,21 @@ class Recorder:
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.handlers: dict[str, HandlerStats] = {}
         self.channels: dict[tuple[str, str, str], ChannelStats] = {}
-        self.names: dict[str, int] = {}  # event name -> times seen while watching
+        self._names: dict[Any, int] = {}  # event name (as dispatched) -> times seen while watching
         self.lag: dict[tuple[str, str, str], int] = {}
         self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # dead-letter notifications
-        self.rate: deque[list[int]] = deque(maxlen=RATE_WINDOW)  # [unix second, events dispatched]
+        self._rate: deque[list[int]] = deque(maxlen=RATE_WINDOW)  # [monotonic second, events dispatched]
+        # Not yet in the tail: (event, monotonic time) and (event, handler, seconds, error, consumer key).
+        self._fresh: deque[tuple[Event, float]] = deque(maxlen=_BACKLOG * max_events)
+        self._runs: deque[tuple[Event, str, float, str | None, tuple[str, str, str] | None]] = deque(
+            maxlen=_BACKLOG * max_events
+        )
         self._seq = 0
-        self._counter = itertools.count(1)
+        self._version = 0
         self._by_id: dict[int, EventRecord] = {}
-        self._lock = threading.Lock()
+        self._aliases: dict[int, tuple[Event, EventRecord]] = {}  # handled copies of events (outbox, consumers)
+        self._lock = threading.Lock()  # counters updated from worker threads (sync handlers)
+        self._fold_lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
 
@@ -180,76 +196,47 @@ class Recorder:
         _remove(_hooks.on_consumer_lag, self.on_consumer_lag)
         _remove(_hooks.on_dead_letter, self.on_dead_letter)
 
-    def _idle(self) -> bool:
-        if _monotonic() - self._last_seen > self.idle_after:
-            self.stop()
-            return True
-        return False
-
-    # -- hooks ------------------------------------------------------------------------------------------------
+    # -- hooks (hot paths: keep them to appends and counts) -----------------------------------------------------
     def on_dispatch(self, event: Event) -> Event:
-        if self._idle():
+        now = _monotonic()
+        if now - self._last_seen > self.idle_after:
+            self.stop()
             return event
-        self._add(event, "dispatch")
-        return event
-
-    def _add(self, event: Event, source: str) -> EventRecord:
-        # No lock: each step is one atomic operation under the GIL (events come from worker threads too); the
-        # chart may miss a count when two threads race on the same second, nothing else can go wrong.
-        name = event_name_str(event[0])
-        record = EventRecord(next(self._counter), event, name, source)
-        self._seq = record.seq
-        self.events.append(record)  # the deque drops the oldest
-        by_id = self._by_id
-        by_id[id(event)] = record  # the record holds the event: its id cannot be reused meanwhile
-        if len(by_id) > 2 * self.max_events:
-            self._by_id = {id(r.event): r for r in self._snapshot()}
-        second = int(record.time)
-        rate = self.rate
+        self._fresh.append((event, now))
+        # The chart and the catalog count every event, also those the tail has no room for. Two threads racing
+        # may lose a count; nothing else can go wrong without a lock here. Names are counted as given (an Enum
+        # member, usually a str): converting them is left to the reader.
+        key = event[0]
+        names = self._names
+        count = names.get(key)
+        if count is not None:
+            names[key] = count + 1
+        elif len(names) < _MAX_KEYS:
+            names[key] = 1
+        second = int(now)
+        rate = self._rate
         if rate and rate[-1][0] == second:
             rate[-1][1] += 1
         else:
             rate.append([second, 1])
-        names = self.names
-        if name in names:
-            names[name] += 1
-        elif len(names) < _MAX_KEYS:
-            names[name] = 1
-        return record
-
-    def _snapshot(self) -> tuple[EventRecord, ...]:
-        while True:
-            try:
-                return tuple(self.events)
-            except RuntimeError:  # appended to by another thread while copying
-                continue
-
-    def record_for(self, event: Event) -> EventRecord:
-        record = self._by_id.get(id(event))
-        if record is not None and record.event is event:
-            return record
-        consuming = _consuming.get()
-        if consuming is not None:  # received from a broker: it enters the tail here
-            return self._add(event, f"{consuming[1]}:{consuming[2]}")
-        # Dispatched before recording started, or already pushed out of the ring by newer events: its handler
-        # runs still count, but it does not enter the tail (again).
-        return EventRecord(0, event, event_name_str(event[0]), "dispatch")
+        return event
 
     def on_handle(self, event: Event, handler: str) -> _HandleScope:
         # No idleness check here: every dispatched event passes on_dispatch first, which does it.
         return _HandleScope(self, event, handler)
 
-    def handled(self, record: EventRecord, handler: str, seconds: float, exc: BaseException | None) -> None:
+    def handled(self, event: Event, handler: str, seconds: float, exc: BaseException | None) -> None:
         error = None if exc is None else describe_error(exc)
-        consuming = _consuming.get() if error is not None else None
+        consuming = _consuming.get()
+        self._runs.append((event, handler, seconds, error, consuming))
         with self._lock:
-            record.runs.append((handler, seconds, error))
             stats = self.handlers.get(handler)
             if stats is None and len(self.handlers) < _MAX_KEYS:
                 stats = self.handlers[handler] = HandlerStats()
             if stats is not None:
                 stats.add(seconds, error)
-            if consuming is not None:  # the consumer catches it (retry, dead letter): count it for the consumer
+            if error is not None and consuming is not None:
+                # The consumer catches it (retry, dead letter): count it for the consumer.
                 channel = self._channel(consuming)
                 if channel is not None:
                     channel.failures += 1
@@ -267,7 +254,8 @@ class Recorder:
     def on_consume(
         self, system: str, destination: str, message_id: str, event_name: str, headers: Mapping[str, str]
     ) -> _ChannelScope:
-        self._idle()
+        if _monotonic() - self._last_seen > self.idle_after:
+            self.stop()
         return _ChannelScope(self, ("consumer", system, destination), 1)
 
     def channel_done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
@@ -293,13 +281,98 @@ class Recorder:
     def on_dead_letter(self, event_name: str, where: str, reason: str) -> None:
         self.dead.append({"time": _time(), "event": event_name, "where": where, "reason": reason[:_ERROR_CHARS]})
 
-    # -- reading ----------------------------------------------------------------------------------------------
-    def since(self, seq: int) -> list[EventRecord]:
-        return [record for record in self._snapshot() if record.seq > seq]
+    # -- building the tail (when a client reads) ----------------------------------------------------------------
+    def fold(self) -> None:
+        """Move what the hooks queued into the tail: records, their handler runs, the names seen."""
+        with self._fold_lock:
+            offset = _time() - _monotonic()
+            # Runs queued before the events are drained belong to events queued before them: take only those,
+            # so that no run arrives ahead of its event.
+            pending_runs = len(self._runs)
+            fresh = self._fresh
+            while fresh:
+                event, at = fresh.popleft()
+                self._add(event, at + offset, "dispatch")
+            runs = self._runs
+            for _ in range(pending_runs):
+                event, handler, seconds, error, consuming = runs.popleft()
+                record = self._record_of_run(event, consuming)
+                if record is None:
+                    continue  # dispatched before the page opened, or pushed out of the tail since: counted only
+                record.runs.append((handler, seconds, error))
+                self._version += 1
+                record.version = self._version
+
+    def _record_of_run(self, event: Event, consuming: tuple[str, str, str] | None) -> EventRecord | None:
+        record = self._by_id.get(id(event))
+        if record is not None and record.event is event:
+            return record
+        alias = self._aliases.get(id(event))
+        if alias is not None and alias[0] is event:
+            return alias[1]
+        if consuming is not None:  # received from a broker: it enters the tail here
+            record = self._add(event, _time(), f"{consuming[1]}:{consuming[2]}")
+        elif getattr(event, "event_id", None) is not None:
+            # Delivered from the transactional outbox: handlers get a copy made after the commit, not the tuple
+            # dispatch() saw. It belongs to the oldest recent dispatch of that name and payload not handled yet.
+            record = self._dispatched_like(event) or self._add(event, _time(), "outbox")
+        else:
+            return None
+        self._aliases[id(event)] = (event, record)  # the event's other handlers
+        if len(self._aliases) > self.max_events:
+            del self._aliases[next(iter(self._aliases))]
+        return record
+
+    def _dispatched_like(self, event: Event) -> EventRecord | None:
+        name = event_name_str(event[0])
+        for record in list(self.events)[-_MATCH_WINDOW:]:
+            if record.runs or record.source != "dispatch" or record.name != name:
+                continue
+            try:
+                if record.event[1] == event[1]:
+                    return record
+            except Exception:  # a payload type whose == raises: not this one
+                continue
+        return None
+
+    def _add(self, event: Event, at: float, source: str) -> EventRecord:
+        name = event_name_str(event[0])
+        self._seq += 1
+        self._version += 1
+        record = EventRecord(self._seq, event, name, source, at)
+        record.version = self._version
+        self.events.append(record)  # the deque drops the oldest
+        by_id = self._by_id
+        by_id[id(event)] = record  # the record holds the event: its id cannot be reused meanwhile
+        if len(by_id) > 2 * self.max_events:
+            self._by_id = {id(r.event): r for r in self.events}
+        if source != "dispatch":  # received from a broker: on_dispatch did not count it
+            self._names[event[0]] = self._names.get(event[0], 0) + 1
+        return record
+
+    def changed_since(self, version: int) -> list[EventRecord]:
+        """Records added, or given handler runs, after ``version`` (a previous :attr:`version`), oldest first."""
+        self.fold()
+        return [record for record in self.events if record.version > version]
+
+    def seen(self) -> dict[str, int]:
+        """Event name -> how often it was seen while watching (at most ``_MAX_KEYS`` names)."""
+        self.fold()
+        seen: dict[str, int] = {}
+        for key, count in list(self._names.items()):
+            name = event_name_str(key)
+            seen[name] = seen.get(name, 0) + count
+        return seen
 
     @property
-    def last_seq(self) -> int:
-        return self._seq
+    def rate(self) -> list[list[int]]:
+        """``[unix second, events dispatched]`` for the last few minutes."""
+        offset = _time() - _monotonic()
+        return [[int(second + offset), count] for second, count in list(self._rate)]
+
+    @property
+    def version(self) -> int:
+        return self._version
 
 
 def _remove(hooks: list[Any], hook: Any) -> None:

@@ -100,6 +100,7 @@ class SQLAlchemyOutbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._relay: Relay | None = None
         self._inflight: set[asyncio.Task[None]] = set()
 
     # -- wiring ----------------------------------------------------------------------------------------------
@@ -137,6 +138,7 @@ class SQLAlchemyOutbox:
             return
         self._wake = asyncio.Event()
         relay = Relay(self._get_deliverer(), self.batch_size, self.poll_interval, self.retention, self._wake)
+        self._relay = relay
         self._background = [loop.create_task(relay.run(), name=f"outbox-relay:{self.table_name}")]
         if self.db.is_postgres:
             self._background.append(loop.create_task(listen(self.db, self.channel, self._wake.set)))
@@ -156,23 +158,28 @@ class SQLAlchemyOutbox:
         self.table.create(conn, checkfirst=True)
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop the relay and wait (up to ``timeout`` seconds) for deliveries in flight."""
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._background = []
-        self.db.close()
-        inflight = [t for t in self._inflight if not t.get_loop().is_closed()]
-        if inflight:
-            _, pending = await asyncio.wait(inflight, timeout=timeout)
+        """Stop the relay after its current round and wait (up to ``timeout`` seconds) for deliveries in flight."""
+        if self._relay is not None:
+            self._relay.stopping = True
+            self._wake_relay()
+        # The relay's task comes first in _background; the LISTEN task after it never ends by itself.
+        running = [t for t in [*self._background[:1], *self._inflight] if not t.get_loop().is_closed()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
             if pending:
                 logger.warning(
                     "outbox: %d delivery round(s) still running at shutdown; a relay delivers their events again "
                     "once the lease expires",
                     len(pending),
                 )
+        for task in self._background:  # the listener, and a relay stuck past the timeout
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
+        self._relay = None
+        self.db.close()
 
     # -- the dispatch side (no I/O until the session commits) --------------------------------------------------
 

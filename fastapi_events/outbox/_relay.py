@@ -98,7 +98,7 @@ class Deliverer:
                 verdicts[record.seq] = {"<decode>": Failure(str(exc), permanent=True)}
                 continue
             event = IdentifiedEvent(
-                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers
+                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers or {}
             )
             items.append((record, event))
         renewing = asyncio.get_running_loop().create_task(self._renew([r.seq for r in records]))
@@ -193,12 +193,13 @@ class Relay:
         self.retention = retention
         self.wake = wake
         self.on_claim = on_claim
+        self.stopping = False  # set by the owner: finish the current round, then return
         self._next_cleanup = 0.0
 
     async def run(self) -> None:
         d = self.deliverer
         health = d.health
-        while True:
+        while not self.stopping:
             self.wake.clear()
             try:
                 now = time.time()

@@ -32,6 +32,7 @@ logger = logging.getLogger("fastapi_events.stream")
 BLOCK_MS = 1000
 READ_COUNT = 1000
 MAX_BACKOFF = 2.0
+STOP_TIMEOUT = 5.0
 
 
 class RedisFeed:
@@ -73,12 +74,13 @@ class RedisFeed:
         task, self._task = self._task, None
         if task is not None and not task.get_loop().is_closed():
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=STOP_TIMEOUT)
         self._ready = None
         for client in (self._writer, self._reader):
             if client is not None:
-                with contextlib.suppress(RedisError, OSError, RuntimeError):  # closing a dead connection
-                    await client.aclose()
+                # Closing a dead connection may fail or wait for a server that is gone: shutdown must not hang.
+                with contextlib.suppress(RedisError, OSError, RuntimeError, asyncio.TimeoutError):
+                    await asyncio.wait_for(client.aclose(), STOP_TIMEOUT)
         self._writer = self._reader = None
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -127,6 +129,11 @@ class RedisFeed:
                 reply: Any = await self._reader.xread({self.stream: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
             except (RedisError, OSError) as exc:
                 logger.warning("reading Redis stream %r failed (%s); retrying", self.stream, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception:  # a bug must not silently stop every subscriber of this process
+                logger.exception("reading Redis stream %r failed; retrying", self.stream)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue

@@ -68,6 +68,9 @@ class Session:
                 elif subscription.ping:
                     subscription.ping = False
                     await ping()
+        except OSError:
+            # The client went away while we were sending (servers raise ClientDisconnected, an OSError).
+            self.gone = True
         except asyncio.CancelledError:
             if not self._aborted:
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -14,6 +15,8 @@ from ._subscription import parse_patterns
 
 if TYPE_CHECKING:
     from ._stream import EventStream
+
+logger = logging.getLogger("fastapi_events.stream")
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -50,7 +53,12 @@ async def serve_sse(stream: EventStream, scope: Scope, receive: Receive, send: S
     subscription = stream.subscribe(
         parse_patterns(params.getlist("events")), last_event_id=last_id, connection=connection
     )
-    await subscription.open()
+    try:
+        await subscription.open()
+    except Exception as exc:  # Redis unreachable (url=): say so instead of a bare 500
+        logger.exception("event stream subscription failed")
+        await plain_response(send, 503, f"event stream unavailable: {type(exc).__name__}: {exc}\n")
+        return
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         session = Session(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -14,6 +15,8 @@ from ._subscription import parse_patterns
 
 if TYPE_CHECKING:
     from ._stream import EventStream
+
+logger = logging.getLogger("fastapi_events.stream")
 
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
@@ -38,9 +41,9 @@ async def serve_ws(stream: EventStream, scope: Scope, receive: Receive, send: Se
         refusal = (POLICY_VIOLATION, str(exc))
     except HookFailed:
         refusal = (INTERNAL_ERROR, "event stream: the authorize hook failed")
-    # Accepted first even when refused: a close before accept reaches browsers as an anonymous 1006.
-    await send({"type": "websocket.accept"})
     if refusal is not None:
+        # Accepted first: a close before accept reaches browsers as an anonymous 1006.
+        await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": refusal[0], "reason": _reason(refusal[1])})
         return
     params = connection.query_params
@@ -49,8 +52,16 @@ async def serve_ws(stream: EventStream, scope: Scope, receive: Receive, send: Se
         last_event_id=params.get("last_event_id") or None,
         connection=connection,
     )
-    await subscription.open()
+    # Subscribed before the handshake completes: whatever the client triggers once connected reaches it.
     try:
+        await subscription.open()
+    except Exception:  # Redis unreachable (url=)
+        logger.exception("event stream subscription failed")
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": "event stream unavailable"})
+        return
+    try:
+        await send({"type": "websocket.accept"})
         disconnect = "websocket.disconnect"
         session = Session(subscription, receive, disconnect, keepalive=None, send_timeout=stream.send_timeout)
 

@@ -324,6 +324,16 @@ class Consumers:
         except subprocess.TimeoutExpired as exc:
             raise AssertionError(f"consumer {index} did not exit after SIGTERM\n{self.tails()}") from exc
 
+    def assigned(self) -> bool:
+        """Kafka: every consumer's last rebalance gave it partitions (other brokers: always true)."""
+        if self.case.name != "kafka":
+            return True
+        for log in self.logs:
+            moves = [line for line in log.read_text(errors="replace").splitlines() if " partitions [" in line]
+            if not moves or " assigned " not in moves[-1] or moves[-1].endswith("[]"):
+                return False
+        return True
+
     def _take_task(self, index: int) -> tuple[Consumer, asyncio.Task[Any]]:
         pair = self._tasks[index]
         assert pair is not None, f"consumer {index} was stopped already"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -21,10 +22,11 @@ def make_app(handler: ForwardHandler) -> FastAPI:
     app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
 
     @app.post("/events/{name}")
-    async def emit(name: str, request: Request) -> dict[str, int]:
+    async def emit(name: str, request: Request, delay: float = 0.0) -> dict[str, int]:
         payloads: list[Any] = await request.json()
         for payload in payloads:
             dispatch(name, payload=payload)
+        await asyncio.sleep(delay)  # a slow request: still running when the server is told to stop
         return {"dispatched": len(payloads)}
 
     @app.post("/unencodable")
@@ -46,13 +48,14 @@ def make_app(handler: ForwardHandler) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn --factory entry point: SQS forwarder configured from FE_* environment variables."""
+    """uvicorn --factory entry point: SQS forwarder configured from FE_* environment variables (``FE_SPOOL`` empty:
+    no spool)."""
     from fastapi_events.handlers.aws import SQSForwardHandler
 
     handler = SQSForwardHandler(
         os.environ["FE_QUEUE"],
         "us-east-1",
-        spool_path=os.environ["FE_SPOOL"],
+        spool_path=os.environ["FE_SPOOL"] or None,
         reconnect_max_delay=0.3,
         endpoint_url=os.environ["FE_ENDPOINT"],
         aws_access_key_id="testing",

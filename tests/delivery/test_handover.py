@@ -174,3 +174,41 @@ def test_during_a_known_outage_requests_are_not_held(dead_endpoint: Any) -> None
     # ... the next ones do not wait for a broker that is known to be down.
     assert time.monotonic() - started < 2.0
     assert handler.stats.queued == 6
+
+
+def test_graceful_shutdown_of_a_server_without_lifespan_waits_for_the_requests_events(
+    moto_server: MotoServer, tmp_path: Any
+) -> None:
+    """SIGTERM while a request runs: uvicorn lets it finish, and it finishes only once its events are in the queue.
+
+    With ``--lifespan off`` nothing flushes the forwarder at shutdown: the hand-over is all there is.
+    """
+    from tests._app_process import AppProcesses
+
+    queue = Queue(dict(moto_server.client_kwargs))
+    processes = AppProcesses("tests.delivery._app:app_from_env", tmp_path)
+    try:
+        env = {
+            "FE_QUEUE": queue.name,
+            "FE_SPOOL": "",
+            "FE_ENDPOINT": moto_server.client_kwargs["endpoint_url"],
+            "UVICORN_LIFESPAN": "off",
+        }
+        app, url = processes.start(env)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            result: dict[str, Any] = {}
+
+            def post() -> None:
+                result["response"] = client.post("/events/order.placed?delay=1.0", json=list(range(50)))
+
+            request = threading.Thread(target=post)
+            request.start()
+            time.sleep(0.5)  # the request is in its endpoint now
+            app.terminate()
+            request.join(30)
+            assert result["response"].status_code == 200
+        assert app.wait(30) in (0, -15)  # uvicorn >= 0.29 re-raises the signal once it shut down gracefully
+        queue.receive(50, timeout=10)
+        assert sorted(queue.payloads()) == list(range(50))
+    finally:
+        processes.close()

@@ -13,11 +13,10 @@ from fastapi_events.brokers.kafka import KafkaForwardHandler
 from fastapi_events.brokers.pubsub import GoogleCloudSimplePubSubHandler
 from fastapi_events.brokers.redis import RedisStreamForwardHandler
 from fastapi_events.brokers.sqs import SQSForwardHandler
-from fastapi_events.delivery import DeliveryOptions, ForwardHandler, RetryPolicy
+from fastapi_events.delivery import DeliveryOptions, ForwardHandler, RetryPolicy, Transport
 from fastapi_events.delivery._options import BaseDeliveryKwargs, DeliveryKwargs
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.testing import InMemoryBroker
-from tests.otel._loopback import LoopbackTransport
 
 FORWARDERS: dict[str, Callable[..., ForwardHandler]] = {
     "sqs": lambda **options: SQSForwardHandler("orders", "eu-central-1", **options),
@@ -25,8 +24,13 @@ FORWARDERS: dict[str, Callable[..., ForwardHandler]] = {
     "kafka": lambda **options: KafkaForwardHandler("orders", "127.0.0.1:9", **options),
     "redis": lambda **options: RedisStreamForwardHandler("orders", "redis://127.0.0.1:9/0", **options),
     "memory": lambda **options: InMemoryBroker().forwarder("orders", **options),
-    "custom transport": lambda **options: ForwardHandler(LoopbackTransport(), **options),
+    "custom transport": lambda **options: ForwardHandler(_a_transport(), **options),
 }
+
+
+def _a_transport() -> Transport:
+    """A Transport built the way a custom one is used: handed to ForwardHandler directly."""
+    return InMemoryBroker().forwarder("orders").transport
 
 
 def test_the_keyword_spec_names_exactly_the_declared_options() -> None:
@@ -140,7 +144,7 @@ def test_pubsub_takes_key_or_its_older_name_ordering_key() -> None:
 
 
 def test_options_object_or_keywords_not_both() -> None:
-    transport = LoopbackTransport()
+    transport = _a_transport()
     assert ForwardHandler(transport, DeliveryOptions(flush_timeout=4)).flush_timeout == 4
     with pytest.raises(TypeError, match="not both"):
         ForwardHandler(transport, DeliveryOptions(), flush_timeout=4)

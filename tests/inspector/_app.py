@@ -3,7 +3,9 @@ forwarder with a spool, and the inspector mounted at ``/_events`` (in process, o
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -43,6 +45,7 @@ def audit_log() -> list[Event]:
 
 
 AUDIT: list[Event] = []
+TASKS: set[asyncio.Task[None]] = set()
 
 
 def make_handler() -> LocalHandler:
@@ -57,7 +60,15 @@ def make_handler() -> LocalHandler:
         if event[1].get("fail"):
             raise RuntimeError(f"card declined for {event[1]}")
 
+    @handler.register(event_name="slow.*")
+    def slow(event: Event) -> None:
+        GATE.wait(10)
+
     return handler
+
+
+#: ``slow.*`` handlers wait for this (a thread event: they run in worker threads).
+GATE = threading.Event()
 
 
 def make_app(*, forwarder: Any = None, authorize: Authorize | None = None, **inspector: Any) -> FastAPI:
@@ -81,6 +92,15 @@ def make_app(*, forwarder: Any = None, authorize: Authorize | None = None, **ins
         for i in range(count):  # every event name distinct, as names built from data would be
             dispatch(f"generated.{i}", payload=None)
         return {"dispatched": count}
+
+    @app.post("/later/{name}")
+    async def later(name: str) -> dict[str, str]:
+        async def dispatch_soon() -> None:
+            await asyncio.sleep(0.01)
+            dispatch(name, payload={"later": True})  # after the response: handled outside the request
+
+        TASKS.add(asyncio.get_running_loop().create_task(dispatch_soon()))
+        return {"scheduled": name}
 
     @app.post("/orders/{order_id}")
     async def place(order_id: int) -> dict[str, int]:

@@ -22,9 +22,11 @@ def client_for() -> ClientFactory:
     async def open_client(app: FastAPI, client: tuple[str, int] = LOOPBACK) -> AsyncIterator[httpx.AsyncClient]:
         gc.collect()  # middlewares of earlier tests' apps would show up in the handlers view
         transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            yield http
-        app.state.inspector.recorder.stop()
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+                yield http
+        finally:
+            app.state.inspector.recorder.stop()
 
     return open_client
 

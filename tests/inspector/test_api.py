@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from fastapi_events import _hooks, drain
 from fastapi_events.inspector import Inspector
 
-from ._app import make_app
+from ._app import GATE, make_app
 from .conftest import BASE_URL, ClientFactory, page_token
 
 pytestmark = pytest.mark.anyio
@@ -36,6 +36,30 @@ async def test_events_show_each_handler_run_and_its_outcome(client_for: ClientFa
     assert order["payload"] == '{"order_id": 7, "lines": [{"sku": "tea", "quantity": 2}]}'
     assert order["handlers"][0]["handler"].endswith("audit")
     assert order["duration_ms"] >= 0
+
+
+async def test_an_event_shown_before_its_handlers_ran_comes_again_with_them(client_for: ClientFactory) -> None:
+    app = make_app()
+    GATE.clear()
+    try:
+        async with client_for(app) as client:
+            start = (await client.get("/_events/api/events")).json()["last"]
+            await client.post("/later/slow.job")
+            with anyio.fail_after(10):
+                # Polling, as the page does: the recorder has no event to wait on.
+                while not app.state.inspector.recorder.changed_since(start):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            before = (await client.get("/_events/api/events", params={"after": start})).json()
+            GATE.set()  # the handler (blocked so far) finishes
+            await drain(5)
+            after = (await client.get("/_events/api/events", params={"after": before["last"]})).json()
+    finally:
+        GATE.set()
+    ((shown,), (again,)) = before["events"], after["events"]
+    assert (shown["name"], shown["handlers"], shown["outcome"]) == ("slow.job", [], "no local handler")
+    assert again["seq"] == shown["seq"]
+    assert [run["handler"].rsplit(".", 1)[1] for run in again["handlers"]] == ["slow"]
+    assert again["outcome"] == "ok"
 
 
 async def test_tail_is_read_incrementally_filtered_and_bounded(client_for: ClientFactory) -> None:
@@ -70,7 +94,7 @@ async def test_memory_stays_bounded_with_a_page_open(client_for: ClientFactory) 
     assert len(events) == 50
     assert len(recorder.events) == 50
     assert len(recorder._by_id) <= 2 * 50 + 1
-    assert len(recorder.names) == _recorder._MAX_KEYS
+    assert len(recorder.seen()) == _recorder._MAX_KEYS
     assert all(len(stats.latencies) <= _recorder._LATENCY_SAMPLES for stats in recorder.handlers.values())
     assert len(recorder.rate) <= _recorder.RATE_WINDOW
 

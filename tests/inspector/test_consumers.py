@@ -26,12 +26,12 @@ async def test_consumed_events_failures_and_dead_letters_show_up(client_for: Cli
         recent = (await client.get("/_events/api/dead-letters")).json()["recent"]
     assert (stats.handled, stats.dead_lettered) == (1, 1)
     source = f"memory:{broker.source('payments').destination}"
-    assert [(e["name"], e["source"], e["outcome"]) for e in events] == [
-        ("payment.captured", source, "ok"),
-        ("payment.captured", source, "failed"),
-    ]
-    # The consumer's retry runs the handler on the same event again: both attempts are on its row.
-    assert [run["error"] is not None for run in events[1]["handlers"]] == [True, True]
+    assert {(e["name"], e["source"]) for e in events} == {("payment.captured", source)}
+    assert [e["outcome"] for e in events][:2] == ["ok", "failed"]
+    # Both attempts at the failing message are shown (a row per delivery, or both runs on one row).
+    failed_runs = [run for e in events for run in e["handlers"] if run["error"] is not None]
+    assert len(failed_runs) == 2
+    assert all("card declined" in run["error"] for run in failed_runs)
     (consumer,) = consumers
     assert (consumer["system"], consumer["messages"], consumer["failures"]) == ("memory", 2, 2)
     assert "card declined" in consumer["last_error"]
@@ -49,9 +49,11 @@ async def test_forwarder_counts_and_a_broker_refusal(client_for: ClientFactory) 
         broker.fail_next("audit", permanent=True)
         await client.post("/events/order.noted", json=[1, 2])
         await drain(5)
-        (row,) = (await client.get("/_events/api/handlers")).json()["forwarders"]
+        rows = (await client.get("/_events/api/handlers")).json()["forwarders"]
         recent = (await client.get("/_events/api/dead-letters")).json()["recent"]
     await forwarder.shutdown(5)
+    # (Middlewares of other tests may still be alive in this process: only this forwarder counts here.)
+    (row,) = [r for r in rows if r["handler"] == repr(forwarder)]
     assert row["system"] == "memory"
     assert row["spool_path"] is None
     assert (row["delivered"], row["dead_lettered"], row["queued"]) == (1, 1, 0)

@@ -9,12 +9,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_events import _hooks, dispatch
-from fastapi_events.delivery import ForwardHandler
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.otel import attributes as attr
+from fastapi_events.testing import InMemoryBroker
 
-from ._loopback import LoopbackTransport, consume_all
 from .conftest import Telemetry
 
 
@@ -64,8 +63,9 @@ def test_dispatched_handled_failed_and_duration(telemetry: Telemetry) -> None:
 
 
 def test_dead_lettered_counted_per_event_and_forwarder(telemetry: Telemetry) -> None:
-    transport = LoopbackTransport(reject=True)
-    forwarder = ForwardHandler(transport)
+    broker = InMemoryBroker()
+    broker.fail_next("events-queue", 3, permanent=True)
+    forwarder = broker.forwarder("events-queue")
     with TestClient(_app(forwarder, events=["bad.one", "bad.one", "bad.two"])) as client:
         client.get("/")
     assert forwarder.stats.dead_lettered == 3
@@ -74,41 +74,34 @@ def test_dead_lettered_counted_per_event_and_forwarder(telemetry: Telemetry) -> 
 
 
 def test_consumer_dead_letters_counted(telemetry: Telemetry) -> None:
-    transport = LoopbackTransport()
-    with TestClient(_app(ForwardHandler(transport), events=["nobody.listens", "known"])) as client:
+    broker = InMemoryBroker()
+    with TestClient(_app(broker.forwarder("events-queue"), events=["nobody.listens", "known"])) as client:
         client.get("/")
     worker = LocalHandler()
     worker.register(lambda event: None, event_name="known")
-    assert consume_all(transport, worker) == 1  # the unknown event is dead-lettered by the Consumer
+    report = asyncio.run(broker.consume("events-queue", worker))
+    assert report.handled == 1
+    assert report.reasons == {"unknown": 1}  # dead-lettered by the Consumer
     dead = {(p[0][attr.EVENT_NAME], p[0][attr.HANDLER]): p[1] for p in telemetry.points(attr.METRIC_DEAD_LETTERED)}
-    assert dead == {("nobody.listens", "Consumer(loopback:events-queue)"): 1}
+    assert dead == {("nobody.listens", "Consumer(memory:events-queue)"): 1}
 
 
 def test_queue_depth_gauge_reads_live_forwarders(telemetry: Telemetry) -> None:
-    transport = LoopbackTransport(destination="slow-queue")
-    release = asyncio.Event()
-    original = transport.send_batch
-
-    async def stuck(batch: Any) -> Any:
-        await release.wait()
-        return await original(batch)
-
-    transport.send_batch = stuck  # type: ignore[method-assign]
-    forwarder = ForwardHandler(transport)
+    broker = InMemoryBroker()
+    forwarder = broker.forwarder("slow-queue", reconnect_max_delay=0.1)
     app = _app(forwarder, events=["q.a", "q.b", "q.c"])
-    with TestClient(app) as client:
+    with TestClient(app) as client, broker.unreachable("slow-queue"):
         client.get("/")
         depth = [
             p
             for p in telemetry.points(attr.METRIC_QUEUE_DEPTH)
             if p[0][attr.MESSAGING_DESTINATION_NAME] == "slow-queue"
         ]
-        assert depth == [({attr.MESSAGING_SYSTEM: "loopback", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 3)]
-        client.portal.call(release.set)  # type: ignore[union-attr]
+        assert depth == [({attr.MESSAGING_SYSTEM: "memory", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 3)]
     depth = [
         p for p in telemetry.points(attr.METRIC_QUEUE_DEPTH) if p[0][attr.MESSAGING_DESTINATION_NAME] == "slow-queue"
     ]
-    assert depth == [({attr.MESSAGING_SYSTEM: "loopback", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 0)]
+    assert depth == [({attr.MESSAGING_SYSTEM: "memory", attr.MESSAGING_DESTINATION_NAME: "slow-queue"}, 0)]
 
 
 def test_consumer_lag_hook(telemetry: Telemetry) -> None:

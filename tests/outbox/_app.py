@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,15 @@ def make_app(
 ) -> tuple[FastAPI, SQLAlchemyOutbox]:
     """``POST /orders/{n}?events=k&fail=stage`` writes order ``n`` and ``k`` events, then commits (or not)."""
     outbox = SQLAlchemyOutbox(engine, **outbox_options)
-    app = FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # As apps do: the relay has stopped by now; asyncpg connections must be closed on their own loop.
+        if isinstance(engine, AsyncEngine):
+            await engine.dispose()
+
+    app = FastAPI(lifespan=lifespan)
     app.add_middleware(EventHandlerASGIMiddleware, handlers=list(handlers), outbox=outbox)
 
     def write(session: Any, n: int, events: int) -> None:

@@ -32,6 +32,7 @@ source.addEventListener("order.placed", (e) => {
   window.seen.push({id: e.lastEventId, payload: JSON.parse(e.data)});
 });
 const ws = new WebSocket(`ws://${location.host}/events/ws?events=order.*`);
+ws.onopen = () => { window.wsOpen = true; };
 ws.onmessage = (e) => { window.wsSeen.push(JSON.parse(e.data)); };
 </script></body></html>"""
 

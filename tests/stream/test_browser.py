@@ -3,6 +3,10 @@ without loss after the server dropped it."""
 
 from __future__ import annotations
 
+import re
+import runpy
+from pathlib import Path
+
 import httpx
 from playwright.sync_api import Page
 
@@ -19,8 +23,7 @@ def test_event_source_receives_events_and_resumes_without_loss(page: Page) -> No
     stream = EventStream()
     with serve(make_app(stream)) as base:
         page.goto(f"{base}/page")
-        page.wait_for_function("window.opens === 1 && window.wsSeen !== undefined")
-        page.wait_for_function("document.readyState === 'complete'")
+        page.wait_for_function("window.opens === 1 && window.wsOpen === true")
         dispatch(base, *range(5))
         page.wait_for_function("window.seen.length === 5")
         stream.close_subscribers()  # the server drops every stream; the browser reconnects by itself
@@ -36,3 +39,19 @@ def test_event_source_receives_events_and_resumes_without_loss(page: Page) -> No
     assert [(item["id"], item["name"], item["payload"]) for item in ws_seen[:5]] == [
         (str(n + 1), "order.placed", n) for n in range(5)
     ]
+
+
+def test_readme_example_in_the_browser(page: Page, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Live event streams (SSE and WebSocket)", 1)[1]
+    example = re.findall(r"```python\n(# app\.py.*?)```", section, re.S)[0]
+    (tmp_path / "app.py").write_text(example)
+    app = runpy.run_path(str(tmp_path / "app.py"))["app"]
+    with serve(app) as base:
+        page.goto(f"{base}/")
+        page.wait_for_function("source.readyState === EventSource.OPEN")
+        assert httpx.post(f"{base}/orders/7").json() == {"id": 7}
+        assert httpx.post(f"{base}/orders/8").json() == {"id": 8}
+        page.wait_for_function("document.querySelectorAll('#orders li').length === 2")
+        items = page.locator("#orders li").all_text_contents()
+    assert items == ["#1: order 7", "#2: order 8"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import uuid
@@ -10,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from fastapi_events.stream import EventStream
 from tests._app_process import AppProcesses
+from tests._servers import free_port
 from tests.stream._sse_client import SSEReader, until
 from tests.stream.test_sse import post
 
@@ -128,3 +131,17 @@ async def test_redis_restart_reader_reconnects_and_events_flow_again(fresh_redis
         assert names[-3:] == [("after", 0), ("after", 1), ("after", 2)]
     finally:
         await stream.shutdown()
+
+
+async def test_without_redis_subscribers_get_503_and_events_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    stream = EventStream(url=f"redis://127.0.0.1:{free_port()}/0/live")
+    transport = httpx.ASGITransport(app=stream.app, client=("127.0.0.1", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.get("/")
+    assert response.status_code == 503
+    assert "event stream unavailable: ConnectionError" in response.text
+    with caplog.at_level(logging.ERROR, logger="fastapi_events"):
+        await stream.handle_many([("order.placed", {"id": 1})])
+    failure = next(r for r in caplog.records if r.name == "fastapi_events")
+    assert "'order.placed'" in failure.getMessage()
+    assert "EventStream" in failure.getMessage()

@@ -34,7 +34,7 @@ async def test_sigterm_ends_open_streams_and_uvicorn_exits(apps: AppProcesses, s
     async with SSEReader(f"{base}/events") as reader, connect(ws_url(base)) as ws:
         await post(base, "before", 1)
         await reader.wait_messages(1)
-        assert "before" in await ws.recv()
+        assert "before" in await asyncio.wait_for(ws.recv(), 10)
         started = time.monotonic()
         os.kill(proc.pid, sig)
         with pytest.raises(ConnectionClosed) as closed:
@@ -44,7 +44,8 @@ async def test_sigterm_ends_open_streams_and_uvicorn_exits(apps: AppProcesses, s
     assert reader.ended  # a complete response, not a dropped connection
     assert reader.error is None
     assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1001
+    # Ours (1001, going away) or uvicorn's own close of open WebSockets (1012, service restart) if it got there first.
+    assert closed.value.rcvd.code in (1001, 1012)
     # uvicorn re-raises the signal once it has shut down gracefully (default action: exit by that signal).
     assert exit_code in (0, -sig, 128 + sig)
     log = next(apps.log_dir.glob("uvicorn-*.log")).read_text()

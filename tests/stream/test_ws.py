@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -21,7 +22,7 @@ def ws_url(base: str, query: str = "") -> str:
 
 
 async def receive_json(ws: Any, count: int) -> list[dict[str, Any]]:
-    return [json.loads(await ws.recv(decode=True)) for _ in range(count)]
+    return [json.loads(await asyncio.wait_for(ws.recv(decode=True), 10)) for _ in range(count)]
 
 
 async def test_one_json_message_per_event_with_patterns() -> None:

@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...codec import attributes_for, encode_event, new_event_id
 from ...consumer._runner import DEFAULT_RETRY, Consumer, ConsumerStats
@@ -20,6 +20,11 @@ from ...handlers.local import LocalHandler
 from ._forwarder import InMemoryForwardHandler
 from ._source import MemorySource
 from ._topic import OPERATIONS, DeadLetterRecord, Failure, StoredMessage, Topic, decoded
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ...delivery._options import DeliveryKwargs
 
 _names = itertools.count(1)
 _live: weakref.WeakValueDictionary[str, InMemoryBroker] = weakref.WeakValueDictionary()
@@ -32,8 +37,8 @@ _TEST_RETRY_DELAYS = {"initial_delay": 0.01, "max_delay": 0.1}
 class TopicSnapshot:
     """What a topic holds and what became of its messages (message ids in the order things happened)."""
 
-    waiting: int  # not received yet, or handed back for a later attempt
-    leased: int  # received by a consumer and not settled
+    waiting: list[str]  # not received yet, or handed back for a later attempt (in the order they come)
+    leased: list[str]  # received by a consumer and not settled
     acknowledged: list[str]
     released: list[str]  # given back unhandled at a consumer's shutdown (delivered again)
     handed_back: list[tuple[str, float]]  # (message id, delay) of failed attempts redelivered by the broker
@@ -76,7 +81,7 @@ class InMemoryBroker:
             return topic
 
     # -- producing -----------------------------------------------------------------------------------------
-    def forwarder(self, topic: str, **options: Any) -> InMemoryForwardHandler:
+    def forwarder(self, topic: str, **options: Unpack[DeliveryKwargs]) -> InMemoryForwardHandler:
         """A forwarder to ``topic``; takes every delivery option of the real ones (``retry``, ``spool_path``,
         ``key``, ``on_dead_letter``, ``flush_timeout``, ...)."""
         forwarder = InMemoryForwardHandler(self._topic(topic), **options)
@@ -120,6 +125,7 @@ class InMemoryBroker:
         max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
         redelivers: bool = False,
+        max_messages: int | None = None,
         timeout: float = 30.0,
         **options: Any,
     ) -> ConsumerStats:
@@ -128,17 +134,19 @@ class InMemoryBroker:
 
         Takes the consumer options (``handler_timeout``, ``concurrency``, ``ignore_unknown``, ``deserializer``,
         ...). Retries wait milliseconds unless ``retry`` says otherwise; ``max_attempts`` defaults to the
-        consumer's (5). Raises ``TimeoutError`` when the topic is not empty after ``timeout`` seconds.
+        consumer's (5). ``max_messages``: stop once that many were received and settled (the rest stays).
+        Raises ``TimeoutError`` when the topic is not empty after ``timeout`` seconds.
         """
         if retry is not None and max_attempts is not None:
             raise ConfigurationError("pass max_attempts or retry, not both")
         if retry is None:
             attempts = max_attempts if max_attempts is not None else DEFAULT_RETRY.max_attempts
             retry = RetryPolicy(max_attempts=attempts, **_TEST_RETRY_DELAYS)
-        consumer = Consumer(self.source(topic, redelivers=redelivers), handler, retry=retry, **options)
+        source = MemorySource(self._topic(topic), redelivers=redelivers, limit=max_messages)
+        consumer = Consumer(source, handler, retry=retry, **options)
         run = asyncio.get_running_loop().create_task(consumer.run())
         deadline = time.monotonic() + timeout
-        while not run.done() and not self._drained(topic):
+        while not run.done() and not source.finished() and not self._drained(topic):
             if time.monotonic() > deadline:
                 consumer.stop()
                 await run
@@ -159,15 +167,15 @@ class InMemoryBroker:
     def _state(self, topic: str) -> str:
         queued = sum(f.stats.queued for f in self._forwarders.get(topic, ()))
         snap = self.snapshot(topic)
-        return f"{queued} event(s) in forwarders, {snap.waiting} waiting, {snap.leased} being handled"
+        return f"{queued} event(s) in forwarders, {len(snap.waiting)} waiting, {len(snap.leased)} being handled"
 
     # -- looking ---------------------------------------------------------------------------------------------
     def snapshot(self, topic: str) -> TopicSnapshot:
         state = self._topic(topic)
         with self._lock:
             return TopicSnapshot(
-                waiting=len(state.ready) + len(state.later),
-                leased=len(state.leased),
+                waiting=[m.id for m in state.ready] + [entry[2].id for entry in sorted(state.later)],
+                leased=list(state.leased),
                 acknowledged=list(state.acked),
                 released=list(state.released),
                 handed_back=list(state.handed_back),

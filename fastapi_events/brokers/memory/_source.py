@@ -22,8 +22,10 @@ _TICK = 0.005
 class MemorySource:
     system = "memory"
 
-    def __init__(self, topic: Topic, *, redelivers: bool = False) -> None:
+    def __init__(self, topic: Topic, *, redelivers: bool = False, limit: int | None = None) -> None:
         self._topic = topic
+        self.limit = limit  # receive no more than this many messages in all
+        self.received = 0
         self.destination = topic.name
         self.redelivers = redelivers
         self.opened = False
@@ -48,8 +50,11 @@ class MemorySource:
         while True:
             with self._topic.lock:
                 self._fail("receive")
+                if self.limit is not None:
+                    max_messages = min(max_messages, self.limit - self.received)
                 taken = self._topic.take(max_messages, time.monotonic())
                 self._mine.update(message.id for message in taken)
+                self.received += len(taken)
             if taken or time.monotonic() >= deadline:
                 return [self._delivery(message) for message in taken]
             await asyncio.sleep(_TICK)
@@ -64,6 +69,11 @@ class MemorySource:
             attempt=message.deliveries,
             token=message,
         )
+
+    def finished(self) -> bool:
+        """The limit was reached and everything received was settled."""
+        with self._topic.lock:
+            return self.limit is not None and self.received >= self.limit and not self._mine
 
     async def ack(self, delivery: Delivery) -> None:
         topic = self._topic

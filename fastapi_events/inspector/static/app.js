@@ -88,7 +88,13 @@
     state.after = data.last;
     state.rate = data.rate;
     if (data.events.length) {
-      state.events = state.events.concat(data.events).slice(-MAX_ROWS);
+      // An event comes again once its handlers have run: replace the row already shown.
+      const bySeq = new Map(state.events.map((e, i) => [e.seq, i]));
+      for (const event of data.events) {
+        if (bySeq.has(event.seq)) state.events[bySeq.get(event.seq)] = event;
+        else state.events.push(event);
+      }
+      state.events = state.events.slice(-MAX_ROWS);
       renderEvents();
     }
     drawChart();

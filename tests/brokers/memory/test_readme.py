@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.fastapi
 def test_readme_in_memory_broker_example_passes(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Testing forwarding and consumers without a broker", 1)[1]
