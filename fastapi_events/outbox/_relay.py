@@ -100,6 +100,7 @@ class Deliverer:
             event = IdentifiedEvent(
                 name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers or {}
             )
+            event.body = record.body  # forwarders send the committed body as it is
             items.append((record, event))
         renewing = asyncio.get_running_loop().create_task(self._renew([r.seq for r in records]))
         token = current_error_hook.set(self.on_error) if self.on_error is not None else None
