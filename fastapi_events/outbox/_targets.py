@@ -19,14 +19,6 @@ from typing import Any
 from .._event_meta import IdentifiedEvent
 from .._report import current_error_hook, qualified_name, report_failure
 from .._runtime import _run_handler
-<<<<<<< HEAD
-from ..delivery._batching import split_batches
-from ..delivery._encoding import encode_events
-from ..delivery._forwarder import ForwardHandler
-from ..delivery._rounds import send_batches
-from ..delivery._store import Entry
-from ..delivery._transport import Outcome
-=======
 from ..codec import encode_event
 from ..delivery._batching import split_batches
 from ..delivery._encoding import encode_events
@@ -34,7 +26,6 @@ from ..delivery._forwarder import ForwardHandler
 from ..delivery._rounds import send_batches
 from ..delivery._store import Entry
 from ..delivery._transport import Outcome
->>>>>>> main
 from ..handlers.local import LocalHandler, _observed
 from ..typing import Event
 from ._store import Record
