@@ -20,12 +20,12 @@ from .._event_meta import IdentifiedEvent
 from .._report import current_error_hook, qualified_name, report_failure
 from .._runtime import _run_handler
 from ..codec import encode_event
-from ..delivery.batching import split_batches
-from ..delivery.encoding import encode_events
-from ..delivery.forwarder import ForwardHandler
-from ..delivery.rounds import send_batches
-from ..delivery.store import Entry
-from ..delivery.transport import Outcome
+from ..delivery._batching import split_batches
+from ..delivery._encoding import encode_events
+from ..delivery._forwarder import ForwardHandler
+from ..delivery._rounds import send_batches
+from ..delivery._store import Entry
+from ..delivery._transport import Outcome
 from ..handlers.local import LocalHandler, _observed
 from ..typing import Event
 from ._store import Record

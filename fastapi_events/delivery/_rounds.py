@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Sequence
 
 from .. import _hooks
-from .ordering import KeyOrder
-from .retry import RetryPolicy
-from .store import DeadLetter, Entry, Retry
-from .transport import EntryResult, Outcome, Transport
+from ._ordering import KeyOrder
+from ._retry import RetryPolicy
+from ._store import DeadLetter, Entry, Retry
+from ._transport import EntryResult, Outcome, Transport
 
 Sent = list[tuple[list[Entry], Sequence[EntryResult] | None, str]]
 

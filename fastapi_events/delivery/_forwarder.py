@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 from .._report import report_failure
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
-from .batching import split_batches
-from .deadletters import DeadLetterCallback, report_dead_letters
-from .encoding import KeyFunction, encode_events
-from .handover import Flushes, Handovers
-from .memory import MemoryStore
-from .options import DeliveryKwargs, DeliveryOptions, split_options
-from .ordering import KeyOrder
-from .outage import Outage
-from .rounds import classify, send_batches
-from .spool_writer import SpoolStore, acquire
-from .store import DeadLetter, Entry, PendingStore, Retry
-from .transport import Transport
+from ._batching import split_batches
+from ._deadletters import DeadLetterCallback, report_dead_letters
+from ._encoding import KeyFunction, encode_events
+from ._handover import Flushes, Handovers
+from ._memory import MemoryStore
+from ._options import DeliveryKwargs, DeliveryOptions, split_options
+from ._ordering import KeyOrder
+from ._outage import Outage
+from ._rounds import classify, send_batches
+from ._spool_writer import SpoolStore, acquire
+from ._store import DeadLetter, Entry, PendingStore, Retry
+from ._transport import Transport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
