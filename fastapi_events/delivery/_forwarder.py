@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from .._report import report_failure
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
-from ._batching import split_batches
 from ._deadletters import DeadLetterCallback, report_dead_letters
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
@@ -22,7 +21,7 @@ from ._memory import MemoryStore
 from ._options import DeliveryKwargs, DeliveryOptions, split_options
 from ._ordering import KeyOrder
 from ._outage import Outage
-from ._rounds import classify, send_batches
+from ._rounds import classify, send_batches, split_for
 from ._spool_writer import SpoolStore, acquire
 from ._store import DeadLetter, Entry, PendingStore, Retry
 from ._transport import Transport
@@ -334,13 +333,7 @@ class ForwardHandler(BaseEventHandler):
         """Send due entries and file the results; returns the error when the broker could not be reached."""
         t = self.transport
         entries, held = self._order.hold_back(entries)
-        split = split_batches(
-            entries,
-            size=lambda e: t.message_size(e.message),
-            max_count=t.max_batch_count,
-            max_bytes=t.max_batch_bytes,
-            max_message_bytes=t.max_message_bytes,
-        )
+        split = split_for(t, entries)
         dead = [
             (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
             for e, n in split.oversize
