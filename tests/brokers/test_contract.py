@@ -220,8 +220,13 @@ async def test_handler_timeout_retries_then_dead_letters_never_running_a_message
     assert [await consumers.stop(index) for index in (one, two)] == [0, 0], consumers.tails()
     attempts = [line for line in consumers.lines() if line.split()[0] == "start" and line.endswith(" 0")]
     stops = [line for line in consumers.lines() if line.split()[0] == "stop" and line.endswith(" 0")]
-    assert len(attempts) == MAX_ATTEMPTS, consumers.lines()
-    assert len(stops) == MAX_ATTEMPTS  # every attempt was cancelled
+    if contract.name == "pubsub":
+        # Without a dead-letter policy on the subscription Pub/Sub does not count deliveries: each consumer
+        # counts those it saw, so with two of them the budget can run to 2 * (MAX_ATTEMPTS - 1) + 1.
+        assert MAX_ATTEMPTS <= len(attempts) <= 2 * MAX_ATTEMPTS - 1, consumers.lines()
+    else:
+        assert len(attempts) == MAX_ATTEMPTS, consumers.lines()
+    assert len(stops) == len(attempts)  # every attempt was cancelled
     assert peak_concurrency(str(consumers.out))[0] == 1, consumers.lines()
     [dead] = [d for d in case.dead_letters() if d.event_name == "hang.created"]
     assert "timed out after 2s" in dead.reason
