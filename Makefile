@@ -16,6 +16,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The slowest tests of each run are listed, so a CI log shows where its time went.
+PYTEST := -m pytest --durations=10
 
 NEWEST := .venv-newest
 OLDEST := .venv-py310-oldest
@@ -61,19 +63,24 @@ example: $(VENV)/.installed
 deps:
 	bash .ci/install-deps.sh
 
-# Cheapest first: the core runs take about a minute each, the full suite several.
-test: test-oldest test-starlette-only test-newest
+# Cheapest first; every run goes on after another one failed, so one CI log shows all of the spread.
+test:
+	status=0; \
+	$(MAKE) test-oldest || status=1; \
+	$(MAKE) test-starlette-only || status=1; \
+	$(MAKE) test-newest || status=1; \
+	exit $$status
 
 test-newest: $(NEWEST)/.installed deps
-	$(NEWEST)/bin/python -m pytest $(PYTEST_ARGS)
+	$(NEWEST)/bin/python $(PYTEST) $(PYTEST_ARGS)
 
 test-oldest: $(OLDEST)/.installed
-	$(OLDEST)/bin/python -m pytest $(CORE) $(PYTEST_ARGS)
+	$(OLDEST)/bin/python $(PYTEST) $(CORE) $(PYTEST_ARGS)
 
 # Modules that cannot be imported without FastAPI are left out by name (listed in the summary); tests that
 # need it only at run time are marked `fastapi`.
 test-starlette-only: $(BARE)/.installed
-	FASTAPI_EVENTS_WITHOUT_FASTAPI=1 $(BARE)/bin/python -m pytest -m "not servers and not fastapi" $(PYTEST_ARGS)
+	FASTAPI_EVENTS_WITHOUT_FASTAPI=1 $(BARE)/bin/python $(PYTEST) -m "not servers and not fastapi" $(PYTEST_ARGS)
 
 lint: $(NEWEST)/.installed
 	$(NEWEST)/bin/ruff check fastapi_events tests examples benchmarks

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             meta.setdefault(interp.label, {})["load bench_core.py"] = figures[0].get("load", "?")
         if error:
             notes.append(f"{interp.label}: {error}")
-        concurrent, error = run_bench(interp, "bench_core.py", [*args.core_args.split(), *CONCURRENT_CORE_ARGS])
+        concurrent, error = run_bench(interp, "bench_core.py", [*CONCURRENT_CORE_ARGS, *args.core_args.split()])
         if error:
             notes.append(f"{interp.label} (concurrent): {error}")
         figures += [fig for fig in concurrent if fig["key"].endswith("_c20")]

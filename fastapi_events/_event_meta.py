@@ -12,6 +12,7 @@ the :func:`event_meta` dependency::
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
     dispatched_at: float | None
     attempt: int
     trace_context: dict[str, str]
+    body: str  # outbox events: the committed wire body
 
     def __new__(
         cls,
@@ -44,10 +46,24 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         self.event_id = event_id
         self.dispatched_at = dispatched_at
         self.attempt = attempt
-        if trace_context:
-            # Read by the codec (``trace_context(event)``) when a forwarder builds the message.
+        if trace_context is not None:
+            # Read by the codec (``trace_context(event)``) when a forwarder builds the message; an empty mapping
+            # says "nothing to propagate" (the current context is the relay's, not the dispatcher's).
             self.trace_context = dict(trace_context)
         return self
+
+    @property
+    def otel_context(self) -> Any:
+        """The dispatching span's context, from the propagated headers (read by the OpenTelemetry integration,
+        so that handler spans join the trace of the request that committed the event)."""
+        carried = self.__dict__.get("trace_context")
+        if not carried or "opentelemetry.trace" not in sys.modules:
+            return None
+        if "_otel_context" not in self.__dict__:
+            from .otel import extract_context
+
+            self.__dict__["_otel_context"] = extract_context(carried)
+        return self.__dict__["_otel_context"]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (IdentifiedEvent, (self[0], self[1], self.event_id, self.dispatched_at, self.attempt))

@@ -139,10 +139,9 @@ class Runtime:
         batch: tuple[Event, ...] = ()
         try:
             while events:
-                count = len(events)
-                batch = tuple(events[:count])
+                batch = tuple(events)
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
-                del events[:count]
+                del events[: len(batch)]
                 if len(handlers) == 1:  # the usual case, without gather's tasks
                     await _run_handler(handlers[0], batch)
                 else:

@@ -31,11 +31,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if not os.environ.get(WITHOUT_FASTAPI_ENV) or collection_path.suffix != ".py":
+    if not os.environ.get(WITHOUT_FASTAPI_ENV):
         return None
-    if not collection_path.name.startswith("test_"):
+    if collection_path.is_dir() and (collection_path / "conftest.py").is_file():
+        module_path = collection_path / "conftest.py"  # a package whose conftest needs FastAPI: all of it
+    elif collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        module_path = collection_path
+    else:
         return None
-    module = ".".join(collection_path.relative_to(config.rootpath).with_suffix("").parts)
+    module = ".".join(module_path.relative_to(config.rootpath).with_suffix("").parts)
     if module in _needs_fastapi:
         return True
     try:
@@ -52,7 +56,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _needs_fastapi:
         terminalreporter.write_line(
-            f"Starlette-only run: {len(_needs_fastapi)} test modules need FastAPI (they run in the other "
+            f"Starlette-only run: {len(_needs_fastapi)} test modules or packages need FastAPI (they run in the other "
             f"environments): {', '.join(sorted(_needs_fastapi))}"
         )
 

@@ -163,9 +163,14 @@ class Plan:
             if not refs or (refs == [EVENT] and (step.positional or _positional_ok(step.call))):
                 self._direct = step.call
                 self._direct_takes_event = bool(refs)
-        #: ``run(event)``: the awaitable running the plan. Chosen once so that calls pay no dispatch: an all-sync
-        #: plan hands the worker's future itself (no coroutine frame around the thread hop).
-        self.run: Callable[[Event], Awaitable[Any]] = self._run_in_thread if self.all_sync else self._run
+        #: ``run(event)``: the awaitable running the plan, chosen once: an all-sync plan hands the worker's future
+        #: itself (no coroutine frame around the thread hop), an async handler taking only the event its own
+        #: coroutine.
+        self.run: Callable[[Event], Awaitable[Any]] = self._run
+        if self.all_sync:
+            self.run = self._run_in_thread
+        elif self._direct is not None and self._direct_takes_event:
+            self.run = self._direct
 
     def _add(self, call: Callable[..., Any], *, is_handler: bool, use_cache: bool) -> int:
         if use_cache and call in self._cache:

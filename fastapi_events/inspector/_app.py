@@ -101,7 +101,7 @@ class Inspector:
     """Events, handlers, failures and dead letters of this process, live in the browser.
 
     ``app.mount("/_events", Inspector().app)``. Only loopback clients are served unless ``authorize``
-    (sync or async, taking Starlette's ``HTTPConnection``, returning ``True`` to allow) says otherwise;
+    (sync or async, taking Starlette's ``HTTPConnection``, returning a true value to allow) says otherwise;
     everything else gets 403. ``max_events`` bounds the tail kept in memory; recording stops ``idle_after``
     seconds after the last request.
     """
@@ -110,7 +110,8 @@ class Inspector:
         self.authorize = authorize
         self.recorder = Recorder(max_events=max_events, idle_after=idle_after)
         self._tokens = Tokens()
-        self._assets: dict[str, str] = {}
+        # Read here, not on the event loop at the first page load.
+        self._assets = {name: _asset(name) for name in ("index.html", *_STATIC_TYPES)}
         self.app: ASGIApp = self._asgi
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,7 +147,7 @@ class Inspector:
             return self._page()
         if path.startswith("/static/") and path[8:] in _STATIC_TYPES:
             name = path[8:]
-            return Response(self._asset(name), media_type=_STATIC_TYPES[name], headers=_HEADERS)
+            return Response(self._assets[name], media_type=_STATIC_TYPES[name], headers=_HEADERS)
         if path == "/asyncapi.json":
             app = request.scope.get("app")
             title = str(getattr(app, "title", "") or "fastapi-events app")
@@ -165,15 +166,9 @@ class Inspector:
                 return JSONResponse(_catalog.catalog_view(self.recorder.seen()), headers=_HEADERS)
         return JSONResponse({"error": "not found"}, status_code=404, headers=_HEADERS)
 
-    def _asset(self, name: str) -> str:
-        found = self._assets.get(name)
-        if found is None:
-            found = self._assets[name] = _asset(name)
-        return found
-
     def _page(self) -> Response:
         # The token is url-safe base64 and hex only: nothing in it needs escaping inside the attribute.
-        html = self._asset("index.html").replace("{{token}}", self._tokens.issue())
+        html = self._assets["index.html"].replace("{{token}}", self._tokens.issue())
         return Response(html, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
     def _events(self, request: Request) -> Response:

@@ -6,6 +6,8 @@ Schemas come from the payload-schema registry and from pydantic models defining 
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,15 +85,24 @@ def entries(seen: Mapping[str, int]) -> list[Entry]:
     return sorted(by_name.values(), key=lambda e: (e.pattern, e.name))
 
 
+# Generating a schema walks the whole model; the page asks again every few seconds. Classes do not change.
+_schemas: weakref.WeakKeyDictionary[type, dict[str | None, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 def json_schema(model: type | None, ref_template: str | None = None) -> dict[str, Any] | None:
+    """The model's JSON schema (a fresh copy: callers may change it), ``None`` without a pydantic model."""
     method = getattr(model, "model_json_schema", None)
-    if method is None:
+    if model is None or method is None:
         return None
-    try:
-        schema: dict[str, Any] = method() if ref_template is None else method(ref_template=ref_template)
-    except Exception as exc:  # a model pydantic cannot describe: say so instead of failing the whole page
-        return {"description": f"no JSON schema: {type(exc).__name__}: {exc}"}
-    return schema
+    by_template = _schemas.setdefault(model, {})
+    schema = by_template.get(ref_template)
+    if schema is None:
+        try:
+            schema = method() if ref_template is None else method(ref_template=ref_template)
+        except Exception as exc:  # e.g. not rebuilt yet: say so instead of failing the page, and try again later
+            return {"description": f"no JSON schema: {type(exc).__name__}: {exc}"}
+        by_template[ref_template] = schema
+    return copy.deepcopy(schema)
 
 
 def catalog_view(seen: Mapping[str, int]) -> dict[str, Any]:

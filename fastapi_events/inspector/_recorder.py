@@ -91,7 +91,11 @@ class ChannelStats:
 
 
 def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not turn into a failure of the handler being observed
+        text = f"<{type(exc).__name__} whose str() raised>"
+    return f"{type(exc).__name__}: {text}"[:_ERROR_CHARS]
 
 
 class _HandleScope:
@@ -208,7 +212,11 @@ class Recorder:
         # member, usually a str): converting them is left to the reader.
         key = event[0]
         names = self._names
-        count = names.get(key)
+        try:
+            count = names.get(key)
+        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
+            key = event_name_str(key)
+            count = names.get(key)
         if count is not None:
             names[key] = count + 1
         elif len(names) < _MAX_KEYS:

@@ -53,7 +53,7 @@ async def allowed(connection: HTTPConnection, authorize: Authorize | None) -> bo
     except Exception:  # fail closed, and say why in the log rather than to the client
         logger.exception("Inspector authorize hook failed for %s", connection.url.path)
         return False
-    return verdict is True
+    return bool(verdict)
 
 
 class Tokens:

@@ -19,7 +19,7 @@ from .. import _hooks
 from .._event_meta import IdentifiedEvent
 from .._report import ErrorHook, current_error_hook
 from ..codec import decode_event
-from ..delivery.retry import RetryPolicy
+from ..delivery._retry import RetryPolicy
 from ..errors import MalformedMessageError
 from . import _store
 from ._db import Database
@@ -98,8 +98,9 @@ class Deliverer:
                 verdicts[record.seq] = {"<decode>": Failure(str(exc), permanent=True)}
                 continue
             event = IdentifiedEvent(
-                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers
+                name, payload, record.event_id, record.created_at, record.attempts + 1, record.headers or {}
             )
+            event.body = record.body  # forwarders send the committed body as it is
             items.append((record, event))
         renewing = asyncio.get_running_loop().create_task(self._renew([r.seq for r in records]))
         token = current_error_hook.set(self.on_error) if self.on_error is not None else None

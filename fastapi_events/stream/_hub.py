@@ -79,7 +79,7 @@ class Hub:
             return
         else:
             key = parse_key(subscription.last_event_id)
-            if key is not None and self.last_key is not None and key > self.last_key and self.ids_from_elsewhere:
+            if self.ids_from_elsewhere and key is not None and (self.last_key is None or key > self.last_key):
                 subscription.skip_until = key  # written by another process, not read by ours yet
                 return
             lost = (

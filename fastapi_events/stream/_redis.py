@@ -33,6 +33,8 @@ BLOCK_MS = 1000
 READ_COUNT = 1000
 MAX_BACKOFF = 2.0
 STOP_TIMEOUT = 5.0
+#: Pauses before the retries of a failed XADD round trip (then the last try's error is reported).
+PUBLISH_RETRY_DELAYS = (0.0, 0.2, 0.5)
 
 
 class RedisFeed:
@@ -88,12 +90,16 @@ class RedisFeed:
     async def publish(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         if self._writer is None:
             await self.start()
-        try:
-            await self._xadd(encoded)
-        except (RedisConnectionError, RedisTimeoutError):
-            # A pooled connection that died with a Redis restart fails on first use; the pool reconnects for the
-            # retry. (A reply lost after Redis applied the XADDs would duplicate them; a dead socket applies none.)
-            await self._xadd(encoded)
+        for delay in PUBLISH_RETRY_DELAYS:
+            try:
+                await self._xadd(encoded)
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                # A pooled connection that died with a Redis restart fails on first use, and a restarted Redis
+                # answers LOADING for a moment; the pool reconnects for the next try. (A reply lost after Redis
+                # applied the XADDs would duplicate them; a dead socket applies none.)
+                await asyncio.sleep(delay)
+        await self._xadd(encoded)
 
     async def _xadd(self, encoded: Sequence[tuple[str, bytes]]) -> None:
         assert self._writer is not None

@@ -24,11 +24,13 @@ class ShutdownSignals:
         self.on_signal = on_signal
         self._previous: dict[int, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._installed = False
 
     def install(self) -> None:
         """Chain in front of the current handlers; only possible (and needed) in the main thread."""
-        if self._previous or threading.current_thread() is not threading.main_thread():
+        if self._installed or threading.current_thread() is not threading.main_thread():
             return
+        self._installed = True
         self._loop = asyncio.get_running_loop()
         for sig in SIGNALS:
             previous = signal.getsignal(sig)
@@ -44,6 +46,7 @@ class ShutdownSignals:
             if signal.getsignal(sig) == self._handle:
                 signal.signal(sig, previous)
         self._previous.clear()
+        self._installed = False
 
     def _handle(self, sig: int, frame: FrameType | None) -> None:
         loop = self._loop

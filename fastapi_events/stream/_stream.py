@@ -69,8 +69,9 @@ class EventStream:
             from ._redis import RedisFeed  # redis is an optional extra
 
             self._feed = RedisFeed(url, self._hub, history)
-            self._hub.prepare = self._feed.start
         self._signals = ShutdownSignals(self._hub.close_all)
+        # Also before every subscription: servers may run without lifespan, so startup() may never come.
+        self._hub.prepare = self._prepare
         self.app: ASGIApp = StreamApp(self)
 
     # -- the handler protocol -------------------------------------------------------------------------------------
@@ -103,6 +104,9 @@ class EventStream:
 
     async def startup(self) -> None:
         self._hub.closed = False
+        await self._prepare()
+
+    async def _prepare(self) -> None:
         self._signals.install()
         if self._feed is not None:
             await self._feed.start()

@@ -71,8 +71,10 @@ def make_handler() -> LocalHandler:
 GATE = threading.Event()
 
 
-def make_app(*, forwarder: Any = None, authorize: Authorize | None = None, **inspector: Any) -> FastAPI:
-    handlers: list[Any] = [make_handler()]
+def make_app(
+    *, local: LocalHandler | None = None, forwarder: Any = None, authorize: Authorize | None = None, **inspector: Any
+) -> FastAPI:
+    handlers: list[Any] = [local if local is not None else make_handler()]
     if forwarder is not None:
         handlers.append(forwarder)
     app = FastAPI(title="inspector test app", version="1.2.3")

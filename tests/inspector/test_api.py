@@ -10,10 +10,10 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 
-from fastapi_events import _hooks, drain
+from fastapi_events import _hooks, dispatch, drain
 from fastapi_events.inspector import Inspector
 
-from ._app import GATE, make_app
+from ._app import GATE, make_app, make_handler
 from .conftest import BASE_URL, ClientFactory, page_token
 
 pytestmark = pytest.mark.anyio
@@ -273,3 +273,33 @@ async def test_works_mounted_in_plain_starlette(client_for: ClientFactory) -> No
     assert page.status_code == 200
     assert 'src="static/app.js"' in page.text
     assert document.json()["info"]["title"] == "fastapi-events app"
+
+
+async def test_odd_events_and_exceptions_never_break_dispatch_or_handling(client_for: ClientFactory) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    handler = make_handler()
+    app = make_app(local=handler)
+
+    @handler.register(event_name="odd.*")
+    def odd(event: Any) -> None:
+        raise Unprintable()
+
+    @app.post("/odd")
+    async def emit_odd() -> dict[str, bool]:
+        dispatch(["not", "hashable"], payload=1)  # dispatch() takes it; the inspector must too
+        dispatch("odd.one", payload=2)
+        return {"ok": True}
+
+    async with client_for(app) as client:
+        await client.get("/_events/api/events")
+        assert (await client.post("/odd")).status_code == 200
+        await drain(5)
+        events = (await client.get("/_events/api/events")).json()["events"]
+        handlers = (await client.get("/_events/api/handlers")).json()["local"]
+    assert [e["name"] for e in events] == ["['not', 'hashable']", "odd.one"]
+    assert events[1]["handlers"][0]["error"] == "Unprintable: <Unprintable whose str() raised>"
+    (row,) = [h for h in handlers if h["function"].endswith(".odd")]
+    assert row["failures"] == 1

@@ -134,3 +134,18 @@ def test_finished_rows_are_kept_for_the_retention_period(tmp_path: Any) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_failures(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("CRITICAL", logger="fastapi_events")
+
+
+def test_a_commit_wakes_relays_of_other_processes_through_listen_notify(pg_url: Any) -> None:
+    database = Database(pg_url("asyncpg"), is_async=True)
+    from tests.outbox._app import create_orders
+
+    create_orders(database.sync_engine())
+    recorder = Recorder()
+    # Polling every 60 s: only a NOTIFY can bring the event over within the test's few seconds.
+    app, _ = make_app(database.engine(), [recorder], poll_interval=60)
+    with TestClient(app):
+        time.sleep(1)  # the relay has made its first claim and is listening
+        write_only(database, range(1, 4))
+        wait_for(lambda: len(recorder.events) == 3, timeout=20, message="3 events woken by NOTIFY")
+    assert sorted(p["order_id"] for p in recorder.payloads()) == [1, 2, 3]

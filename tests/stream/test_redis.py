@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from fastapi_events.stream import EventStream
 from tests._app_process import AppProcesses
 from tests._servers import free_port
-from tests.stream._sse_client import SSEReader, until
+from tests.stream._sse_client import SSEReader, until, until_async
 from tests.stream.test_sse import post
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +106,13 @@ async def test_gap_when_the_id_was_trimmed_from_the_stream(redis_server: Any, ap
     url = stream_url(redis_server)
     _, first = apps.start({"STREAM_URL": url, "STREAM_HISTORY": "5"})
     await post(first, "n", *range(20))
-    ids = await stream_ids(url)
+    ids: list[str] = []
+
+    async def all_written() -> bool:
+        ids[:] = await stream_ids(url)  # the handler XADDs after the response was sent
+        return len(ids) == 20
+
+    await until_async(all_written)
     _, fresh = apps.start({"STREAM_URL": url, "STREAM_HISTORY": "5"})  # loads its history from the stream
     async with SSEReader(f"{fresh}/events", {"Last-Event-ID": ids[1]}) as reader:
         got = await reader.wait_messages(6)

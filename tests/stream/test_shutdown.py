@@ -28,9 +28,12 @@ def apps(tmp_path: Path) -> Iterator[AppProcesses]:
     processes.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_sigterm_ends_open_streams_and_uvicorn_exits(apps: AppProcesses, sig: signal.Signals) -> None:
-    proc, base = apps.start({})
+@pytest.mark.parametrize(("sig", "lifespan"), [(signal.SIGTERM, "on"), (signal.SIGINT, "on"), (signal.SIGTERM, "off")])
+async def test_sigterm_ends_open_streams_and_uvicorn_exits(
+    apps: AppProcesses, sig: signal.Signals, lifespan: str
+) -> None:
+    # Without lifespan the stream never gets startup(): it hooks the signals on its first subscriber instead.
+    proc, base = apps.start({"UVICORN_LIFESPAN": lifespan})
     async with SSEReader(f"{base}/events") as reader, connect(ws_url(base)) as ws:
         await post(base, "before", 1)
         await reader.wait_messages(1)

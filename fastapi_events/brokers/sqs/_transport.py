@@ -9,7 +9,7 @@ from typing import Any
 
 from ...codec import ATTR_EVENT_ID, ATTR_EVENT_NAME
 from ...concurrency import BlockingExecutor
-from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
 
 SQS_MAX_BATCH_COUNT = 10
 SQS_MAX_BYTES = 256 * 1024  # per message and per batch: body + attribute names, types and values
