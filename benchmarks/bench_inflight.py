@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from fastapi_events.delivery import ForwardHandler
-from fastapi_events.delivery.transport import EntryResult, OutboundMessage
+from fastapi_events.delivery._transport import EntryResult, OutboundMessage
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 

@@ -46,14 +46,24 @@ orders = sa.Table("orders", metadata, sa.Column("id", sa.Integer, primary_key=Tr
 PAYLOAD = {"order_id": 7, "customer": "c-42", "items": [{"sku": "A-1", "qty": 2}] * 3}
 
 
+_middlewares: list[EventHandlerASGIMiddleware] = []
+
+
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
     return None
 
 
-def _writer(engine: sa.Engine, middleware_id: int) -> SQLAlchemyOutbox:
-    """An outbox that only writes, registered under ``middleware_id`` for ``dispatch(middleware_id=)``."""
-    outbox = SQLAlchemyOutbox(engine, relay=False)
-    EventHandlerASGIMiddleware(_noop_app, handlers=[NullHandler()], middleware_id=middleware_id, outbox=outbox)
+def _writer(engine: sa.Engine, middleware_id: int, relay: bool = False) -> SQLAlchemyOutbox:
+    """An outbox registered under ``middleware_id`` for ``dispatch(middleware_id=)``; nothing here delivers.
+
+    ``relay=False`` (write only) rows are free for any relay and each commit sends a NOTIFY; ``relay=True`` rows
+    are leased to the writing process (which would deliver them itself) and need no NOTIFY.
+    """
+    outbox = SQLAlchemyOutbox(engine, relay=relay)
+    # Kept alive: dispatch(middleware_id=) finds runtimes through a weak mapping.
+    _middlewares.append(
+        EventHandlerASGIMiddleware(_noop_app, handlers=[NullHandler()], middleware_id=middleware_id, outbox=outbox)
+    )
     with engine.begin() as conn:
         outbox.table.create(conn, checkfirst=True)
         metadata.create_all(conn)
@@ -63,9 +73,11 @@ def _writer(engine: sa.Engine, middleware_id: int) -> SQLAlchemyOutbox:
 # -- 1. cost of dispatch(session=) + commit ----------------------------------------------------------------------
 
 
-def dispatch_cost(engine: sa.Engine, label: str, key: str, rounds: int, tx: int) -> list[Figure]:
-    middleware_id = hash(label) & 0xFFFFFF
-    _writer(engine, middleware_id)
+def dispatch_cost(engine: sa.Engine, label: str, key: str, rounds: int, tx: int, relay: bool) -> list[Figure]:
+    middleware_id = hash((label, relay)) & 0xFFFFFF
+    _writer(engine, middleware_id, relay)
+    mode = "relay=True" if relay else "relay=False, + NOTIFY" if key == "pg" else "relay=False"
+    key = f"{key}_{'relay' if relay else 'writeonly'}"
     figures = []
     for per_tx in (1, 10):
 
@@ -90,7 +102,7 @@ def dispatch_cost(engine: sa.Engine, label: str, key: str, rounds: int, tx: int)
             Figure(
                 "outbox",
                 f"dispatch_cost_{key}_k{per_tx}",
-                f"{label}: dispatch(session=) + commit, extra wall time per event (K={per_tx})",
+                f"{label} ({mode}): dispatch(session=) + commit, extra wall per event (K={per_tx})",
                 median(wall),
                 "us",
                 extra={
@@ -285,8 +297,9 @@ def main() -> None:
         redis_server.start()
         database = pg.create_database()
         sqlite = sa.create_engine(f"sqlite:///{workdir / 'bench.db'}")
-        figures += dispatch_cost(sa.create_engine(pg.url(database)), "PostgreSQL", "pg", args.rounds, 100)
-        figures += dispatch_cost(sqlite, "SQLite file", "sqlite", args.rounds, 100)
+        for relay in (True, False):
+            figures += dispatch_cost(sa.create_engine(pg.url(database)), "PostgreSQL", "pg", args.rounds, 100, relay)
+        figures += dispatch_cost(sqlite, "SQLite file", "sqlite", args.rounds, 100, True)
         figures += relay_throughput(pg, database, redis_server.url, args.events, workdir)
         same = asyncio.run(same_process_latency(pg.url(database, "asyncpg"), args.samples))
         other = other_process_latency(pg, database, args.samples, workdir)

@@ -28,7 +28,7 @@ from _common import Figure, emit, median, package_info, spread
 
 from fastapi_events.codec import attributes_for, encode_event
 from fastapi_events.delivery import OutboundMessage
-from fastapi_events.delivery.spool_writer import SpoolStore, acquire
+from fastapi_events.delivery._spool_writer import SpoolStore, acquire
 
 DESTINATION = "https://sqs.eu-central-1.amazonaws.com/123456789012/orders"
 

@@ -60,7 +60,7 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         if not carried or "opentelemetry.trace" not in sys.modules:
             return None
         if "_otel_context" not in self.__dict__:
-            from .otel.propagation import extract_context
+            from .otel import extract_context
 
             self.__dict__["_otel_context"] = extract_context(carried)
         return self.__dict__["_otel_context"]

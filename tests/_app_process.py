@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from fastapi_events.delivery import SpoolDB
+from fastapi_events.delivery._spool import SpoolDB
 from tests._servers import free_port, tcp_connectable, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

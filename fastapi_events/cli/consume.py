@@ -9,7 +9,7 @@ import logging
 import signal
 from typing import Any
 
-from ..delivery.retry import RetryPolicy
+from ..delivery._retry import RetryPolicy
 from ..errors import ConfigurationError
 from . import help_text
 
@@ -85,7 +85,7 @@ def _exit_before_consuming(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_before_consuming)
     from ..consumer import load_handlers, run_consumer, source_from_url
-    from ..consumer.loading import load_deserializer
+    from ..consumer._loading import load_deserializer
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"

@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..consumer.loading import load_object
+    from ..consumer._loading import load_object
     from ..outbox import SQLAlchemyOutbox
     from ..outbox._db import make_engine
     from ..outbox._standalone import flatten_handlers, serve

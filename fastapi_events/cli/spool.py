@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..delivery.spool import SpoolDB, SpoolRecord
+from ..delivery._spool import SpoolDB, SpoolRecord
 from . import help_text
 
 if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 from ..brokers._registry import source_from_url
-from .loading import load_handler, load_handlers
-from .process import consume, run_consumer
-from .runner import DEFAULT_RETRY, Consumer, ConsumerStats, Deserializer
-from .source import Delivery, Source, dead_letter_attributes
+from ._loading import load_handler, load_handlers
+from ._process import consume, run_consumer
+from ._runner import DEFAULT_RETRY, Consumer, ConsumerStats, Deserializer
+from ._source import Delivery, Source, dead_letter_attributes
 
 __all__ = [
     "DEFAULT_RETRY",

@@ -1,37 +1,30 @@
-"""The delivery layer shared by every broker forwarder: batching, retries, durable spool, dead letters."""
+"""The delivery layer every broker forwarder is built on: batching, retries, durable spool, dead letters.
+
+What is exported here is what you need to forward events to a broker of your own: implement a
+:class:`Transport` (open / send a batch, one :class:`EntryResult` per :class:`OutboundMessage` / close) and wrap
+it in a :class:`ForwardHandler`, which takes the :class:`DeliveryOptions` every built-in forwarder takes.
+"""
 
 from __future__ import annotations
 
-from .batching import Batches, split_batches
-from .deadletters import DeadLetterCallback
-from .forwarder import ForwarderStats, ForwardHandler, KeyFunction
-from .memory import MemoryStore
-from .options import DeliveryKwargs, DeliveryOptions
-from .retry import RetryPolicy
-from .spool import SpoolDB, SpoolRecord
-from .store import DeadLetter, Entry, PendingStore, Retry
-from .transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
+from ._deadletters import DeadLetterCallback
+from ._encoding import KeyFunction
+from ._forwarder import ForwarderStats, ForwardHandler
+from ._options import DeliveryKwargs, DeliveryOptions
+from ._retry import RetryPolicy
+from ._transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
 
 __all__ = [
     "DELIVERED",
-    "Batches",
-    "DeadLetter",
     "DeadLetterCallback",
     "DeliveryKwargs",
     "DeliveryOptions",
-    "Entry",
     "EntryResult",
     "ForwardHandler",
     "ForwarderStats",
     "KeyFunction",
-    "MemoryStore",
     "OutboundMessage",
     "Outcome",
-    "PendingStore",
-    "Retry",
     "RetryPolicy",
-    "SpoolDB",
-    "SpoolRecord",
     "Transport",
-    "split_batches",
 ]

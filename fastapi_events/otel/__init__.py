@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigurationError
-from .propagation import TracedEvent, extract_context, inject_headers, use_span_linking
+from ._propagation import TracedEvent, extract_context, inject_headers, use_span_linking
 
 try:
     # Probing only: the submodules that need them import them for real.
@@ -47,7 +47,7 @@ def instrument(
     """
     if not _AVAILABLE:
         raise ConfigurationError("OpenTelemetry is not installed: pip install 'fastapi-events[otel]'")
-    from .instrumentation import instrument as _instrument
+    from ._instrumentation import instrument as _instrument
 
     return _instrument(tracer_provider, meter_provider, tracing=tracing, metrics=metrics)
 
@@ -56,7 +56,7 @@ def auto_instrument() -> bool:
     """Called by each middleware as it starts; installs instrumentation if a real provider is configured."""
     if not _AVAILABLE:
         return False
-    from .instrumentation import auto_instrument as _auto
+    from ._instrumentation import auto_instrument as _auto
 
     return _auto()
 
@@ -64,7 +64,7 @@ def auto_instrument() -> bool:
 def uninstrument() -> None:
     """Remove the instrumentation: spans and metrics stop, the hot path is back to its plain cost."""
     if _AVAILABLE:
-        from .instrumentation import uninstrument as _uninstrument
+        from ._instrumentation import uninstrument as _uninstrument
 
         _uninstrument()
 
@@ -72,7 +72,7 @@ def uninstrument() -> None:
 def is_instrumented() -> bool:
     if not _AVAILABLE:
         return False
-    from .instrumentation import is_instrumented as _is_instrumented
+    from ._instrumentation import is_instrumented as _is_instrumented
 
     return _is_instrumented()
 

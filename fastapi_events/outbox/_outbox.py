@@ -20,7 +20,7 @@ from .._names import event_name_str
 from .._report import ErrorHook
 from .._runtime import event_store
 from ..codec import encode_event, new_event_id, trace_context
-from ..delivery.retry import RetryPolicy
+from ..delivery._retry import RetryPolicy
 from ..errors import ConfigurationError
 from ..typing import Event
 from . import _session, _store

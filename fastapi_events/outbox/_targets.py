@@ -20,12 +20,11 @@ from .._event_meta import IdentifiedEvent
 from .._report import current_error_hook, qualified_name, report_failure
 from .._runtime import _run_handler
 from ..codec import encode_event
-from ..delivery.batching import split_batches
-from ..delivery.encoding import encode_events
-from ..delivery.forwarder import ForwardHandler
-from ..delivery.rounds import send_batches
-from ..delivery.store import Entry
-from ..delivery.transport import Outcome
+from ..delivery._encoding import encode_events
+from ..delivery._forwarder import ForwardHandler
+from ..delivery._rounds import send_batches, split_for
+from ..delivery._store import Entry
+from ..delivery._transport import Outcome
 from ..handlers.local import LocalHandler, _observed
 from ..typing import Event
 from ._store import Record
@@ -160,13 +159,7 @@ class ForwarderTarget(Target):
         for dead in encoded.dead:
             verdicts[seq_of[dead.message.id]] = {name: Failure(dead.reason, permanent=True)}
         entries = [Entry(seq_of[m.id], m) for m in encoded.messages]
-        split = split_batches(
-            entries,
-            size=lambda e: transport.message_size(e.message),
-            max_count=transport.max_batch_count,
-            max_bytes=transport.max_batch_bytes,
-            max_message_bytes=transport.max_message_bytes,
-        )
+        split = split_for(transport, entries)
         for entry, size in split.oversize:
             verdicts[entry.seq] = {name: Failure(f"message is {size} bytes, over the limit", permanent=True)}
         sent, deferred = await send_batches(transport, split.batches)

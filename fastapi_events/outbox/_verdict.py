@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..delivery.retry import RetryPolicy
+from ..delivery._retry import RetryPolicy
 from ._store import Change, Record
 from ._table import DEAD, PENDING
 from ._targets import Failure

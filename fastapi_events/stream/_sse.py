@@ -57,7 +57,8 @@ async def serve_sse(stream: EventStream, scope: Scope, receive: Receive, send: S
         await subscription.open()
     except Exception as exc:  # Redis unreachable (url=): say so instead of a bare 500
         logger.exception("event stream subscription failed")
-        await plain_response(send, 503, f"event stream unavailable: {type(exc).__name__}: {exc}\n")
+        # The type only: the message may name internal hosts; the log has it all.
+        await plain_response(send, 503, f"event stream unavailable: {type(exc).__name__} (see the server log)\n")
         return
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})

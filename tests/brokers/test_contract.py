@@ -197,14 +197,15 @@ async def test_handler_timeout_retries_then_dead_letters_never_running_a_message
     contract: Contract,
 ) -> None:
     # Leases shorter than the timeout: without extension another consumer would take the message mid-attempt.
-    lease = {"sqs": {"visibility_timeout": "1"}, "redis": {"claim_idle": "1"}}
+    # (2 s, renewed every 0.7 s: a busy machine may delay a renewal by a second and still hold it.)
+    lease = {"sqs": {"visibility_timeout": "2"}, "redis": {"claim_idle": "2"}}
     case = contract.case(**lease.get(contract.name, {}))
     producer = contract.producer(case)
     consumers = contract.consumers(case)
     # One slot each: while the hanging attempt holds it, nothing else of that consumer touches the broker, so
     # only the lease renewal stands between the message and the other consumer.
-    one = await consumers.start(handler_timeout=2.0, concurrency=1)
-    two = await consumers.start(handler_timeout=2.0, concurrency=1)
+    one = await consumers.start(handler_timeout=4.0, concurrency=1)
+    two = await consumers.start(handler_timeout=4.0, concurrency=1)
     # Kafka: events only once the group is settled - a rebalance in the middle of an attempt hands the
     # uncommitted message out again, which is at-least-once delivery, not a lease that lapsed.
     await consumers.wait_until(consumers.assigned, 60, "both consumers to have partitions")
@@ -220,8 +221,13 @@ async def test_handler_timeout_retries_then_dead_letters_never_running_a_message
     assert [await consumers.stop(index) for index in (one, two)] == [0, 0], consumers.tails()
     attempts = [line for line in consumers.lines() if line.split()[0] == "start" and line.endswith(" 0")]
     stops = [line for line in consumers.lines() if line.split()[0] == "stop" and line.endswith(" 0")]
-    assert len(attempts) == MAX_ATTEMPTS, consumers.lines()
-    assert len(stops) == MAX_ATTEMPTS  # every attempt was cancelled
+    if contract.name == "pubsub":
+        # Without a dead-letter policy on the subscription Pub/Sub does not count deliveries: each consumer
+        # counts those it saw, so with two of them the budget can run to 2 * (MAX_ATTEMPTS - 1) + 1.
+        assert MAX_ATTEMPTS <= len(attempts) <= 2 * MAX_ATTEMPTS - 1, consumers.lines()
+    else:
+        assert len(attempts) == MAX_ATTEMPTS, consumers.lines()
+    assert len(stops) == len(attempts)  # every attempt was cancelled
     assert peak_concurrency(str(consumers.out))[0] == 1, consumers.lines()
     [dead] = [d for d in case.dead_letters() if d.event_name == "hang.created"]
-    assert "timed out after 2s" in dead.reason
+    assert "timed out after 4s" in dead.reason

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import pytest
 
 from fastapi_events.brokers.kafka import KafkaSource
@@ -84,3 +87,38 @@ def test_pubsub_url() -> None:
 def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         source_from_url(url)
+
+
+def test_every_broker_package_with_a_url_module_is_found_by_scheme() -> None:
+    from fastapi_events.brokers._registry import schemes
+
+    assert schemes() == ("kafka", "memory", "pubsub", "redis", "rediss", "sqs")
+    with pytest.raises(ConfigurationError, match="expected one of kafka, memory, pubsub, redis, rediss, sqs"):
+        source_from_url("amqp://x/q")
+
+
+def test_a_new_broker_package_is_picked_up_without_registering_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fastapi_events.brokers
+    from fastapi_events.brokers import _registry
+
+    package = tmp_path / "fake"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_url.py").write_text(
+        "SCHEMES = ('fake',)\nUSAGE = 'fake://THING'\n\ndef source_from_url(url):\n    return ('fake source', url)\n"
+    )
+    monkeypatch.setattr(fastapi_events.brokers, "__path__", [*fastapi_events.brokers.__path__, str(tmp_path)])
+    _registry._url_modules.cache_clear()
+    _registry._factories.cache_clear()
+    try:
+        assert source_from_url("fake://x") == ("fake source", "fake://x")  # type: ignore[comparison-overlap]
+        assert "fake://THING" in _registry.usage()
+    finally:
+        monkeypatch.undo()
+        _registry._url_modules.cache_clear()
+        _registry._factories.cache_clear()
+        sys.modules.pop("fastapi_events.brokers.fake._url", None)
+        sys.modules.pop("fastapi_events.brokers.fake", None)
+    assert "fake" not in _registry.schemes()

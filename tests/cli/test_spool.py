@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fastapi_events.delivery import SpoolDB
+from fastapi_events.delivery._spool import SpoolDB
 from fastapi_events.handlers.aws import SQSForwardHandler
 from tests._servers import MotoServer, free_port
 from tests._sqs import Queue

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fastapi_events.consumer.coalesce import Coalescer
+from fastapi_events.consumer._coalesce import Coalescer
 
 pytestmark = pytest.mark.anyio
 

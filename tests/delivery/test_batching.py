@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi_events.delivery import split_batches
+from fastapi_events.delivery._batching import split_batches
 
 
 def test_split_by_count_and_bytes_preserving_order() -> None:

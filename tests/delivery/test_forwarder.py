@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 
 import fastapi_events
 from fastapi_events.concurrency import thread_name
-from fastapi_events.delivery import OutboundMessage, SpoolDB
+from fastapi_events.delivery import OutboundMessage
+from fastapi_events.delivery._spool import SpoolDB
 from fastapi_events.handlers.aws import SQSForwardHandler
 from tests._servers import MotoServer, wait_for
 from tests._sqs import Queue
@@ -68,7 +69,7 @@ async def test_broker_killed_mid_stream_and_restarted_nothing_lost(
     assert stats.delivered >= total  # re-sends after the restart may deliver an entry twice, never zero
     assert stats.retried > 0
     assert stats.dropped == 0
-    await asyncio.to_thread(queue.receive, total, 30)
+    await asyncio.to_thread(queue.receive, total, 90)  # moto is slow on a loaded machine
     assert set(queue.payloads()) == set(range(total))
     await handler.shutdown(5)
 
@@ -143,20 +144,21 @@ def test_broker_rejecting_one_message_of_a_batch_dead_letters_only_that_one(
 
 @pytest.mark.anyio
 async def test_flush_waits_for_delivery_and_shutdown_releases_everything(sqs_queue: Queue) -> None:
+    before = set(threading.enumerate())
     handler = SQSForwardHandler(sqs_queue.name, sqs_queue.region, **sqs_queue.handler_kwargs)
     await handler.handle_many([("e", i) for i in range(25)])  # lazy start on the first events
     await handler.flush(20)
     assert handler.stats.delivered == 25
     assert handler.stats.queued == 0
     # After flush returned, the broker really has them (no read-after-ack race).
-    await asyncio.to_thread(sqs_queue.receive, 25, 5)
+    await asyncio.to_thread(sqs_queue.receive, 25, 30)
     assert len(sqs_queue.received) == 25
+    # The transport's boto3 thread ends with it (other tests' forwarders may still have threads of that name).
+    ours = [t for t in threading.enumerate() if t.name.startswith(thread_name("sqs-transport")) and t not in before]
+    assert ours
     await handler.shutdown(5)
-    # The transport's boto3 thread ends with it.
     await asyncio.to_thread(
-        wait_for,
-        lambda: not any(t.name.startswith(thread_name("sqs-transport")) for t in threading.enumerate()),
-        message="the SQS transport thread to end",
+        wait_for, lambda: not any(t.is_alive() for t in ours), message="the transport's thread to end"
     )
 
 

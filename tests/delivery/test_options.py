@@ -14,7 +14,7 @@ from fastapi_events.brokers.pubsub import GoogleCloudSimplePubSubHandler
 from fastapi_events.brokers.redis import RedisStreamForwardHandler
 from fastapi_events.brokers.sqs import SQSForwardHandler
 from fastapi_events.delivery import DeliveryOptions, ForwardHandler, RetryPolicy, Transport
-from fastapi_events.delivery.options import BaseDeliveryKwargs, DeliveryKwargs
+from fastapi_events.delivery._options import BaseDeliveryKwargs, DeliveryKwargs
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.testing import InMemoryBroker
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from fastapi_events.delivery import RetryPolicy, SpoolDB
-from fastapi_events.delivery.spool_writer import SpoolWriter
+from fastapi_events.delivery import RetryPolicy
+from fastapi_events.delivery._spool import SpoolDB
+from fastapi_events.delivery._spool_writer import SpoolWriter
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.handlers.aws import SQSForwardHandler
 from tests._loop_lag import loop_lag, stalls
@@ -146,7 +147,8 @@ async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(spool_
     # Put a dead letter in the table as an earlier failure would have, then replay it from another connection.
     db = SpoolDB(spool_path)
     try:
-        from fastapi_events.delivery import DeadLetter, OutboundMessage
+        from fastapi_events.delivery import OutboundMessage
+        from fastapi_events.delivery._store import DeadLetter
 
         message = OutboundMessage("replay-me", "late", b'["late", {"n": 7}]', {"event_name": "late"})
         with db.transaction():

@@ -16,7 +16,7 @@ from fastapi_events.codec import encode_event
 from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.handlers.kafka import KafkaForwardHandler
 from fastapi_events.handlers.local import LocalHandler
-from fastapi_events.otel import attributes as attr
+from fastapi_events.otel import _attributes as attr
 from tests._servers import until
 
 from .conftest import Telemetry

@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import TracerProvider
 
 from fastapi_events import _hooks, otel
-from fastapi_events.otel import instrumentation
+from fastapi_events.otel import _instrumentation as instrumentation
 
 from .conftest import Telemetry
 

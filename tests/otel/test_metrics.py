@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from fastapi_events import _hooks, dispatch
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
-from fastapi_events.otel import attributes as attr
+from fastapi_events.otel import _attributes as attr
 from fastapi_events.testing import InMemoryBroker
 
 from .conftest import Telemetry

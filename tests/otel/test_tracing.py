@@ -18,7 +18,7 @@ from fastapi_events.delivery import OutboundMessage
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.otel import TracedEvent, extract_context, inject_headers
-from fastapi_events.otel import attributes as attr
+from fastapi_events.otel import _attributes as attr
 from fastapi_events.testing import InMemoryBroker
 
 from .conftest import Telemetry

@@ -1,4 +1,4 @@
-"""Apps under test: a FastAPI app with an EventStream mounted at /events, and a uvicorn server in a thread.
+"""Apps under test: a Starlette app (no FastAPI needed) with an EventStream at /events; uvicorn in a thread.
 
 ``make_app`` is also a uvicorn ``--factory`` for subprocess tests; it reads ``STREAM_URL`` (Redis fan-out) and
 ``STREAM_HISTORY`` from the environment.
@@ -14,14 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.routing import Mount, Route
 
 from fastapi_events.dispatcher import dispatch
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.stream import EventStream
 from tests._servers import free_port, wait_for
-from tests.apps import Recorder
 
 # What the README shows: an EventSource (resumes by itself with Last-Event-ID) and a WebSocket.
 PAGE = """<!doctype html><html><body><script>
@@ -37,28 +39,21 @@ ws.onmessage = (e) => { window.wsSeen.push(JSON.parse(e.data)); };
 </script></body></html>"""
 
 
-def make_app(stream: EventStream | None = None, *handlers: Any) -> FastAPI:
+def make_app(stream: EventStream | None = None, *handlers: Any) -> Starlette:
     if stream is None:
         history = int(os.environ.get("STREAM_HISTORY", "1000"))
         stream = EventStream(history, url=os.environ.get("STREAM_URL") or None, keepalive=1.0)
-    app = FastAPI()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[*handlers, stream])
-    app.mount("/events", stream.app)
-    app.state.stream = stream
 
-    @app.post("/dispatch/{name}")
-    async def dispatch_many(name: str, request: Request) -> dict[str, int]:
+    async def dispatch_many(request: Request) -> JSONResponse:
         payloads = await request.json()
         for payload in payloads:
-            dispatch(name, payload)
-        return {"dispatched": len(payloads)}
+            dispatch(request.path_params["name"], payload)
+        return JSONResponse({"dispatched": len(payloads)})
 
-    @app.get("/page")
-    async def page() -> HTMLResponse:
+    async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE)
 
-    @app.get("/slow-stream")
-    async def slow_stream() -> StreamingResponse:
+    async def slow_stream(request: Request) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
             for number in range(3):
                 dispatch("tick", {"n": number})
@@ -68,6 +63,16 @@ def make_app(stream: EventStream | None = None, *handlers: Any) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    app = Starlette(
+        routes=[
+            Route("/dispatch/{name}", dispatch_many, methods=["POST"]),
+            Route("/page", page),
+            Route("/slow-stream", slow_stream),
+            Mount("/events", stream.app),
+        ],
+        middleware=[Middleware(EventHandlerASGIMiddleware, handlers=[*handlers, stream])],
+    )
+    app.state.stream = stream
     return app
 
 
@@ -106,4 +111,4 @@ def serve(app: Any) -> Iterator[str]:
         yield server.url
 
 
-__all__ = ["Recorder", "ThreadServer", "make_app", "serve"]
+__all__ = ["ThreadServer", "make_app", "serve"]

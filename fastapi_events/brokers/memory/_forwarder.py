@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ...delivery.deadletters import DeadLetterCallback
-from ...delivery.forwarder import ForwardHandler
-from ...delivery.options import split_options
-from ...delivery.transport import OutboundMessage
+from ...delivery._deadletters import DeadLetterCallback
+from ...delivery._forwarder import ForwardHandler
+from ...delivery._options import split_options
+from ...delivery._transport import OutboundMessage
 from ._topic import DeadLetterRecord, Topic, decoded
 from ._transport import MemoryTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...delivery.options import DeliveryKwargs
+    from ...delivery._options import DeliveryKwargs
 
 
 class InMemoryForwardHandler(ForwardHandler):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...concurrency import BlockingExecutor
-from ...consumer.source import (
+from ...consumer._source import (
     ATTR_DEAD_LETTER_ATTEMPTS,
     ATTR_DEAD_LETTER_REASON,
     ATTR_DEAD_LETTER_SOURCE,
@@ -23,10 +23,10 @@ from ...consumer.source import (
     Delivery,
     dead_letter_attributes,
 )
+from ._fields import MAX_ATTRIBUTES
 
 logger = logging.getLogger("fastapi_events.sqs")
 
-_MAX_ATTRIBUTES = 10  # SQS refuses messages with more message attributes
 _MAX_VISIBILITY = 12 * 3600
 _FIRST = (ATTR_DEAD_LETTER_REASON, ATTR_DEAD_LETTER_SOURCE, ATTR_DEAD_LETTER_ATTEMPTS, ATTR_ORIGINAL_MESSAGE_ID)
 
@@ -200,7 +200,7 @@ class SQSSource:
             "MessageBody": delivery.body.decode("utf-8", "replace") or "(empty)",
             "MessageAttributes": {
                 name: {"DataType": "String", "StringValue": attributes[name]}
-                for name in ordered[:_MAX_ATTRIBUTES]
+                for name in ordered[:MAX_ATTRIBUTES]
                 if attributes[name]
             },
         }

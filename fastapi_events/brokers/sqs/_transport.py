@@ -9,7 +9,8 @@ from typing import Any
 
 from ...codec import ATTR_EVENT_ID, ATTR_EVENT_NAME
 from ...concurrency import BlockingExecutor
-from ...delivery.transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ._fields import MAX_ATTRIBUTES
 
 SQS_MAX_BATCH_COUNT = 10
 SQS_MAX_BYTES = 256 * 1024  # per message and per batch: body + attribute names, types and values
@@ -148,7 +149,6 @@ class SQSTransport:
 
 
 _ATTRIBUTE_NAME = re.compile(r"^(?!aws\.|amazon\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,255}$", re.IGNORECASE)
-_MAX_ATTRIBUTES = 10
 _FIRST = (ATTR_EVENT_NAME, ATTR_EVENT_ID)
 
 
@@ -157,7 +157,7 @@ def _message_attributes(attributes: dict[str, str]) -> dict[str, dict[str, str]]
     # propagation keys fit; a name SQS would reject is dropped rather than failing the message.
     names = [n for n in _FIRST if n in attributes] + [n for n in attributes if n not in _FIRST]
     valid = [n for n in names if attributes[n] and _ATTRIBUTE_NAME.match(n) and ".." not in n and not n.endswith(".")]
-    return {n: {"DataType": _STRING, "StringValue": attributes[n]} for n in valid[:_MAX_ATTRIBUTES]}
+    return {n: {"DataType": _STRING, "StringValue": attributes[n]} for n in valid[:MAX_ATTRIBUTES]}
 
 
 # Whole-request errors caused by what a message contains: retrying the same content can never succeed.

@@ -266,3 +266,13 @@ async def test_consume_can_stop_after_a_number_of_messages() -> None:
     assert broker.snapshot("orders").waiting == ids[2:]
     await broker.consume("orders", recording_handler(seen))
     assert seen == [("e", n) for n in range(5)]
+
+
+async def test_events_of_a_request_served_without_lifespan_are_on_the_topic_when_it_returns() -> None:
+    broker = InMemoryBroker()
+    client = TestClient(order_app(broker))  # no `with`: each request on an event loop of its own
+    assert client.post("/orders/1").status_code == 200
+    assert broker.messages("orders") == [("order.created", {"n": 1})]
+    seen: list[Any] = []
+    await broker.consume("orders", recording_handler(seen))
+    assert seen == [("order.created", {"n": 1})]

@@ -10,8 +10,8 @@ from .._names import event_name_str
 from ..codec import Serializer, attributes_for, encode_event, new_event_id
 from ..errors import SerializationError
 from ..typing import Event
-from .store import DeadLetter
-from .transport import OutboundMessage, Transport
+from ._store import DeadLetter
+from ._transport import OutboundMessage, Transport
 
 KeyFunction = Callable[[Event], "str | None"]
 

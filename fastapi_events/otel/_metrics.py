@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import _runtime
-from . import attributes as attr
+from . import _attributes as attr
 
 _CACHE_LIMIT = 4096
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..concurrency import run_once, start_thread
-from .spool import SpoolDB
-from .store import DeadLetter, Entry, Retry
-from .transport import OutboundMessage
+from ._spool import SpoolDB
+from ._store import DeadLetter, Entry, Retry
+from ._transport import OutboundMessage
 
 logger = logging.getLogger("fastapi_events.delivery")
 
@@ -180,7 +180,7 @@ async def release(writer: SpoolWriter) -> None:
 
 
 class SpoolStore:
-    """:class:`~fastapi_events.delivery.store.PendingStore` backed by the spool, for one destination."""
+    """:class:`~fastapi_events.delivery._store.PendingStore` backed by the spool, for one destination."""
 
     durable = True
 

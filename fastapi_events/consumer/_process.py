@@ -14,8 +14,8 @@ from typing import Any
 
 from ..brokers._registry import source_from_url
 from ..handlers.local import LocalHandler
-from .runner import Consumer, ConsumerStats
-from .source import Source
+from ._runner import Consumer, ConsumerStats
+from ._source import Source
 
 logger = logging.getLogger("fastapi_events.consumer")
 

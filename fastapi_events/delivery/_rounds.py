@@ -6,12 +6,24 @@ import asyncio
 from collections.abc import Sequence
 
 from .. import _hooks
-from .ordering import KeyOrder
-from .retry import RetryPolicy
-from .store import DeadLetter, Entry, Retry
-from .transport import EntryResult, Outcome, Transport
+from ._batching import Batches, split_batches
+from ._ordering import KeyOrder
+from ._retry import RetryPolicy
+from ._store import DeadLetter, Entry, Retry
+from ._transport import EntryResult, Outcome, Transport
 
 Sent = list[tuple[list[Entry], Sequence[EntryResult] | None, str]]
+
+
+def split_for(transport: Transport, entries: Sequence[Entry]) -> Batches[Entry]:
+    """``entries`` in batches within ``transport``'s count and size limits (oversize ones set apart)."""
+    return split_batches(
+        entries,
+        size=lambda e: transport.message_size(e.message),
+        max_count=transport.max_batch_count,
+        max_bytes=transport.max_batch_bytes,
+        max_message_bytes=transport.max_message_bytes,
+    )
 
 
 async def send_batches(transport: Transport, batches: list[list[Entry]]) -> tuple[Sent, list[Entry]]:

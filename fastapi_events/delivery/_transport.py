@@ -42,7 +42,11 @@ class Transport(Protocol):
     ``send_batch`` is only called after ``open`` succeeded, never concurrently with ``open``/``close``; it
     returns one result per message, in order. Raising from ``send_batch`` means "the broker could not be
     reached": every entry is retried without using up its retry budget (an outage must not turn events into
-    dead letters).
+    dead letters) - raise too when the destination is missing or refuses our credentials, which a redeploy or
+    an operator fixes minutes later.
+
+    Calls may come from a new event loop (an app running a loop per request, as ``TestClient`` without ``with``
+    does): a transport holding loop-bound resources re-creates them on the new loop.
 
     Optional attribute ``max_concurrent_batches: int`` (default 1): how many batches of one delivery round may be
     in flight at once. With 1, batches go one after another and the broker receives events in the order they

@@ -27,9 +27,9 @@ from .. import _hooks
 from .._names import event_name_str
 from ..typing import Event
 from ..utils import strtobool
-from . import attributes as attr
-from .metrics import Metrics
-from .tracing import ActiveSpan, Tracing
+from . import _attributes as attr
+from ._metrics import Metrics
+from ._tracing import ActiveSpan, Tracing
 
 logger = logging.getLogger("fastapi_events.otel")
 

@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING
 from .._report import report_failure
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
-from .batching import split_batches
-from .deadletters import DeadLetterCallback, report_dead_letters
-from .encoding import KeyFunction, encode_events
-from .handover import Flushes, Handovers
-from .memory import MemoryStore
-from .options import DeliveryKwargs, DeliveryOptions, split_options
-from .ordering import KeyOrder
-from .outage import Outage
-from .rounds import classify, send_batches
-from .spool_writer import SpoolStore, acquire
-from .store import DeadLetter, Entry, PendingStore, Retry
-from .transport import Transport
+from ._deadletters import DeadLetterCallback, report_dead_letters
+from ._encoding import KeyFunction, encode_events
+from ._handover import Flushes, Handovers
+from ._memory import MemoryStore
+from ._options import DeliveryKwargs, DeliveryOptions, split_options
+from ._ordering import KeyOrder
+from ._outage import Outage
+from ._rounds import classify, send_batches, split_for
+from ._spool_writer import SpoolStore, acquire
+from ._store import DeadLetter, Entry, PendingStore, Retry
+from ._transport import Transport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -334,13 +333,7 @@ class ForwardHandler(BaseEventHandler):
         """Send due entries and file the results; returns the error when the broker could not be reached."""
         t = self.transport
         entries, held = self._order.hold_back(entries)
-        split = split_batches(
-            entries,
-            size=lambda e: t.message_size(e.message),
-            max_count=t.max_batch_count,
-            max_bytes=t.max_batch_bytes,
-            max_message_bytes=t.max_message_bytes,
-        )
+        split = split_for(t, entries)
         dead = [
             (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
             for e, n in split.oversize

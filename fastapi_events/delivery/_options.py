@@ -15,9 +15,9 @@ from typing import Any, TypedDict
 
 from ..codec import Serializer
 from ..errors import ConfigurationError
-from .deadletters import DeadLetterCallback
-from .encoding import KeyFunction, new_event_id
-from .retry import RetryPolicy
+from ._deadletters import DeadLetterCallback
+from ._encoding import KeyFunction, new_event_id
+from ._retry import RetryPolicy
 
 
 @dataclass(frozen=True, kw_only=True)

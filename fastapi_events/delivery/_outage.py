@@ -7,7 +7,7 @@ import random
 import time
 
 from ..errors import ConfigurationError
-from .retry import RetryPolicy
+from ._retry import RetryPolicy
 
 logger = logging.getLogger("fastapi_events.delivery")
 

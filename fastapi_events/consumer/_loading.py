@@ -10,7 +10,7 @@ from typing import cast
 
 from ..errors import ConfigurationError
 from ..handlers.local import LocalHandler
-from .runner import Deserializer
+from ._runner import Deserializer
 
 
 def load_object(reference: str, option: str = "--handlers") -> object:

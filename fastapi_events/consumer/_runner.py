@@ -18,12 +18,12 @@ from typing import Any
 from .. import _hooks
 from .._event_meta import received
 from ..codec import ATTR_EVENT_NAME, decode_event
-from ..delivery.retry import RetryPolicy
+from ..delivery._retry import RetryPolicy
 from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
 from ..handlers.local import LocalHandler
 from ..typing import Event
+from ._source import MAX_REASON_CHARS, Delivery, Source
 from ._timeout import HandlerDeadline
-from .source import MAX_REASON_CHARS, Delivery, Source
 
 logger = logging.getLogger("fastapi_events.consumer")
 

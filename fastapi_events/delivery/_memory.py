@@ -7,8 +7,8 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from .store import DeadLetter, Entry, Retry
-from .transport import OutboundMessage
+from ._store import DeadLetter, Entry, Retry
+from ._transport import OutboundMessage
 
 logger = logging.getLogger("fastapi_events.delivery")
 

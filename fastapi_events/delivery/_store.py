@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .transport import OutboundMessage
+from ._transport import OutboundMessage
 
 
 @dataclass(slots=True)

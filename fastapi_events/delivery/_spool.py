@@ -2,7 +2,7 @@
 
 Two tables keyed by destination: ``pending`` (accepted, not yet acknowledged by the broker) and
 ``dead_letters``. This module is the synchronous SQL layer; forwarders reach it only through the single writer
-thread of :mod:`fastapi_events.delivery.spool_writer`, the command line uses it directly.
+thread of :mod:`fastapi_events.delivery._spool_writer`, the command line uses it directly.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
-from .store import DeadLetter, Entry, Retry
-from .transport import OutboundMessage
+from ._store import DeadLetter, Entry, Retry
+from ._transport import OutboundMessage
 
 SCHEMA_VERSION = 1
 

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from .. import _hooks
-from .store import DeadLetter, PendingStore
-from .transport import OutboundMessage
+from ._store import DeadLetter, PendingStore
+from ._transport import OutboundMessage
 
 logger = logging.getLogger("fastapi_events.delivery")
 

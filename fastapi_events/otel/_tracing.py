@@ -14,8 +14,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from ..codec import ATTR_EVENT_ID
-from . import attributes as attr
-from .propagation import TracedEvent, extract_context, use_span_linking
+from . import _attributes as attr
+from ._propagation import TracedEvent, extract_context, use_span_linking
 
 # A batch of thousands of messages would otherwise make one span carry thousands of links.
 MAX_LINKS = 128

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .store import Entry, Retry
+from ._store import Entry, Retry
 
 
 @dataclass(slots=True)
