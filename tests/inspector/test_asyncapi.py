@@ -74,7 +74,9 @@ async def test_document_is_valid_asyncapi_3_and_describes_the_app(
     # The pattern channel carries the messages of every known name it matches.
     assert set(channels["order.*"]["messages"]) == {"order.placed", "order.cancelled"}
     operations = document["operations"].values()
-    receive = [op for op in operations if op["action"] == "receive"]
+    # The document covers every middleware alive in the process; other tests' apps may still be (cycles), so look
+    # at the receive operations of this app's own handler functions.
+    receive = [op for op in operations if op["action"] == "receive" and "tests.inspector._app." in op["summary"]]
     send = [op for op in operations if op["action"] == "send"]
     assert {resolve(document, op["channel"]["$ref"])["address"] for op in receive} == {"order.*", "payment.*", "slow.*"}
     sent_to = {resolve(document, op["channel"]["$ref"])["address"] for op in send}
