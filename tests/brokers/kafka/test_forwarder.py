@@ -146,7 +146,7 @@ async def test_delivery_timeout_reports_are_an_outage_not_a_failed_event() -> No
     try:
         # Which report librdkafka gives first is a race (its delivery timeout equals the all-down grace here);
         # either one must count as the broker being unreachable.
-        with pytest.raises(KafkaUnreachableError, match="_ALL_BROKERS_DOWN|_MSG_TIMED_OUT"):
+        with pytest.raises(KafkaUnreachableError, match=r"_ALL_BROKERS_DOWN|_MSG_TIMED_OUT"):
             await transport.send_batch([OutboundMessage("1", "e", b'["e",1]', {"event_name": "e"})])
     finally:
         await transport.close()
