@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_uvicorn import free_port, get_json, process_cpu_seconds, wrk
+from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wrk
 
 CONFIGS = ("before", "after", "spool")
 EVENTS_PER_REQUEST = 10
@@ -130,12 +130,7 @@ class Server:
         return result
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str]:

@@ -181,6 +181,16 @@ def serve(spec: str, port: int) -> None:
 # driver side
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM (the server's graceful shutdown), SIGKILL when it does not end within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -253,14 +263,8 @@ class Server:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def load(self, args: argparse.Namespace) -> dict[str, Any]:
         assert self.proc is not None
