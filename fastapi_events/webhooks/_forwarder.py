@@ -30,10 +30,22 @@ if TYPE_CHECKING:
 WEBHOOK_RETRY = RetryPolicy(max_attempts=None, max_elapsed=24 * 3600.0, initial_delay=1.0, max_delay=3600.0)
 
 
-def webhook_body(event: Event) -> bytes:
-    """The Standard Webhooks body: ``{"type": name, "timestamp": ISO-8601 UTC, "data": payload}``."""
+def _now_iso() -> str:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-    return encode_payload({"type": event_name_str(event[0]), "timestamp": now.replace("+00:00", "Z"), "data": event[1]})
+    return now.replace("+00:00", "Z")
+
+
+class _Bodies:
+    """Builds the Standard Webhooks body ``{"type", "timestamp", "data"}`` for the delivery layer (its
+    serializer). The timestamp is taken once per event, so every endpoint receives the same body."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[int, tuple[Event, str]] = {}
+
+    def __call__(self, event: Event) -> bytes:
+        found = self.stamps.get(id(event))
+        stamp = found[1] if found is not None and found[0] is event else _now_iso()
+        return encode_payload({"type": event_name_str(event[0]), "timestamp": stamp, "data": event[1]})
 
 
 class WebhookForwardHandler(BaseEventHandler):
@@ -76,7 +88,8 @@ class WebhookForwardHandler(BaseEventHandler):
             raise ConfigurationError("each webhook url may appear once (its events are spooled under the url)")
         self.allow_private_networks = bool(allow_private_networks)
         self.timeout = float(timeout)
-        lane_options = dataclasses.replace(delivery, serializer=webhook_body, retry=delivery.retry or WEBHOOK_RETRY)
+        self._bodies = _Bodies()
+        lane_options = dataclasses.replace(delivery, serializer=self._bodies, retry=delivery.retry or WEBHOOK_RETRY)
         self.transports = tuple(
             WebhookTransport(endpoint, timeout=self.timeout, allow_private_networks=self.allow_private_networks)
             for endpoint in self.endpoints
@@ -98,13 +111,21 @@ class WebhookForwardHandler(BaseEventHandler):
     async def handle_many(self, events: Iterable[Event]) -> None:
         events = list(events)
         names = [event_name_str(event[0]) for event in events]
+        stamp = _now_iso()
+        stamps = self._bodies.stamps
+        for event in events:
+            stamps[id(event)] = (event, stamp)
         calls = []
         for transport, lane in zip(self.transports, self.lanes, strict=True):
             wanted = [event for event, name in zip(events, names, strict=True) if transport.endpoint.wants(name)]
             if wanted:
                 calls.append(lane.handle_many(wanted))
         # Lanes hand their events over side by side: a hanging endpoint holds up only its own hand-over.
-        await self._each(calls)
+        try:
+            await self._each(calls)
+        finally:
+            for event in events:
+                stamps.pop(id(event), None)
 
     async def flush(self, timeout: float | None = None) -> None:
         await self._each([lane.flush(timeout) for lane in self.lanes])
@@ -147,4 +168,4 @@ class WebhookForwardHandler(BaseEventHandler):
         return f"{type(self).__name__}({len(self.endpoints)} endpoint(s))"
 
 
-__all__ = ["WEBHOOK_RETRY", "WebhookForwardHandler", "webhook_body"]
+__all__ = ["WEBHOOK_RETRY", "WebhookForwardHandler"]
