@@ -86,6 +86,7 @@ lint: $(NEWEST)/.installed
 	$(NEWEST)/bin/ruff check fastapi_events tests examples benchmarks
 	$(NEWEST)/bin/ruff format --check fastapi_events
 	$(NEWEST)/bin/mypy
+	$(NEWEST)/bin/lint-imports
 
 bench: $(VENV)/.installed deps
 	$(PY) benchmarks/run_all.py

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _hooks
 from ._names import event_name_str
-from ._runtime import EventBuffer, event_store, get_runtime
+from ._runtime import EventBuffer, Outbox, event_store, get_runtime
 from .constants import FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
 from .errors import (
     ConfigurationError,
@@ -125,7 +125,7 @@ def dispatch(
             "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
             "fastapi_events.testing.capture_events() in tests"
         )
-    row = None if session is None else _outbox_row(buffer, event)
+    staged = None if session is None else _outbox_row(buffer, event)
     # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
     # nor leave a "send" span behind.
     if _recorders:
@@ -133,21 +133,21 @@ def dispatch(
     if _on_dispatch:
         for hook in _on_dispatch:
             event = hook(event)
-    if row is not None:
-        buffer.runtime.outbox.stage(session, row, event)
+    if staged is not None:
+        outbox, row = staged
+        outbox.stage(session, row, event)
         return
     buffer.add(event)
 
 
-def _outbox_row(buffer: EventBuffer, event: Event) -> dict[str, Any]:
+def _outbox_row(buffer: EventBuffer, event: Event) -> tuple[Outbox, dict[str, Any]]:
     outbox = buffer.runtime.outbox
     if outbox is None:
         raise ConfigurationError(
             f"dispatch({event_name_str(event[0])!r}, session=...) needs an outbox: "
             "EventHandlerASGIMiddleware(..., outbox=SQLAlchemyOutbox(engine))"
         )
-    row: dict[str, Any] = outbox.encode(event)
-    return row
+    return outbox, outbox.encode(event)
 
 
 def _record(event: Event) -> None:

@@ -20,11 +20,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..delivery._spool import SpoolDB, SpoolRecord
+from ..delivery import SpoolDB, SpoolRecord
 from . import help_text
 
 if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
-    from ..outbox._admin import OutboxAdmin
+    from ..outbox import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 def _open(args: argparse.Namespace) -> SpoolDB | OutboxAdmin | None:
     if "://" in args.path:
-        from ..outbox._admin import OutboxAdmin
+        from ..outbox import OutboxAdmin
 
         try:
             return OutboxAdmin(args.path, args.table)

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..delivery._spool import SpoolRecord
+from ..delivery import SpoolRecord
 from . import _store
 from ._db import Database, make_engine
 from ._table import build_table, channel_for
