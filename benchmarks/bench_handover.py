@@ -49,8 +49,8 @@ def build_app(config: str, redis_url: str, spool_dir: str) -> Any:
     from fastapi_events.middleware import EventHandlerASGIMiddleware
 
     class WithoutHandover(RedisStreamForwardHandler):
-        async def _hand_over(self, ids: list[str]) -> None:
-            return None
+        async def _hand_over(self, handed: Any, ids: list[str]) -> None:
+            self._handovers.forget(ids)
 
     app = FastAPI()
     forwarder: Any = None

@@ -48,14 +48,23 @@ async def report_dead_letters(
             await store.add_dead(dead)
         except Exception:
             logger.exception("%s: could not store %d dead letter(s) in the spool", where, len(dead))
-    if callback is not None:
-        for d in dead:
-            try:
-                result = callback(d.message, d.reason)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("on_dead_letter failed for event %r (id %s)", d.message.event_name, d.message.id)
+    await call_dead_letter_callback(callback, [d.message for d in dead], [d.reason for d in dead])
 
 
-__all__ = ["DeadLetterCallback", "report_dead_letters"]
+async def call_dead_letter_callback(
+    callback: DeadLetterCallback | None, messages: Sequence[OutboundMessage], reasons: Sequence[str] | str
+) -> None:
+    """``callback(message, reason)`` for each message (one reason for all, or one each); its errors are logged."""
+    if callback is None:
+        return
+    for index, message in enumerate(messages):
+        reason = reasons if isinstance(reasons, str) else reasons[index]
+        try:
+            result = callback(message, reason)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_dead_letter failed for event %r (id %s)", message.event_name, message.id)
+
+
+__all__ = ["DeadLetterCallback", "call_dead_letter_callback", "report_dead_letters"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .._report import report_failure
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
-from ._deadletters import DeadLetterCallback, report_dead_letters
+from ._deadletters import DeadLetterCallback, call_dead_letter_callback, report_dead_letters
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
 from ._memory import MemoryStore
@@ -24,7 +24,7 @@ from ._outage import Outage
 from ._rounds import classify, send_batches, split_for
 from ._spool_writer import SpoolStore, acquire
 from ._store import DeadLetter, Entry, PendingStore, Retry
-from ._transport import Transport
+from ._transport import OutboundMessage, Transport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -40,6 +40,7 @@ class ForwarderStats:
     dead_lettered: int
     dropped: int  # lost: memory queue full, spool unusable, or left in memory at shutdown
     queued: int  # waiting for delivery now
+    waiting: int = 0  # events of dispatching requests waiting for room in the full in-memory queue (backpressure)
 
 
 class ForwardHandler(BaseEventHandler):
@@ -49,7 +50,10 @@ class ForwardHandler(BaseEventHandler):
     dispatched them returns: with ``spool_path`` it returns once they are written to the spool file (durable: a
     later process with the same path delivers what this one could not); without, once the broker accepted them,
     for at most ``flush_timeout`` seconds and not at all while the broker is known to be unreachable (waiting
-    would not deliver them sooner), after which they wait in a bounded in-memory queue. A background sender task
+    would not deliver them sooner), after which they wait in a bounded in-memory queue. When that queue is full,
+    ``handle_many`` waits for room (backpressure: the dispatching request slows down, nothing is discarded);
+    only while the broker is known to be down are events that find no room given up - logged, counted in
+    ``stats.dropped`` and passed to ``on_dead_letter``. A background sender task
     batches the events of all concurrent requests and delivers them; failed entries are retried per ``retry``;
     after the budget or on a permanent error an event becomes a dead letter (spool table and/or
     ``on_dead_letter``, always logged at ERROR). A broker outage (or a missing destination) never spends that
@@ -107,8 +111,10 @@ class ForwardHandler(BaseEventHandler):
 
     @property
     def stats(self) -> ForwarderStats:
-        queued = self._store.queued() if self._store is not None else 0
-        return ForwarderStats(queued=queued, **self._counts)
+        store = self._store
+        queued = store.queued() if store is not None else 0
+        waiting = store.waiting_for_room if isinstance(store, MemoryStore) else 0
+        return ForwarderStats(queued=queued, waiting=waiting, **self._counts)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -224,27 +230,84 @@ class ForwardHandler(BaseEventHandler):
                 report_failure(event, self, exc)
             return
         messages, sources, dead = encoded.messages, encoded.sources, encoded.dead
-        entries: list[Entry] = []
+        handed: asyncio.Future[bool | None] | None = None
         if messages:
+            ids = [message.id for message in messages]
+            # Registered before they are stored: room may free piece by piece while this call waits for it, and
+            # the sender can deliver the first pieces before the call resumes.
+            self._outstanding.update(ids)
+            if not self._store.durable:
+                handed = self._handovers.register(ids)
             try:
-                entries, dropped = await self._store.add(messages)
+                dropped = await self._store_all(messages)
             except Exception as exc:  # e.g. disk full: these events are lost, say so for each
                 self._counts["dropped"] += len(messages)
                 for event in sources:
                     report_failure(event, self, exc)
-                entries, dropped = [], []
-            self._outstanding.update(entry.message.id for entry in entries)
-            self._counts["dropped"] += len(dropped)
+                dropped = messages
+            if dropped:
+                self._unregister(message.id for message in dropped)
+                await self._drop(dropped)
         if dead:
             await self._dead_letter(dead, stored=False)
         self._wake.set()
-        if entries and not self._store.durable and not self._outage.active:
-            await self._hand_over([entry.message.id for entry in entries])
+        if handed is not None:
+            if self._outage.active:
+                self._handovers.forget(ids)
+            else:
+                await self._hand_over(handed, ids)
 
-    async def _hand_over(self, ids: list[str]) -> None:
+    def _unregister(self, ids: Iterable[str]) -> None:
+        gone = set(ids)
+        self._outstanding -= gone
+        self._handovers.resolve(gone)
+        self._flushes.resolve(gone)
+
+    async def _store_all(self, messages: list[OutboundMessage]) -> list[OutboundMessage]:
+        """Store ``messages``; when the in-memory queue is full, wait in line for room (backpressure on the
+        dispatching request). Returns what could not be stored: the broker is known to be down."""
+        store = self._store
+        assert store is not None
+        _, over = await store.add(messages)
+        if not over or self._outage.active or not isinstance(store, MemoryStore):
+            return over
+        self._wake.set()  # the sender makes the room
+        waiter = store.wait_for_room(over)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            # The request went away while waiting (server shutdown): what was stored stays, the rest is reported.
+            store.leave_line(waiter)
+            rest = list(waiter.remaining)
+            self._unregister(message.id for message in rest)
+            await asyncio.shield(self._drop(rest, "the dispatching request was cancelled"))
+            raise
+        return list(waiter.remaining)
+
+    async def _drop(self, messages: list[OutboundMessage], why: str = "") -> None:
+        """Give up on events never stored: logged (ERROR, each by name), counted, passed to ``on_dead_letter``."""
+        if not messages:
+            return
+        if not why:
+            why = (
+                f"{self.transport.destination} is unreachable and the in-memory queue is full "
+                f"({self.max_queue_size} events); configure spool_path= to keep events through broker outages"
+            )
+        self._counts["dropped"] += len(messages)
+        for message in messages:
+            logger.error(
+                "event %r (id %s) DROPPED: %s",
+                message.event_name,
+                message.id,
+                why,
+                extra={"event_name": message.event_name, "event_id": message.id},
+            )
+        await call_dead_letter_callback(self.on_dead_letter, messages, f"dropped: {why}")
+
+    async def _hand_over(self, handed: asyncio.Future[bool | None], ids: list[str]) -> None:
         """Wait until the sender handed these events to the broker: the request's loop may close right after
         it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
-        if await self._handovers.wait(ids, self.flush_timeout) is False:
+        if await self._handovers.wait(handed, ids, self.flush_timeout) is False:
             now = time.monotonic()
             if now - self._timeout_logged_at >= self._outage.log_interval:
                 self._timeout_logged_at = now
@@ -301,10 +364,17 @@ class ForwardHandler(BaseEventHandler):
         finally:
             round_task.cancel()
         if error:
-            self._handovers.release_all()
+            self._broker_down()
             await asyncio.sleep(self._outage.failed("reach", error, self._queued()))
         elif self._outage.active:
             self._outage.recovered(self._queued())
+
+    def _broker_down(self) -> None:
+        """Waiting cannot get events to the broker sooner: requests waiting for the hand-over go on, those
+        waiting for room give up what does not fit (reported by each of them)."""
+        self._handovers.release_all()
+        if isinstance(self._store, MemoryStore):
+            self._store.release_waiters()
 
     def _queued(self) -> int:
         return self._store.queued() if self._store is not None else 0
@@ -316,7 +386,7 @@ class ForwardHandler(BaseEventHandler):
                 await self.transport.open()
                 self._transport_open = True
             except Exception as exc:
-                self._handovers.release_all()
+                self._broker_down()
                 await asyncio.sleep(self._outage.open_failed(exc, self._queued()))
         if self._outage.active:
             self._outage.recovered(self._queued())

@@ -31,13 +31,14 @@ class Handovers:
         """A future set to True once every id is resolved, None when released early (the broker is down)."""
         future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, len(ids))
-        for event_id in ids:
-            self._by_id[event_id] = waiter
+        self._by_id.update(dict.fromkeys(ids, waiter))
         return future
 
-    async def wait(self, ids: Sequence[str], timeout: float) -> bool | None:
-        """Register ``ids`` and wait: True once all are resolved, None when released early, False on timeout."""
-        accepted = self.register(ids)
+    async def wait(self, accepted: asyncio.Future[bool | None], ids: Sequence[str], timeout: float) -> bool | None:
+        """Wait for the future ``register(ids)`` returned: True once all are resolved, None when released early,
+        False on timeout."""
+        if accepted.done():
+            return accepted.result()
         # call_later rather than wait_for: this runs once per request, and wait_for costs a second future and
         # a callback chain on top of the timer.
         timer = accepted.get_loop().call_later(timeout, _expire, accepted)

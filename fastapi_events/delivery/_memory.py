@@ -7,6 +7,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
+from ._room import RoomLine, RoomWaiter
 from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
 
@@ -17,8 +18,9 @@ class MemoryStore:
     """Fresh entries in FIFO order plus a heap of entries waiting for their retry time.
 
     The bound covers everything held (fresh, waiting, being sent) so that a long broker outage cannot exhaust
-    memory. When it is hit the *incoming* events are dropped: each one is logged at ERROR with its name and
-    the caller counts it, because losing events silently is the failure this package exists to prevent.
+    memory. When it is hit, the *incoming* events wait in line (:meth:`wait_for_room`) until delivered ones
+    make room: backpressure on the requests that dispatch them. Only the forwarder decides to give up on them
+    (the broker is down), and then it reports each one.
     """
 
     durable = False
@@ -32,6 +34,7 @@ class MemoryStore:
         self._waiting: list[tuple[float, int, Entry]] = []
         self._in_flight: dict[int, Entry] = {}
         self._seq = 0
+        self._line: RoomLine[OutboundMessage, Entry] = RoomLine()
 
     def __len__(self) -> int:
         return len(self._fresh) + len(self._waiting) + len(self._in_flight)
@@ -40,25 +43,41 @@ class MemoryStore:
         return len(self)
 
     async def add(self, messages: Sequence[OutboundMessage]) -> tuple[list[Entry], list[OutboundMessage]]:
+        """Store what fits, unless others wait in line for room; returns ``(entries, messages not stored)``."""
+        if self._line:
+            return [], list(messages)
         room = max(0, self.max_size - len(self))
-        accepted: list[Entry] = []
-        for message in messages[:room]:
-            self._seq += 1
-            entry = Entry(self._seq, message)
-            self._fresh.append(entry)
-            accepted.append(entry)
-        dropped = list(messages[room:])
-        for message in dropped:
-            logger.error(
-                "event %r (id %s) DROPPED: in-memory queue for %s is full (%d events); configure spool_path= "
-                "to keep events through broker outages",
-                message.event_name,
-                message.id,
-                self.destination,
-                self.max_size,
-                extra={"event_name": message.event_name, "event_id": message.id},
-            )
-        return accepted, dropped
+        if room >= len(messages):
+            return self._admit(messages), []
+        return self._admit(messages[:room]), list(messages[room:])
+
+    def wait_for_room(self, messages: Sequence[OutboundMessage]) -> RoomWaiter[OutboundMessage, Entry]:
+        """Queue ``messages`` behind earlier waiters; they are stored as room frees (see :class:`RoomLine`)."""
+        waiter = self._line.join(messages)
+        self._make_room()
+        return waiter
+
+    def leave_line(self, waiter: RoomWaiter[OutboundMessage, Entry]) -> None:
+        self._line.leave(waiter)
+
+    def release_waiters(self) -> None:
+        self._line.release_all()
+
+    @property
+    def waiting_for_room(self) -> int:
+        """Messages waiting in line for room."""
+        return self._line.items()
+
+    def _admit(self, messages: Sequence[OutboundMessage]) -> list[Entry]:
+        seq = self._seq
+        accepted = [Entry(seq + i, message) for i, message in enumerate(messages, 1)]
+        self._seq = seq + len(accepted)
+        self._fresh.extend(accepted)
+        return accepted
+
+    def _make_room(self) -> None:
+        if self._line:
+            self._line.fill(self.max_size - len(self), self._admit)
 
     async def due(self, now: float, limit: int) -> tuple[list[Entry], float | None]:
         batch: list[Entry] = []
@@ -84,6 +103,7 @@ class MemoryStore:
         for retry in retries:
             self._in_flight.pop(retry.entry.seq, None)
             heapq.heappush(self._waiting, (retry.next_attempt_at, retry.entry.seq, retry.entry))
+        self._make_room()
 
     async def add_dead(self, dead: Sequence[DeadLetter]) -> None:
         # Without a spool there is nowhere durable to keep them: the forwarder logs and reports each one.
@@ -96,6 +116,7 @@ class MemoryStore:
         self._in_flight.clear()
         self._fresh.clear()
         self._waiting.clear()
+        self._line.release_all()
         return entries
 
     def report_lost(self) -> int:
@@ -116,6 +137,7 @@ class MemoryStore:
         for entry in sorted(self._in_flight.values(), key=lambda e: e.seq, reverse=True):
             self._fresh.appendleft(entry)
         self._in_flight.clear()
+        self._line.release_all()  # their requests ran on the old loop, which is gone
 
     async def close(self) -> None:
         return None

@@ -28,7 +28,8 @@ class DeliveryOptions:
       restarts; several forwarders and processes may share one). ``None``: a bounded in-memory queue.
     - ``retry``: budget and backoff for events the broker refused for a transient reason.
     - ``on_dead_letter(message, reason)``: called (sync or async) for each event given up on.
-    - ``max_queue_size``: events held in memory without a spool; beyond it new events are dropped and logged.
+    - ``max_queue_size``: events held in memory without a spool; beyond it, dispatching requests wait for room
+      (backpressure). Events are given up (logged, counted, ``on_dead_letter``) only while the broker is down.
     - ``flush_timeout``: seconds ``flush()`` and shutdown wait for the broker to confirm what is pending.
     - ``key(event) -> str | None``: per-key ordering (Kafka key, Pub/Sub ordering key, SQS FIFO group...).
     - ``serializer(event) -> JSON-able``: the message body (default ``["event name", payload]``).

@@ -160,9 +160,7 @@ def test_a_hanging_broker_holds_the_request_no_longer_than_flush_timeout(
 
 
 def test_during_a_known_outage_requests_are_not_held(dead_endpoint: Any) -> None:
-    handler = SQSForwardHandler(
-        "http://127.0.0.1:1/000000000000/q", "us-east-1", flush_timeout=20.0, **dead_endpoint()
-    )
+    handler = SQSForwardHandler("http://127.0.0.1:1/000000000000/q", "us-east-1", flush_timeout=20.0, **dead_endpoint())
     client = TestClient(make_app(handler))
     first = time.monotonic()
     assert client.post("/events/tick", json=[1]).status_code == 200

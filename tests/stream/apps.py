@@ -79,7 +79,7 @@ def make_app(stream: EventStream | None = None, *handlers: Any) -> Starlette:
 class ThreadServer:
     """uvicorn serving ``app`` on a free 127.0.0.1 port in a background thread (its own event loop)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.port = free_port()
         config = uvicorn.Config(
             app,
@@ -88,6 +88,7 @@ class ThreadServer:
             log_level="warning",
             timeout_graceful_shutdown=5,
             ws="websockets-sansio",
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -212,6 +212,15 @@ class InMemoryBroker:
         with self._lock:
             state.failures.append(Failure(operation, count, permanent))
 
+    def slow_down(self, topic: str, seconds_per_batch: float) -> None:
+        """Make every forwarder batch to ``topic`` take ``seconds_per_batch`` before the broker accepts it (a slow
+        or distant broker: forwarders then fall behind a busy app and push back on it). 0 restores full speed."""
+        if seconds_per_batch < 0:
+            raise ConfigurationError("seconds_per_batch must be >= 0")
+        state = self._topic(topic)
+        with self._lock:
+            state.send_delay = float(seconds_per_batch)
+
     @contextlib.contextmanager
     def unreachable(self, topic: str) -> Iterator[None]:
         """``with broker.unreachable("orders"):`` - an outage: every send and receive of ``topic`` raises

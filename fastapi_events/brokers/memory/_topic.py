@@ -74,6 +74,7 @@ class Topic:
         self.handed_back: list[tuple[str, float]] = []
         self.failures: list[Failure] = []
         self.unreachable = False
+        self.send_delay = 0.0  # seconds each forwarder batch takes to be accepted (a slow broker)
         self._order = itertools.count()
 
     # -- failures (caller holds the lock) --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
@@ -34,6 +35,8 @@ class MemoryTransport:
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         topic = self._topic
+        if topic.send_delay:
+            await asyncio.sleep(topic.send_delay)  # a broker's round trip: the loop serves requests meanwhile
         results: list[EntryResult] = []
         with topic.lock:
             if topic.unreachable:
