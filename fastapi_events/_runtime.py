@@ -63,8 +63,9 @@ class Outbox(Protocol):
     def bind(self, runtime: Runtime) -> None:
         """Deliver to ``runtime.handlers``, reporting to ``runtime.on_error``; let ``runtime`` track deliveries."""
 
-    def encode(self, event: Event) -> dict[str, Any]:
-        """``dispatch(..., session=s)``: the row for ``event`` (raises at the call site when it cannot be written)."""
+    def encode(self, event: Event, due: float | None = None, event_id: str | None = None) -> dict[str, Any]:
+        """``dispatch(..., session=s)``: the row for ``event``, due at ``due`` (epoch seconds) when delayed, with
+        the caller's ``event_id`` when given (raises at the call site when it cannot be written)."""
 
     def stage(self, session: Any, row: dict[str, Any], event: Event) -> None:
         """Add the row to ``session``'s transaction; after the commit the outbox hands it to the runtime."""
