@@ -3,6 +3,8 @@
 What is exported here is what you need to forward events to a broker of your own: implement a
 :class:`Transport` (open / send a batch, one :class:`EntryResult` per :class:`OutboundMessage` / close) and wrap
 it in a :class:`ForwardHandler`, which takes the :class:`DeliveryOptions` every built-in forwarder takes.
+Stored events (a spool's or an outbox's pending events and dead letters) are listed as :class:`StoredRecord` s by
+any :class:`StoreAdmin`.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ from ._deadletters import DeadLetterCallback
 from ._encoding import KeyFunction
 from ._forwarder import ForwarderStats, ForwardHandler
 from ._options import DeliveryKwargs, DeliveryOptions
+from ._records import StoreAdmin, StoredRecord
 from ._retry import RetryPolicy
 from ._transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
 
 # isort: split
 # The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.
 from ._encoding import encode_events as encode_events
+from ._options import OPTION_NAMES as OPTION_NAMES
 from ._options import BaseDeliveryKwargs as BaseDeliveryKwargs
 from ._options import split_options as split_options
 from ._rounds import send_batches as send_batches
 from ._rounds import split_for as split_for
 from ._spool import SpoolDB as SpoolDB
-from ._spool import SpoolRecord as SpoolRecord
 from ._store import Entry as Entry
 
 __all__ = [
@@ -37,5 +40,7 @@ __all__ = [
     "OutboundMessage",
     "Outcome",
     "RetryPolicy",
+    "StoreAdmin",
+    "StoredRecord",
     "Transport",
 ]
