@@ -37,6 +37,9 @@ on_dead_letter: list[Callable[[str, str, str], None]] = []
 #: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
 on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
 
+#: ``hook(app)`` when a middleware's app starts (lifespan), with ``scope["app"]`` (the Starlette/FastAPI app).
+on_app_start: list[Callable[[Any], None]] = []
+
 _NULL: AbstractContextManager[Any] = nullcontext()
 
 
@@ -79,6 +82,12 @@ def dead_lettered(event_name: str, where: str, reason: str) -> None:
 def consumer_lag(system: str, destination: str, partition: str, lag: int) -> None:
     for hook in on_consumer_lag:
         hook(system, destination, partition, lag)
+
+
+def app_starting(app: Any) -> None:
+    """Called by each middleware with its app (``scope["app"]``) at lifespan startup, or on its first request."""
+    for hook in on_app_start:
+        hook(app)
 
 
 def runtime_starting() -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import _hooks
 from ._report import ErrorHook
 from ._runtime import EventBuffer, Runtime, event_store
 from .typing import ASGIApp, Message, Receive, Scope, Send
@@ -63,6 +64,8 @@ class EventHandlerASGIMiddleware:
             return
         # HTTP is the hot path: handled inline, without a further coroutine frame.
         runtime = self._runtime
+        if runtime.probe_pending and _hooks.on_app_start:  # the first request; servers may skip lifespan
+            _hooks.app_starting(scope.get("app"))
         buffer = EventBuffer(runtime)
         token = event_store.set(buffer)
 
@@ -132,6 +135,7 @@ class EventHandlerASGIMiddleware:
             await send(message)
 
         runtime.bind_loop(asyncio.get_running_loop())
+        _hooks.app_starting(scope.get("app"))
         # Code run from lifespan (startup hooks and the tasks they spawn) dispatches without a middleware_id.
         token = event_store.set(runtime.background)
         try:

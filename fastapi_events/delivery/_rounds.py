@@ -98,4 +98,5 @@ def classify(
         reason = f"retry budget exhausted after {entry.attempts} attempt(s): {result.reason}"
         dead.append((entry, DeadLetter(entry.message, reason, entry.attempts)))
         return
-    retries.append(Retry(entry, now + retry.delay(entry.attempts)))
+    wait = retry.delay(entry.attempts) if result.retry_after is None else result.retry_after
+    retries.append(Retry(entry, now + wait))

@@ -29,6 +29,7 @@ class Outcome(enum.Enum):
 class EntryResult:
     outcome: Outcome
     reason: str = ""
+    retry_after: float | None = None  # RETRY: seconds the broker asked us to wait (instead of the backoff)
 
 
 DELIVERED = EntryResult(Outcome.DELIVERED)

@@ -1,0 +1,52 @@
+"""``WebhookEndpoint``: where to POST which events, and the secret they are signed with."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from ._signing import decode_secret
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One subscriber URL.
+
+    - ``url``: ``https://`` (or ``http://``) URL receiving one POST per matching event;
+    - ``secret``: ``whsec_<base64>`` shared with the endpoint's owner (24-64 bytes once decoded);
+    - ``events``: fnmatch patterns of the event names sent here (default: every event);
+    - ``max_concurrency``: POSTs in flight to this endpoint at once (at most 10 per delivery round).
+    """
+
+    url: str
+    secret: str = field(repr=False)
+    events: Sequence[str] = ("*",)
+    max_concurrency: int = 10
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"a webhook url must be an http:// or https:// URL with a host, not {self.url!r}")
+        if parts.username or parts.password:
+            raise ConfigurationError("put no credentials in a webhook url: the signature authenticates the sender")
+        decode_secret(self.secret)
+        if isinstance(self.events, str) or not all(isinstance(p, str) for p in self.events):
+            raise ConfigurationError(f"events must be a sequence of fnmatch patterns, not {self.events!r}")
+        object.__setattr__(self, "events", tuple(self.events))
+        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
+            raise ConfigurationError(f"max_concurrency must be an int >= 1, not {self.max_concurrency!r}")
+        if self.max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be an int >= 1, not {self.max_concurrency!r}")
+
+    @property
+    def key(self) -> bytes:
+        return decode_secret(self.secret)
+
+    def wants(self, event_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_name, pattern) for pattern in self.events)
+
+
+__all__ = ["WebhookEndpoint"]

@@ -1,0 +1,172 @@
+"""``WebhookReceiver``: verifies Standard Webhooks deliveries and dispatches them into the receiving app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from ..dispatcher import dispatch
+from ..errors import ConfigurationError, NoEventContextError
+from ..typing import Receive, Scope, Send
+from ._mount import serve_bare_mount_paths
+from ._signing import decode_secret, signature_matches
+
+logger = logging.getLogger("fastapi_events.webhooks")
+
+_ID_LIMIT = 256  # characters of a webhook-id we are prepared to remember
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class WebhookReceiver:
+    """A small ASGI app (``receiver.app``) answering a POST at its mount path, with or without trailing slash.
+
+    - valid signature (any of the space-separated ``v1,`` signatures, with any of ``secret``'s keys - pass a
+      list while rotating), timestamp within ``tolerance`` seconds, JSON body with ``type`` and ``data``: 204,
+      and ``dispatch(type, data)`` into the app's ``EventHandlerASGIMiddleware``;
+    - a ``webhook-id`` among the last ``remember`` ones accepted: 204, not dispatched again;
+    - missing or bad signature, unknown secret, stale or future timestamp: 401, nothing dispatched;
+    - a body that is not such JSON: 400; over ``max_body_bytes``: 413; another method: 405.
+
+    Mount it in an app that has the middleware: ``app.mount("/webhooks", receiver.app)``. Senders do not follow
+    redirects, so the bare path (``/webhooks``) is served too instead of Starlette's 307 to ``/webhooks/``: the
+    middleware points the app's router at the receiver when the app starts (lifespan).
+    """
+
+    def __init__(
+        self,
+        secret: str | Sequence[str],
+        tolerance: float = 300,
+        *,
+        remember: int = 10_000,
+        max_body_bytes: int = 1024 * 1024,
+    ) -> None:
+        secrets = [secret] if isinstance(secret, str) else list(secret)
+        if not secrets:
+            raise ConfigurationError("WebhookReceiver needs at least one secret")
+        self._keys = [decode_secret(s) for s in secrets]
+        ok = isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and math.isfinite(tolerance)
+        if not ok or tolerance <= 0:
+            raise ConfigurationError(f"tolerance must be a number of seconds > 0, not {tolerance!r}")
+        if isinstance(remember, bool) or not isinstance(remember, int) or remember < 0:
+            raise ConfigurationError(f"remember must be an int >= 0, not {remember!r}")
+        self.tolerance = float(tolerance)
+        self.remember = remember
+        self.max_body_bytes = max_body_bytes
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        serve_bare_mount_paths(self)
+
+    @property
+    def app(self) -> WebhookReceiver:
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # only when run as an app of its own
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"WebhookReceiver serves HTTP, not {scope['type']!r}")
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        relative = path[len(root) :] if root and path.startswith(root) else path
+        await self.serve_root(scope, receive, send) if relative in ("", "/") else await _answer(send, 404, "not found")
+
+    async def serve_root(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a delivery POSTed to the receiver's own path."""
+        try:
+            if scope.get("method") != "POST":
+                raise _Reject(405, "POST only")
+            body = await self._body(receive)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            message_id = self._verify(headers, body)
+            name, data = _parse(body)
+            if message_id in self._seen:
+                self._seen.move_to_end(message_id)
+                await _answer(send, 204)
+                return
+            try:
+                dispatch(name, data)
+            except NoEventContextError:
+                logger.error("WebhookReceiver is mounted in an app without EventHandlerASGIMiddleware")
+                raise _Reject(500, "receiver not set up") from None
+            except ValueError as exc:  # the app's payload schema refused the data
+                raise _Reject(400, f"invalid data for {name!r}: {exc}") from None
+            self._remember(message_id)
+        except _Reject as rejected:
+            await _answer(send, rejected.status, rejected.detail, allow=rejected.status == 405)
+            return
+        await _answer(send, 204)
+
+    async def _body(self, receive: Receive) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Reject(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _Reject(413, "body too large")
+            parts.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+    def _verify(self, headers: dict[str, str], body: bytes) -> str:
+        message_id = headers.get("webhook-id", "")
+        stamp = headers.get("webhook-timestamp", "")
+        offered = headers.get("webhook-signature", "")
+        if not message_id or not stamp or not offered or len(message_id) > _ID_LIMIT:
+            raise _Reject(401, "missing webhook-id, webhook-timestamp or webhook-signature")
+        try:
+            timestamp = int(stamp)
+        except ValueError:
+            raise _Reject(401, "bad webhook-timestamp") from None
+        if abs(time.time() - timestamp) > self.tolerance:
+            raise _Reject(401, "webhook-timestamp outside the tolerance")
+        if not signature_matches(self._keys, message_id, timestamp, body, offered):
+            raise _Reject(401, "no valid signature")
+        return message_id
+
+    def _remember(self, message_id: str) -> None:
+        if self.remember:
+            self._seen[message_id] = None
+            while len(self._seen) > self.remember:
+                self._seen.popitem(last=False)
+
+
+def _parse(body: bytes) -> tuple[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _Reject(400, "body is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("type"), str) or "data" not in document:
+        raise _Reject(400, 'body must be a JSON object with "type" (a string) and "data"')
+    if not document["type"]:
+        raise _Reject(400, '"type" is empty')
+    return document["type"], document["data"]
+
+
+async def _answer(send: Send, status: int, detail: str = "", *, allow: bool = False) -> None:
+    body = json.dumps({"detail": detail}).encode() if detail else b""
+    headers = [(b"content-length", str(len(body)).encode())]
+    if body:
+        headers.append((b"content-type", b"application/json"))
+    if allow:
+        headers.append((b"allow", b"POST"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["WebhookReceiver"]

@@ -1,0 +1,178 @@
+"""One endpoint's :class:`~fastapi_events.delivery.Transport`: a signed POST per event, the answer mapped onto
+the delivery layer's outcomes.
+
+- 2xx: delivered;
+- 410 Gone: the endpoint is disabled - this and every later event for it is dead-lettered, said once at ERROR;
+- 408, 429, 5xx, timeouts and connection errors: retried (``Retry-After`` honoured, up to an hour);
+- 3xx: a failure, retried (redirects are never followed: the signature was made for this URL);
+- any other 4xx: dead-lettered at once;
+- a host that is or resolves to a non-public address: dead-lettered at once, nothing sent.
+
+Connection errors count against the retry budget rather than pausing the lane as a broker outage does: an
+endpoint is a customer's server, and one that stays down must end in dead letters an operator can replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Sequence
+
+import httpcore
+import httpx
+
+from ..delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ._endpoint import WebhookEndpoint
+from ._signing import signature
+from ._ssrf import GuardedBackend, PrivateAddressError
+
+logger = logging.getLogger("fastapi_events.webhooks")
+
+MAX_RETRY_AFTER = 3600.0  # seconds; an endpoint asking for more must not park an event for days
+_RESPONSE_BYTES = 64 * 1024  # read to keep the connection reusable; more is not worth the time
+_RETRIED_STATUSES = frozenset({408, 429})
+USER_AGENT = "fastapi-events-webhooks"
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped; ``None`` when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
+
+
+class WebhookTransport:
+    """POSTs to one :class:`WebhookEndpoint` over its own pooled HTTP client."""
+
+    system = "webhook"
+    max_batch_count = 1  # one POST per event; the delivery layer runs up to max_concurrent_batches at once
+    max_batch_bytes = 4 * 1024 * 1024
+    max_message_bytes = 4 * 1024 * 1024
+
+    def __init__(self, endpoint: WebhookEndpoint, *, timeout: float, allow_private_networks: bool) -> None:
+        self.endpoint = endpoint
+        self.destination = endpoint.url
+        self.max_concurrent_batches = endpoint.max_concurrency
+        self.timeout = timeout
+        self.allow_private_networks = allow_private_networks
+        self.disabled_reason: str | None = None
+        self._key = endpoint.key
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.disabled_reason is None
+
+    def enable(self) -> None:
+        self.disabled_reason = None
+
+    def message_size(self, message: OutboundMessage) -> int:
+        return len(message.body)
+
+    def _new_client(self) -> httpx.AsyncClient:
+        limit = self.endpoint.max_concurrency
+        # trust_env=False: an HTTP(S)_PROXY from the environment would resolve the host itself, past the guard.
+        transport = httpx.AsyncHTTPTransport(
+            trust_env=False, limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+        )
+        if not self.allow_private_networks:
+            # httpx has no public way to pass httpcore a network backend; this is the pool it builds, the same
+            # settings plus the backend that resolves, checks and connects (tests/webhooks/test_ssrf.py).
+            transport._pool = _guarded_pool(limit)
+        return httpx.AsyncClient(
+            transport=transport, timeout=self.timeout, follow_redirects=False, headers={"user-agent": USER_AGENT}
+        )
+
+    async def open(self) -> None:
+        if self._client is not None and self._loop is not asyncio.get_running_loop():
+            # Connections belong to the loop that opened them; the old loop may be closed already.
+            self._client = None
+        if self._client is None:
+            self._client, self._loop = self._new_client(), asyncio.get_running_loop()
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        if self._client is None or self._loop is not asyncio.get_running_loop():
+            await self.open()
+        return await asyncio.gather(*(self._post(message) for message in batch))
+
+    async def _post(self, message: OutboundMessage) -> EntryResult:
+        if self.disabled_reason is not None:
+            return EntryResult(Outcome.PERMANENT, self.disabled_reason)
+        assert self._client is not None
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature(self._key, message.id, timestamp, message.body),
+        }
+        try:
+            async with self._client.stream("POST", self.endpoint.url, content=message.body, headers=headers) as reply:
+                read = 0
+                async for chunk in reply.aiter_raw():
+                    read += len(chunk)
+                    if read > _RESPONSE_BYTES:
+                        break
+        except PrivateAddressError as exc:
+            return EntryResult(Outcome.PERMANENT, str(exc))
+        except httpx.TimeoutException as exc:
+            return EntryResult(Outcome.RETRY, f"no answer within {self.timeout}s ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return EntryResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+        return self._verdict(reply)
+
+    def _verdict(self, reply: httpx.Response) -> EntryResult:
+        status = reply.status_code
+        if 200 <= status < 300:
+            return DELIVERED
+        said = f"endpoint answered {status} {reply.reason_phrase}".rstrip()
+        if status == 410:
+            if self.disabled_reason is None:
+                self.disabled_reason = f"{said}: endpoint disabled, nothing more is sent to it"
+                logger.error(
+                    "webhook endpoint %s answered 410 Gone: disabled; its events are dead-lettered from now on "
+                    "(other endpoints are not affected)",
+                    self.endpoint.url,
+                )
+            return EntryResult(Outcome.PERMANENT, self.disabled_reason)
+        if 300 <= status < 400:
+            location = reply.headers.get("location", "")
+            return EntryResult(Outcome.RETRY, f"{said}, redirect to {location!r} not followed")
+        if status in _RETRIED_STATUSES or status >= 500:
+            wait = retry_after(reply.headers.get("retry-after"), time.time())
+            return EntryResult(Outcome.RETRY, said, retry_after=wait)
+        if 400 <= status < 500:
+            return EntryResult(Outcome.PERMANENT, said)
+        return EntryResult(Outcome.RETRY, said)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
+
+
+def _guarded_pool(limit: int) -> httpcore.AsyncConnectionPool:
+    return httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limit,
+        max_keepalive_connections=limit,
+        keepalive_expiry=5.0,
+        http1=True,
+        http2=False,
+        network_backend=GuardedBackend(),
+    )
+
+
+__all__ = ["MAX_RETRY_AFTER", "WebhookTransport", "retry_after"]
