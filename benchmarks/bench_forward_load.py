@@ -199,7 +199,9 @@ def serve(spec: str, port: int) -> None:
     broker, mode, dest = spec.split(":", 2)
     conn = json.loads(os.environ["BENCH_CONN"])
     app = build_app(broker, mode, dest, conn)
-    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="warning", access_log=False)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="warning", access_log=False
+    )
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 def new_event_id() -> str:
     """A fresh stable event id (uuid4 hex): message id and deduplication id on every broker."""
-    return "%032x" % ((int.from_bytes(os.urandom(16)) & _UUID4_CLEAR) | _UUID4_SET)
+    return "%032x" % ((int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR) | _UUID4_SET)
 
 
 def trace_context(event: Event) -> dict[str, str]:
