@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from . import _hooks
 from ._names import event_name_str
 from ._runtime import EventBuffer, event_store, get_runtime
+from ._schedule import check_event_id, due_time
 from .constants import FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
 from .errors import (
     ConfigurationError,
@@ -64,6 +66,9 @@ def dispatch(
     middleware_id: int | None = None,
     payload_schema_dump: bool = True,
     session: Any = None,
+    delay: timedelta | float | None = None,
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> None:
     """Dispatch an event.
 
@@ -78,6 +83,12 @@ def dispatch(
     With ``session`` (a SQLAlchemy ``Session`` or ``AsyncSession``) the event is written to the middleware's
     outbox in that session's transaction: the handlers get it only once the transaction commits, never after a
     rollback, even if this process dies in between (see :class:`fastapi_events.outbox.SQLAlchemyOutbox`).
+
+    Outbox events can be delayed: ``delay`` (a ``timedelta`` or seconds, counted from this call) or ``at`` (a
+    timezone-aware ``datetime``) is when handlers get it - not earlier, and about a second later at most.
+    ``event_id`` is the caller's id for it: shown as ``event_meta().id``, sent by forwarders as the message id,
+    what ``SQLAlchemyOutbox.cancel(session, event_id)`` cancels, and while an undelivered event has it, another
+    dispatch with the same id is ignored. All three need ``session``.
     """
     if _dispatch_disabled():
         return
@@ -108,6 +119,9 @@ def dispatch(
                     payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
 
     event = (name, payload)
+    due = None
+    if delay is not None or at is not None or event_id is not None:
+        due = _scheduled(name, session, delay, at, event_id)
     buffer = event_store.get(None)
     if middleware_id is not None and (buffer is None or buffer.runtime.middleware_id != middleware_id):
         runtime = get_runtime(middleware_id)
@@ -125,7 +139,7 @@ def dispatch(
             "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
             "fastapi_events.testing.capture_events() in tests"
         )
-    row = None if session is None else _outbox_row(buffer, event)
+    row = None if session is None else _outbox_row(buffer, event, due, event_id)
     # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
     # nor leave a "send" span behind.
     if _recorders:
@@ -139,14 +153,30 @@ def dispatch(
     buffer.add(event)
 
 
-def _outbox_row(buffer: EventBuffer, event: Event) -> dict[str, Any]:
+def _scheduled(name: Any, session: Any, delay: Any, at: Any, event_id: Any) -> float | None:
+    label = event_name_str(name)
+    if session is None:
+        given = ", ".join(
+            f"{arg}=" for arg, value in (("delay", delay), ("at", at), ("event_id", event_id)) if value is not None
+        )
+        raise TypeError(
+            f"dispatch({label!r}, {given}...) needs session=: delayed events and caller-chosen ids live in the "
+            "transactional outbox; pass the SQLAlchemy session whose commit writes the event, "
+            "dispatch(..., session=session)"
+        )
+    if event_id is not None:
+        check_event_id(event_id)
+    return due_time(label, delay, at)
+
+
+def _outbox_row(buffer: EventBuffer, event: Event, due: float | None, event_id: str | None) -> dict[str, Any]:
     outbox = buffer.runtime.outbox
     if outbox is None:
         raise ConfigurationError(
             f"dispatch({event_name_str(event[0])!r}, session=...) needs an outbox: "
             "EventHandlerASGIMiddleware(..., outbox=SQLAlchemyOutbox(engine))"
         )
-    row: dict[str, Any] = outbox.encode(event)
+    row: dict[str, Any] = outbox.encode(event, due, event_id)
     return row
 
 

@@ -204,8 +204,8 @@ class Relay:
             self.wake.clear()
             try:
                 now = time.time()
-                records = await d.db.run(
-                    _store.claim, d.table, d.owner, now, d.lease, self.batch_size, d.db.is_postgres
+                records, due = await d.db.run(
+                    _store.claim_or_next, d.table, d.owner, now, d.lease, self.batch_size, d.db.is_postgres
                 )
                 if self.retention is not None and now >= self._next_cleanup:
                     await self._cleanup(now)
@@ -220,8 +220,12 @@ class Relay:
                     self.on_claim(len(records))
                 await d.process(records)
                 continue
+            # A timer for the next due row (a delayed event, a retry): rows written later wake us (NOTIFY, or
+            # this process's commits) and the timer is set again. The poll interval is only the safety net for
+            # what sends no wake-up: leases of dead relays expiring, a lost LISTEN connection.
+            timeout = self.poll_interval if due is None else min(self.poll_interval, max(0.0, due - time.time()))
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self.wake.wait(), timeout)
 
     async def _cleanup(self, now: float) -> None:
         assert self.retention is not None

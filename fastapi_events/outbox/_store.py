@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
+from ..delivery import StoredRecord
 from ._table import DEAD, DONE, PENDING
 
 
@@ -98,6 +100,37 @@ def insert(conn: sa.Connection, t: sa.Table, rows: list[dict[str, Any]]) -> None
     conn.execute(t.insert(), rows)
 
 
+def insert_once(conn: sa.Connection, t: sa.Table, row: dict[str, Any]) -> int | None:
+    """Insert a row with a caller-chosen event id unless an undelivered one has it; its ``seq``, or ``None``."""
+    event_id = row["event_id"]
+    # A delivered event kept for the retention period does not hold on to its id.
+    conn.execute(sa.delete(t).where(t.c.event_id == event_id, t.c.state == DONE))
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(t).values(row).on_conflict_do_nothing(index_elements=[t.c.event_id])
+        seq: int | None = conn.execute(stmt.returning(t.c.seq)).scalar_one_or_none()
+        return seq
+    try:
+        with conn.begin_nested():  # a savepoint: the duplicate must not abort the application's transaction
+            return int(conn.execute(t.insert().values(row).returning(t.c.seq)).scalar_one())
+    except sa.exc.IntegrityError:
+        return None
+
+
+def cancel(conn: sa.Connection, t: sa.Table, ids: Sequence[str]) -> int:
+    """Delete undelivered events by id; returns how many. A relay already handing one over still finishes."""
+    where = sa.and_(t.c.event_id.in_(list(ids)), t.c.state == PENDING)
+    return conn.execute(sa.delete(t).where(where)).rowcount or 0
+
+
+def next_due(conn: sa.Connection, t: sa.Table, now: float) -> float | None:
+    """The earliest time after ``now`` a pending row becomes claimable (a delayed event's due time, a retry)."""
+    query = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.state == PENDING, t.c.next_attempt_at > now)
+    due: float | None = conn.execute(query).scalar()
+    return due
+
+
 def notify(conn: sa.Connection, channel: str) -> None:
     # pg_notify is transactional: listeners are woken when (and only if) the transaction commits.
     conn.execute(sa.select(sa.func.pg_notify(channel, "")))
@@ -134,6 +167,14 @@ def claim(
     records = [_record(r) for r in conn.execute(stmt.returning(*_columns(t)))]
     records.sort(key=lambda r: r.seq)
     return records
+
+
+def claim_or_next(
+    conn: sa.Connection, t: sa.Table, owner: str, now: float, lease: float, limit: int, postgres: bool
+) -> tuple[list[Record], float | None]:
+    """:func:`claim`; when nothing is due, the time something will be (in the same transaction: no gap)."""
+    records = claim(conn, t, owner, now, lease, limit, postgres)
+    return records, None if records else next_due(conn, t, now)
 
 
 def renew(conn: sa.Connection, t: sa.Table, owner: str, seqs: Sequence[int], until: float) -> None:
@@ -210,15 +251,35 @@ def _dead(t: sa.Table, ids: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return where
 
 
-def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
+def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None, payloads: bool = False) -> list[StoredRecord]:
+    """Dead rows, oldest first; with ``limit`` the newest ``limit`` of them."""
     c = t.c
     query = (
-        sa.select(c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
+        sa.select(c.seq, c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
         .where(c.state == DEAD)
-        .order_by(c.seq)
+        .order_by(c.seq.desc())
         .limit(limit)
     )
-    return [tuple(row) for row in conn.execute(query)]
+    records = []
+    for seq, event_id, name, body, failed, reason, attempts, finished_at in conn.execute(query):
+        handlers = ", ".join(json.loads(failed)) if failed else ""
+        payload = StoredRecord.payload_of(body) if payloads else None
+        records.append(
+            StoredRecord(
+                StoredRecord.DEAD_LETTERS,
+                seq,
+                event_id,
+                handlers,
+                name,
+                len(body),
+                attempts,
+                reason or "",
+                finished_at or 0.0,
+                payload=payload,
+            )
+        )
+    records.reverse()
+    return records
 
 
 def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:
@@ -247,6 +308,18 @@ def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
     rows = conn.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
     found = {state: int(n) for state, n in rows}
     return {state: found.get(state, 0) for state in (PENDING, DONE, DEAD)}
+
+
+def list_scheduled(conn: sa.Connection, t: sa.Table, now: float, limit: int | None) -> list[tuple[Any, ...]]:
+    """Delayed events not due yet, soonest first."""
+    c = t.c
+    query = (
+        sa.select(c.event_id, c.event_name, c.body, c.due_at, c.created_at, c.key)
+        .where(c.state == PENDING, c.due_at > now, c.attempts == 0)
+        .order_by(c.due_at, c.seq)
+        .limit(limit)
+    )
+    return [tuple(row) for row in conn.execute(query)]
 
 
 def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:

@@ -2,13 +2,16 @@
 
 Every handler records each event it handles as a row ``(event_id, handler, pid)`` in the ``deliveries`` table of
 the same PostgreSQL database, after ``FE_HANDLER_DELAY`` seconds, so that tests count every event end to end.
-Environment: ``FE_DB_URL`` (asyncpg URL), ``FE_LEASE``, ``FE_RELAY`` (0: write only), ``FE_HANDLER_DELAY``.
+Environment: ``FE_DB_URL`` (asyncpg URL), ``FE_LEASE``, ``FE_RELAY`` (0: write only), ``FE_HANDLER_DELAY``,
+``FE_POLL`` (the relay's poll interval). ``POST /orders/{n}?delay=d&spread=s`` delays event ``i`` by ``d + i * s``
+seconds (its due time is in the payload, and recorded with the delivery).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +31,8 @@ deliveries = sa.Table(
     sa.Column("handler", sa.String(32), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("order_id", sa.Integer, nullable=False),
+    sa.Column("due", sa.Float, nullable=True),  # delayed events: the due time the app gave them (payload "due")
+    sa.Column("handled_at", sa.Float, nullable=True),
 )
 
 _engine: AsyncEngine | None = None
@@ -46,7 +51,14 @@ async def _record(handler: str, event: Any, meta: EventMeta) -> None:
         await asyncio.sleep(delay)
     async with engine().begin() as conn:
         await conn.execute(
-            deliveries.insert().values(event_id=meta.id, handler=handler, pid=os.getpid(), order_id=event[1]["order"])
+            deliveries.insert().values(
+                event_id=meta.id,
+                handler=handler,
+                pid=os.getpid(),
+                order_id=event[1]["order"],
+                due=event[1].get("due"),
+                handled_at=time.time(),
+            )
         )
 
 
@@ -71,17 +83,23 @@ def app_from_env() -> FastAPI:
         engine(),
         relay=os.environ.get("FE_RELAY", "1") == "1",
         lease=float(os.environ.get("FE_LEASE", "30")),
-        poll_interval=0.2,
+        poll_interval=float(os.environ.get("FE_POLL", "0.2")),
     )
     app = FastAPI()
     app.add_middleware(EventHandlerASGIMiddleware, handlers=handlers, outbox=outbox)
 
     @app.post("/orders/{n}")
-    async def place(n: int, events: int = 1) -> dict[str, int]:
+    async def place(n: int, events: int = 1, delay: float | None = None, spread: float = 0.0) -> dict[str, int]:
         async with AsyncSession(engine()) as session:
             await session.execute(orders.insert().values(id=n))
             for i in range(events):
-                dispatch("order.placed", {"order": n, "i": i}, session=session)
+                if delay is None:
+                    dispatch("order.placed", {"order": n, "i": i}, session=session)
+                    continue
+                # Taken just before the call: the event's own due time (counted from the call) is not earlier.
+                wait = delay + i * spread
+                due = time.time() + wait
+                dispatch("order.placed", {"order": n, "i": i, "due": due}, session=session, delay=wait)
             await session.commit()
         return {"order": n}
 
