@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...concurrency import BlockingExecutor, start_thread
-from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ...errors import ConfigurationError
 from ._admin import ensure_topics
 
