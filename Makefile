@@ -7,7 +7,7 @@
 # and docs. tox and tox-uv live in a bootstrap virtualenv (.venv-tox) made here; uv builds the environments in .tox/.
 #   make test           the core environments in parallel with the full one, then the docs (.ci/spread.sh)
 #   make test-newest / test-oldest / test-starlette-only    one environment; PYTEST_ARGS="..." goes to pytest
-#   make lint           ruff, ruff format, mypy
+#   make lint           ruff, ruff format, mypy, lint-imports
 #   make docs           the documentation site, strict, into site/
 #   make bench-record   run the benchmarks, save their figures in benchmarks/results/*.json (BENCH_ARGS=--quick)
 #   make bench-plots    docs/img/bench-*.svg from the saved results (runs no benchmark)

@@ -41,8 +41,27 @@ def local_handlers() -> list[LocalHandler]:
 
 
 def forwarders() -> list[Any]:
-    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``)."""
-    return [h for h in all_handlers() if getattr(h, "transport", None) is not None and hasattr(h, "stats")]
+    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``), including
+    the per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
+    found = []
+    for handler in all_handlers():
+        for candidate in (*getattr(handler, "lanes", ()), handler):
+            if getattr(candidate, "transport", None) is not None and hasattr(candidate, "stats"):
+                found.append(candidate)
+    return found
+
+
+def webhook_endpoints() -> list[dict[str, Any]]:
+    """Each endpoint of each ``WebhookForwardHandler``: url, events, state (active/disabled), counts."""
+    found: list[dict[str, Any]] = []
+    for handler in all_handlers():
+        states = getattr(handler, "endpoint_states", None)
+        if callable(states):
+            try:
+                found += states()
+            except Exception:  # a forwarder being shut down
+                continue
+    return found
 
 
 def _milliseconds(seconds: float | None) -> float | None:
@@ -132,7 +151,8 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
         "forwarders": forwarding,
         "consumers": consumers,
         "outboxes": relays,
+        "webhooks": webhook_endpoints(),
     }
 
 
-__all__ = ["all_handlers", "forwarders", "handlers_view", "local_handlers", "outboxes"]
+__all__ = ["all_handlers", "forwarders", "handlers_view", "local_handlers", "outboxes", "webhook_endpoints"]
