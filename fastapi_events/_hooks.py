@@ -37,6 +37,10 @@ on_dead_letter: list[Callable[[str, str, str], None]] = []
 #: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
 on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
 
+#: ``hook(event, handler_name, exc)`` when a handler failed on an event (reported through ``report_failure``): the
+#: failure path only, so that recording outcomes costs nothing per successful event.
+on_handler_failure: list[Callable[[Event, str, BaseException], None]] = []
+
 #: ``hook(app)`` when a middleware's app starts (lifespan), with ``scope["app"]`` (the Starlette/FastAPI app).
 on_app_start: list[Callable[[Any], None]] = []
 
