@@ -20,8 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..delivery import StoreAdmin, StoredRecord
-from ..delivery._spool import SpoolDB
+from ..delivery import SpoolDB, StoreAdmin, StoredRecord
 from . import help_text
 
 
@@ -56,7 +55,7 @@ def register(subparsers: Any) -> None:
 def _open(args: argparse.Namespace, *, write: bool = False) -> StoreAdmin | None:
     """Readers get a read-only connection; writers wait for the app's writer through SQLite's locking."""
     if "://" in args.path:
-        from ..outbox._admin import OutboxAdmin
+        from ..outbox import OutboxAdmin
 
         try:
             return OutboxAdmin(args.path, args.table)

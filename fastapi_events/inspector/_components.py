@@ -57,8 +57,27 @@ def local_handlers() -> list[LocalHandler]:
 
 
 def forwarders() -> list[Any]:
-    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``)."""
-    return [h for h in all_handlers() if getattr(h, "transport", None) is not None and hasattr(h, "stats")]
+    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``), including
+    the per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
+    found = []
+    for handler in all_handlers():
+        for candidate in (*getattr(handler, "lanes", ()), handler):
+            if getattr(candidate, "transport", None) is not None and hasattr(candidate, "stats"):
+                found.append(candidate)
+    return found
+
+
+def webhook_endpoints() -> list[dict[str, Any]]:
+    """Each endpoint of each ``WebhookForwardHandler``: url, events, state (active/disabled), counts."""
+    found: list[dict[str, Any]] = []
+    for handler in all_handlers():
+        states = getattr(handler, "endpoint_states", None)
+        if callable(states):
+            try:
+                found += states()
+            except Exception:  # a forwarder being shut down
+                continue
+    return found
 
 
 def milliseconds(seconds: float | None) -> float | None:
@@ -161,6 +180,7 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
         "forwarders": forwarding,
         "consumers": consumers,
         "outboxes": relays,
+        "webhooks": webhook_endpoints(),
     }
 
 
@@ -173,4 +193,5 @@ __all__ = [
     "mounting_runtimes",
     "outboxes",
     "runtime_ids",
+    "webhook_endpoints",
 ]

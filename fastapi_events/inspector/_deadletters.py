@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._threads import run_sync
-from ..delivery import StoredRecord
-from ..delivery._spool import SpoolDB
+from ..delivery import SpoolDB, StoredRecord
 from ._components import forwarders, outboxes
 
 #: Dead letters listed per source (the newest); counts are always complete.
