@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -87,7 +88,7 @@ class WebhookTransport:
         # a pool on each request, so one pool of ten connections costs far more CPU per event than ten pools
         # of one. trust_env=False: an HTTP(S)_PROXY from the environment would resolve the host past the guard.
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
+        transport = httpx.AsyncHTTPTransport(verify=ssl_context(), trust_env=False, limits=limits)
         if not self.allow_private_networks:
             # httpx has no public way to pass httpcore a network backend; this is the pool it builds, the same
             # settings plus the backend that resolves, checks and connects (tests/webhooks/test_ssrf.py).
@@ -172,9 +173,14 @@ class WebhookTransport:
                 await client.aclose()
 
 
+def ssl_context() -> ssl.SSLContext:
+    """Certificates verified against httpx's CA bundle (certifi), never against SSL_CERT_FILE & co."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def _guarded_pool(limit: int) -> httpcore.AsyncConnectionPool:
     return httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=ssl_context(),
         max_connections=limit,
         max_keepalive_connections=limit,
         keepalive_expiry=5.0,

@@ -13,8 +13,8 @@ def serve() -> Iterator[Callable[..., ThreadServer]]:
     """Start an ASGI app under uvicorn on a free loopback port; stopped when the test ends."""
     servers: list[ThreadServer] = []
 
-    def start(app: Any, port: int | None = None) -> ThreadServer:
-        server = ThreadServer(app, port)
+    def start(app: Any, port: int | None = None, **settings: Any) -> ThreadServer:
+        server = ThreadServer(app, port, **settings)
         servers.append(server)
         return server.start()
 
