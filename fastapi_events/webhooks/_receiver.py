@@ -8,13 +8,18 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dispatcher import dispatch
 from ..errors import ConfigurationError, NoEventContextError
 from ..typing import Receive, Scope, Send
 from ._mount import serve_bare_mount_paths
 from ._signing import decode_secret, signature_matches
+
+if TYPE_CHECKING:  # SQLAlchemy is optional (the outbox extra)
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..outbox import Inbox
 
 logger = logging.getLogger("fastapi_events.webhooks")
 
@@ -33,7 +38,10 @@ class WebhookReceiver:
     - valid signature (any of the space-separated ``v1,`` signatures, with any of ``secret``'s keys - pass a
       list while rotating), timestamp within ``tolerance`` seconds, JSON body with ``type`` and ``data``: 204,
       and ``dispatch(type, data)`` into the app's ``EventHandlerASGIMiddleware``;
-    - a ``webhook-id`` among the last ``remember`` ones accepted: 204, not dispatched again;
+    - a ``webhook-id`` among the last ``remember`` ones accepted: 204, not dispatched again; with
+      ``inbox=Inbox(), engine=async_engine`` (the outbox's :class:`~fastapi_events.outbox.Inbox`) every id ever
+      accepted is recorded in the database, so a redelivery after a restart, or to another replica, is not
+      dispatched again either (``inbox_name`` is the record's handler name);
     - missing or bad signature, unknown secret, stale or future timestamp: 401, nothing dispatched;
     - a body that is not such JSON: 400; over ``max_body_bytes``: 413; another method: 405.
 
@@ -49,6 +57,9 @@ class WebhookReceiver:
         *,
         remember: int = 10_000,
         max_body_bytes: int = 1024 * 1024,
+        inbox: Inbox | None = None,
+        engine: AsyncEngine | None = None,
+        inbox_name: str = "webhooks",
     ) -> None:
         secrets = [secret] if isinstance(secret, str) else list(secret)
         if not secrets:
@@ -63,6 +74,11 @@ class WebhookReceiver:
         self.remember = remember
         self.max_body_bytes = max_body_bytes
         self._seen: OrderedDict[str, None] = OrderedDict()
+        if (inbox is None) != (engine is None):
+            raise ConfigurationError("pass inbox= and engine= (an AsyncEngine) together")
+        if engine is not None and not hasattr(engine, "sync_engine"):
+            raise ConfigurationError("engine= must be an SQLAlchemy AsyncEngine (the receiver never blocks the loop)")
+        self.inbox, self.engine, self.inbox_name = inbox, engine, inbox_name
         serve_bare_mount_paths(self)
 
     @property
@@ -95,13 +111,12 @@ class WebhookReceiver:
                 self._seen.move_to_end(message_id)
                 await _answer(send, 204)
                 return
-            try:
-                dispatch(name, data)
-            except NoEventContextError:
-                logger.error("WebhookReceiver is mounted in an app without EventHandlerASGIMiddleware")
-                raise _Reject(500, "receiver not set up") from None
-            except ValueError as exc:  # the app's payload schema refused the data
-                raise _Reject(400, f"invalid data for {name!r}: {exc}") from None
+            if self.inbox is None:
+                _dispatch(name, data)
+            elif not await self._claimed_and_dispatched(message_id, name, data):
+                self._remember(message_id)
+                await _answer(send, 204)
+                return
             self._remember(message_id)
         except _Reject as rejected:
             await _answer(send, rejected.status, rejected.detail, allow=rejected.status == 405)
@@ -139,11 +154,32 @@ class WebhookReceiver:
             raise _Reject(401, "no valid signature")
         return message_id
 
+    async def _claimed_and_dispatched(self, message_id: str, name: str, data: Any) -> bool:
+        """Record the id in the inbox and dispatch in one transaction: a failed dispatch leaves no record."""
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert self.inbox is not None
+        async with AsyncSession(self.engine) as session, session.begin():
+            if not await self.inbox.claim_async(session, message_id, self.inbox_name):
+                return False
+            _dispatch(name, data)
+        return True
+
     def _remember(self, message_id: str) -> None:
         if self.remember:
             self._seen[message_id] = None
             while len(self._seen) > self.remember:
                 self._seen.popitem(last=False)
+
+
+def _dispatch(name: str, data: Any) -> None:
+    try:
+        dispatch(name, data)
+    except NoEventContextError:
+        logger.error("WebhookReceiver is mounted in an app without EventHandlerASGIMiddleware")
+        raise _Reject(500, "receiver not set up") from None
+    except ValueError as exc:  # the app's payload schema refused the data
+        raise _Reject(400, f"invalid data for {name!r}: {exc}") from None
 
 
 def _parse(body: bytes) -> tuple[str, Any]:

@@ -131,3 +131,28 @@ def test_the_secret_is_checked_when_the_receiver_is_built() -> None:
         WebhookReceiver(secret="not-a-secret")
     with pytest.raises(ConfigurationError, match="24-64 bytes"):
         WebhookReceiver(secret="whsec_" + base64.b64encode(b"short").decode())
+
+
+@pytest.mark.parametrize("lifespan", [True, False])
+def test_the_bare_mount_path_is_served_without_a_redirect_with_or_without_lifespan(lifespan: bool) -> None:
+    from starlette.testclient import TestClient
+
+    received: list[tuple[str, Any]] = []
+    handler = LocalHandler()
+
+    @handler.register(event_name="*")
+    def record(event: tuple[str, Any]) -> None:
+        received.append(event)
+
+    app = Starlette()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+    app.mount("/hooks/in", WebhookReceiver(secret=SECRET).app)
+    client = TestClient(app, follow_redirects=False)
+    if lifespan:
+        with client:
+            reply = client.post("/hooks/in", content=BODY, headers=signed(BODY))
+    else:  # no lifespan (TestClient outside ``with``): the first request sets the route up
+        reply = client.post("/hooks/in", content=BODY, headers=signed(BODY))
+    assert reply.status_code == 204, reply.headers
+    assert received == [("order.placed", {"id": 1})]
+    assert client.post("/hooks/in/", content=BODY, headers=signed(BODY, "msg_2")).status_code == 204

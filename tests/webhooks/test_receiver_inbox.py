@@ -1,0 +1,62 @@
+"""``WebhookReceiver(inbox=Inbox(), engine=...)``: an id accepted once is never dispatched again, even by a new
+receiver (a restart, another replica) - the record lives in the database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from fastapi_events import EventHandlerASGIMiddleware
+from fastapi_events.errors import ConfigurationError
+from fastapi_events.handlers.local import LocalHandler
+from fastapi_events.outbox import Inbox
+from fastapi_events.webhooks import WebhookReceiver
+from tests.webhooks._endpoint import SECRET
+from tests.webhooks.test_receiver import signed
+
+BODY = json.dumps({"type": "invoice.paid", "timestamp": "2026-01-01T00:00:00Z", "data": {"n": 1}}).encode()
+
+
+def receiving_app(database: str, received: list[Any]) -> Starlette:
+    handler = LocalHandler()
+
+    @handler.register(event_name="*")
+    def record(event: tuple[str, Any]) -> None:
+        received.append(event)
+
+    app = Starlette()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+    engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+    app.mount("/webhooks", WebhookReceiver(secret=SECRET, inbox=Inbox(), engine=engine).app)
+    return app
+
+
+def test_a_redelivery_to_a_new_receiver_is_not_dispatched_again(tmp_path: Path) -> None:
+    database = str(tmp_path / "inbox.db")
+    Inbox().table.create(sa.create_engine(f"sqlite:///{database}"))
+    first: list[Any] = []
+    with TestClient(receiving_app(database, first)) as client:
+        assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
+    second: list[Any] = []  # a restarted process: its memory of ids is empty
+    with TestClient(receiving_app(database, second)) as client:
+        assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
+        assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_b")).status_code == 204
+    assert first == [("invoice.paid", {"n": 1})]
+    assert second == [("invoice.paid", {"n": 1})]  # msg_b only
+    with sa.create_engine(f"sqlite:///{database}").connect() as connection:
+        ids = sorted(row[0] for row in connection.execute(sa.text("SELECT event_id FROM fastapi_events_inbox")))
+    assert ids == ["msg_a", "msg_b"]
+
+
+def test_inbox_needs_an_async_engine() -> None:
+    with pytest.raises(ConfigurationError, match="together"):
+        WebhookReceiver(secret=SECRET, inbox=Inbox())
+    with pytest.raises(ConfigurationError, match="AsyncEngine"):
+        WebhookReceiver(secret=SECRET, inbox=Inbox(), engine=sa.create_engine("sqlite://"))  # type: ignore[arg-type]
