@@ -48,7 +48,7 @@ def test_endpoints_are_listed_with_state_and_counts_and_their_dead_letters_repla
         try:
             check(client, forwarder, gone_url, picky_url, healthy_url, picky)
         finally:
-            inspector.recorder.stop()  # watching installs process-wide hooks
+            inspector.recorder.close()  # watching installs process-wide hooks
     assert len(gone.deliveries) == 1
     assert len(healthy.deliveries) == 1
 
