@@ -51,6 +51,15 @@ ELSEWHERE = {
 EXERCISED: dict[str, Callable[..., None]] = {}
 
 
+@pytest.fixture(autouse=True)
+def no_payload_schemas(clean_schema_registry) -> None:
+    """The examples reuse common event names ("order.placed"): payload schemas other tests registered for such names
+    must not validate (and reshape) their payloads here."""
+    from fastapi_events.registry.payload_schema import registry
+
+    registry.data.clear()
+
+
 def exercises(example: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def register(test: Callable[..., None]) -> Callable[..., None]:
         EXERCISED[example] = test
