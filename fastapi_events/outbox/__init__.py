@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from ._inbox import Inbox
 from ._outbox import OutboxDeadLetter, SQLAlchemyOutbox
+from ._scheduled import ScheduledEvent
 
-__all__ = ["Inbox", "OutboxDeadLetter", "SQLAlchemyOutbox"]
+__all__ = ["Inbox", "OutboxDeadLetter", "SQLAlchemyOutbox", "ScheduledEvent"]
