@@ -1,7 +1,9 @@
 """The oldest releases the package claims to support, read from pyproject.toml's lower bounds.
 
     python .ci/oldest-pins.py            print pip constraints (``starlette==X`` ...) pinning each to its minimum
-    python .ci/oldest-pins.py --check    fail unless the running environment has exactly those versions
+    python .ci/oldest-pins.py --write    write them to .ci/oldest-constraints.txt (what tox's py310-oldest installs with)
+    python .ci/oldest-pins.py --check    fail unless the running environment has exactly those versions and the
+                                         constraints file says the same
 
 Deriving the pins from pyproject.toml keeps the oldest CI run testing what the package declares, not a copy of it
 that drifts. Runs on every supported Python (no tomllib on 3.10: the bounds are plain ``"name>=X"`` strings).
@@ -16,6 +18,7 @@ from pathlib import Path
 
 FRAMEWORK = ("starlette", "fastapi", "pydantic")
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+CONSTRAINTS = Path(__file__).resolve().parent / "oldest-constraints.txt"
 
 
 def minimums() -> dict[str, str]:
@@ -29,16 +32,24 @@ def minimums() -> dict[str, str]:
     return found
 
 
+def constraints(pins: dict[str, str]) -> str:
+    return "".join(f"{name}=={version}\n" for name, version in pins.items())
+
+
 def main() -> None:
     pins = minimums()
+    if sys.argv[1:] == ["--write"]:
+        CONSTRAINTS.write_text(constraints(pins))
+        return
     if sys.argv[1:] == ["--check"]:
+        if not CONSTRAINTS.is_file() or CONSTRAINTS.read_text() != constraints(pins):
+            sys.exit(f"oldest-pins: {CONSTRAINTS} does not match pyproject.toml; run: python .ci/oldest-pins.py --write")
         wrong = {name: metadata.version(name) for name in pins if metadata.version(name) != pins[name]}
         if wrong:
             sys.exit(f"oldest-pins: installed {wrong}, expected the minimums {pins}")
         print("oldest-pins: " + ", ".join(f"{name} {version}" for name, version in pins.items()))
         return
-    for name, version in pins.items():
-        print(f"{name}=={version}")
+    print(constraints(pins), end="")
 
 
 if __name__ == "__main__":

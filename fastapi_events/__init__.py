@@ -48,7 +48,7 @@ __getattr__ = lazy_exports(
     },
 )
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "BaseEventHandler",

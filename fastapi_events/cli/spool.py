@@ -20,13 +20,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..delivery._spool import SpoolDB, SpoolRecord
+from ..delivery import StoreAdmin, StoredRecord
+from ..delivery._spool import SpoolDB
 from . import help_text
-
-if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
-    from ..outbox._admin import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +59,8 @@ def register(subparsers: Any) -> None:
     cancel.set_defaults(func=_cancel)
 
 
-def _open(args: argparse.Namespace) -> SpoolDB | OutboxAdmin | None:
+def _open(args: argparse.Namespace, *, write: bool = False) -> StoreAdmin | None:
+    """Readers get a read-only connection; writers wait for the app's writer through SQLite's locking."""
     if "://" in args.path:
         from ..outbox._admin import OutboxAdmin
 
@@ -71,7 +70,7 @@ def _open(args: argparse.Namespace) -> SpoolDB | OutboxAdmin | None:
             print(f"error: {exc}", file=sys.stderr)
             return None
     try:
-        return SpoolDB(args.path, create=False)
+        return SpoolDB(args.path, create=False, readonly=not write)
     except FileNotFoundError:
         print(f"error: no spool file at {args.path}", file=sys.stderr)
         return None
@@ -133,7 +132,7 @@ def _when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _print_records(title: str, records: Sequence[SpoolRecord], reason_header: str) -> None:
+def _print_records(title: str, records: Sequence[StoredRecord], reason_header: str) -> None:
     print(f"{title}: {len(records)}")
     if not records:
         return
@@ -181,7 +180,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    db = _open(args)
+    db = _open(args, write=True)
     if db is None:
         return 2
     try:
@@ -202,7 +201,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    db = _open(args)
+    db = _open(args, write=True)
     if db is None:
         return 2
     try:

@@ -3,6 +3,8 @@
 What is exported here is what you need to forward events to a broker of your own: implement a
 :class:`Transport` (open / send a batch, one :class:`EntryResult` per :class:`OutboundMessage` / close) and wrap
 it in a :class:`ForwardHandler`, which takes the :class:`DeliveryOptions` every built-in forwarder takes.
+Stored events (a spool's or an outbox's pending events and dead letters) are listed as :class:`StoredRecord` s by
+any :class:`StoreAdmin`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from ._deadletters import DeadLetterCallback
 from ._encoding import KeyFunction
 from ._forwarder import ForwarderStats, ForwardHandler
 from ._options import DeliveryKwargs, DeliveryOptions
+from ._records import StoreAdmin, StoredRecord
 from ._retry import RetryPolicy
 from ._transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
 
@@ -26,5 +29,7 @@ __all__ = [
     "OutboundMessage",
     "Outcome",
     "RetryPolicy",
+    "StoreAdmin",
+    "StoredRecord",
     "Transport",
 ]

@@ -12,16 +12,21 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._records import DEAD_LETTERS, PENDING, StoredRecord, payload_of
 from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
 
 SCHEMA_VERSION = 1
+#: Seconds a writer (or a reader, while the file is being created) waits for another process's transaction.
+BUSY_TIMEOUT = 10.0
+_OPEN_GUARD = threading.Lock()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -60,55 +65,76 @@ CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters (id);
 _COLUMNS = "seq, id, destination, event_name, body, attributes, key, attempts, first_failure_at, last_error"
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolRecord:
-    """A row of either table, as listed by the command line."""
-
-    table: str  # "pending" or "dead_letters"
-    seq: int
-    id: str
-    destination: str
-    event_name: str
-    size: int
-    attempts: int
-    reason: str  # last error (pending) or dead-letter reason
-    created_at: float
-    replayable: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+#: The former name of :class:`~fastapi_events.delivery.StoredRecord`.
+SpoolRecord = StoredRecord
 
 
 class SpoolDB:
     """One connection to a spool file. Not thread-safe: use it from a single thread.
 
-    ``lock=True`` (forwarders) takes an exclusive ``flock`` on ``<path>.lock`` so that two processes never
-    send the same pending rows; the kernel releases it when the process dies, even by ``kill -9``.
+    Three ways to open one, by what the caller does with the file:
+
+    - the forwarder's writer (``lock=True``): creates the file (mode 0600) and its schema, and takes an exclusive
+      ``flock`` on ``<path>.lock`` so that two processes never send the same pending rows; the kernel releases it
+      when the process dies, even by ``kill -9``;
+    - readers (``readonly=True``: the inspector's listing, ``spool list|dead-letters|stats``): a read-only
+      connection that never writes, not even the schema;
+    - other writers (the default with ``create=False``: ``spool replay|purge``, the inspector's replay): an
+      existing file, changed through SQLite's own locking; they wait for the app's writer (busy timeout).
+
+    The file is only ever opened through SQLite, except once to create it: see :func:`_connect`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock: bool = False, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock: bool = False,
+        create: bool = True,
+        readonly: bool = False,
+        timeout: float = BUSY_TIMEOUT,
+    ) -> None:
         self.path = os.fspath(path)
+        self.readonly = readonly
         self._lock_fd: int | None = None
-        if not create and not os.path.exists(self.path):
-            raise FileNotFoundError(f"no spool file at {self.path}")
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        # Created 0600 before SQLite touches it: events may carry personal data. SQLite gives the -wal and
-        # -shm files the permissions of the database file.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        create = create and not readonly
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
         if lock:
             self._take_lock()
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives the process being killed (kill -9), only an OS crash or power
-        # loss can lose the last transactions - and it saves an fsync per commit.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
-        self.conn.executescript(_SCHEMA)
-        self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        try:
+            self.conn = _connect(self.path, create=create, readonly=readonly, timeout=timeout)
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
+            if create:
+                # Persistent, so set once by whoever creates the file; a reader never changes the journal mode.
+                self.conn.execute("PRAGMA journal_mode=WAL")
+            if not readonly:
+                # NORMAL in WAL mode: a commit survives the process being killed (kill -9), only an OS crash or
+                # power loss can lose the last transactions - and it saves an fsync per commit.
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                if version < SCHEMA_VERSION:
+                    self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def _version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _create_schema(self) -> None:
+        with self.transaction():
+            if self._version() < SCHEMA_VERSION:  # another process may have created it meanwhile
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @property
+    def _has_schema(self) -> bool:
+        # A reader may open a file its creator has not given a schema yet: it is empty, not an error.
+        return self._version() >= 1
 
     def _take_lock(self) -> None:
         fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -123,8 +149,10 @@ class SpoolDB:
         self._lock_fd = fd
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -237,29 +265,58 @@ class SpoolDB:
         )
 
     def count_pending(self, destination: str | None = None) -> int:
+        if not self._has_schema:
+            return 0
         if destination is None:
             return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
         sql = "SELECT COUNT(*) FROM pending WHERE destination = ?"
         return int(self.conn.execute(sql, (destination,)).fetchone()[0])
 
-    # -- command-line operations ---------------------------------------------------------------------------
-    def list_pending(self, destination: str | None = None) -> list[SpoolRecord]:
+    # -- administration (StoreAdmin: the command line, the inspector) ------------------------------------------
+    def list_pending(self, destination: str | None = None) -> list[StoredRecord]:
+        if not self._has_schema:
+            return []
         sql = (
             "SELECT seq, id, destination, event_name, length(body), attempts, last_error, created_at "
             "FROM pending" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
         )
         rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
-        return [SpoolRecord("pending", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return [StoredRecord(PENDING, *row) for row in rows]
 
-    def list_dead(self, destination: str | None = None) -> list[SpoolRecord]:
+    def list_dead(
+        self, destination: str | None = None, *, limit: int | None = None, payloads: bool = False
+    ) -> list[StoredRecord]:
+        if not self._has_schema:
+            return []
+        body = "body" if payloads else "NULL"
         sql = (
-            "SELECT seq, id, destination, event_name, length(body), attempts, reason, dead_at, replayable "
-            "FROM dead_letters" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq"
+            "SELECT seq, id, destination, event_name, length(body), attempts, reason, dead_at, replayable, "
+            f"{body} FROM dead_letters" + (" WHERE destination = ?" if destination else "") + " ORDER BY seq DESC"
         )
-        rows = self.conn.execute(sql, (destination,) if destination else ()).fetchall()
-        return [SpoolRecord("dead_letters", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8])) for r in rows]
+        params: tuple[Any, ...] = (destination,) if destination else ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        records = []
+        for seq, id_, dest, name, size, attempts, reason, dead_at, replayable, raw in self.conn.execute(sql, params):
+            payload = None if raw is None else payload_of(bytes(raw))
+            records.append(
+                StoredRecord(
+                    DEAD_LETTERS, seq, id_, dest, name, size, attempts, reason, dead_at, bool(replayable), payload
+                )
+            )
+        records.reverse()
+        return records
 
-    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
+    def count_dead(self, destination: str | None = None) -> int:
+        if not self._has_schema:
+            return 0
+        if destination is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+        sql = "SELECT COUNT(*) FROM dead_letters WHERE destination = ?"
+        return int(self.conn.execute(sql, (destination,)).fetchone()[0])
+
+    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
         """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
 
         Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
@@ -289,7 +346,7 @@ class SpoolDB:
 
     def stats(self) -> dict[str, Any]:
         by_destination: dict[str, dict[str, Any]] = {}
-        for table in ("pending", "dead_letters"):
+        for table in (PENDING, DEAD_LETTERS) if self._has_schema else ():
             for dest, count, oldest in self.conn.execute(
                 f"SELECT destination, COUNT(*), MIN(created_at) FROM {table} GROUP BY destination"
             ):
@@ -305,6 +362,31 @@ class SpoolDB:
             "dead_letters": sum(d["dead_letters"] for d in by_destination.values()),
             "destinations": by_destination,
         }
+
+
+def _connect(path: str, *, create: bool, readonly: bool, timeout: float) -> sqlite3.Connection:
+    """Open ``path`` through SQLite; create it first (mode 0600) when ``create`` and it does not exist yet.
+
+    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, including the locks of
+    SQLite connections open on it (the forwarder's writer), after which another process's writer can corrupt the
+    file. So nothing here opens the file itself, except to create it: ``O_EXCL`` makes that a new file no
+    connection can hold locks on, and the process-wide guard keeps every other connection of this module from
+    opening it before the descriptor is closed. The ``mode=rw``/``mode=ro`` URIs make SQLite fail instead of
+    creating a file with default permissions.
+    """
+    with _OPEN_GUARD:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                # 0600: events may carry personal data; SQLite gives the -wal and -shm files the same mode.
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        mode = "ro" if readonly else "rw"
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+        try:
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=timeout)
+        except sqlite3.OperationalError as exc:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no spool file at {path}") from exc
+            raise
 
 
 def _dead_filter(ids: Sequence[str] | None, destination: str | None) -> tuple[str, tuple[Any, ...]]:
@@ -329,4 +411,4 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(seq, message, attempts, first_failure_at, last_error)
 
 
-__all__ = ["SCHEMA_VERSION", "SpoolDB", "SpoolRecord"]
+__all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SpoolDB", "SpoolRecord"]

@@ -3,9 +3,9 @@
 A *source* is one forwarder's spool (file + destination) or one transactional outbox (its async
 ``dead_letters()``, ``replay(ids)`` and ``purge(ids)``). POSTs name a source by the id listed here; only sources
 of live middlewares are accepted, so a request can never make the inspector open a file of its choosing. Spool
-files are read and changed through their own SQLite connection in a worker thread, exactly as
-``python -m fastapi_events spool`` does while the app runs; the forwarder picks replayed events up within its
-relay interval.
+files are read through a read-only SQLite connection and changed through SQLite's own locking, in a worker thread,
+exactly as ``python -m fastapi_events spool`` does while the app runs; the forwarder picks replayed events up
+within its relay interval.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._threads import run_sync
+from ..delivery import StoredRecord
 from ..delivery._spool import SpoolDB
 from ._components import forwarders, outboxes
 
@@ -54,46 +55,31 @@ def find(source_id: str) -> Source | None:
     return None
 
 
-def payload_text(body: bytes | str) -> str:
-    """The payload part of a wire body (``["name", payload]``), as indented-free JSON text, else the raw text."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        decoded = json.loads(text)
-    except ValueError:
-        return text[:_PAYLOAD_CHARS]
-    if isinstance(decoded, list) and len(decoded) == 2 and isinstance(decoded[0], str):
-        decoded = decoded[1]
-    return json.dumps(decoded, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS]
+def _item(record: StoredRecord, reason: str) -> dict[str, Any]:
+    payload = record.payload
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, default=str)
+    return {
+        "id": record.id,
+        "event": record.event_name,
+        "reason": reason,
+        "attempts": record.attempts,
+        "time": record.created_at,
+        "replayable": record.replayable,
+        "payload": text[:_PAYLOAD_CHARS],
+    }
 
 
-# -- spools ----------------------------------------------------------------------------------------------------
+# -- spools: read through a read-only connection, changed through SQLite's locking, as the command line does ---
 
 
 def _spool_list(path: str, destination: str) -> tuple[int, list[dict[str, Any]]]:
-    db = SpoolDB(path, create=False)
+    db = SpoolDB(path, readonly=True)
     try:
-        (total,) = db.conn.execute("SELECT COUNT(*) FROM dead_letters WHERE destination = ?", (destination,)).fetchone()
-        # SpoolDB.list_dead leaves the body out (the CLI prints tables); the page shows the payload too.
-        rows = db.conn.execute(
-            "SELECT id, event_name, reason, attempts, dead_at, replayable, body FROM dead_letters "
-            "WHERE destination = ? ORDER BY seq DESC LIMIT ?",
-            (destination, MAX_LISTED),
-        ).fetchall()
+        total = db.count_dead(destination)
+        records = db.list_dead(destination, limit=MAX_LISTED, payloads=True)
     finally:
         db.close()
-    items = [
-        {
-            "id": row[0],
-            "event": row[1],
-            "reason": row[2],
-            "attempts": row[3],
-            "time": row[4],
-            "replayable": bool(row[5]),
-            "payload": payload_text(bytes(row[6])),
-        }
-        for row in rows
-    ]
-    return int(total), items
+    return total, [_item(record, record.reason) for record in reversed(records)]
 
 
 def _spool_replay(path: str, destination: str, ids: Sequence[str]) -> dict[str, Any]:
@@ -114,21 +100,6 @@ def _spool_purge(path: str, destination: str, ids: Sequence[str]) -> dict[str, A
     return {"purged": removed}
 
 
-# -- outboxes --------------------------------------------------------------------------------------------------
-
-
-def _outbox_item(dead: Any) -> dict[str, Any]:
-    return {
-        "id": dead.id,
-        "event": dead.event_name,
-        "reason": f"{dead.handler}: {dead.reason}",
-        "attempts": dead.attempts,
-        "time": dead.time,
-        "replayable": True,
-        "payload": json.dumps(dead.payload, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS],
-    }
-
-
 # -- the views -------------------------------------------------------------------------------------------------
 
 
@@ -142,7 +113,8 @@ async def listing(recent: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 total, items = await run_sync(_spool_list, *source.target)
             else:
                 # The outbox lists its oldest dead letters first; no total beyond the limit.
-                items = [_outbox_item(dead) for dead in await source.target.dead_letters(MAX_LISTED)]
+                dead = await source.target.dead_letters(MAX_LISTED)
+                items = [_item(record, f"{record.destination}: {record.reason}") for record in dead]
                 total = len(items)
             entry.update(total=total, items=items, error=None)
         except Exception as exc:  # one unreadable source must not hide the others
@@ -163,4 +135,4 @@ async def act(source: Source, action: str, ids: Sequence[str]) -> dict[str, Any]
     return {"purged": await outbox.purge(list(ids))}
 
 
-__all__ = ["MAX_LISTED", "Source", "act", "find", "listing", "payload_text", "sources"]
+__all__ = ["MAX_LISTED", "Source", "act", "find", "listing", "sources"]

@@ -1,20 +1,20 @@
 """The outbox table behind the ``spool`` command-line verbs (``list``, ``dead-letters``, ``replay``, ``purge``,
 ``stats``): given a database URL instead of a spool file, they work on the outbox's dead letters the same way.
 
-Records come back as :class:`~fastapi_events.delivery.SpoolRecord` s, so the verbs print both alike; the
-"destination" of an outbox dead letter is the handler(s) that gave up on it.
+:class:`OutboxAdmin` implements :class:`~fastapi_events.delivery.StoreAdmin`, as a spool file does, so the verbs
+treat both alike; the "destination" of an outbox dead letter is the handler(s) that gave up on it.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..delivery._spool import SpoolRecord
+from ..delivery import StoredRecord
 from . import _store
 from ._db import Database, make_engine
 from ._scheduled import ScheduledEvent, scheduled_event
@@ -27,6 +27,10 @@ class OutboxAdmin:
     def __init__(self, url: str, table_name: str = "fastapi_events_outbox") -> None:
         engine = make_engine(url, sync=True)
         assert isinstance(engine, sa.Engine)
+        database = engine.url.database
+        sqlite_file = engine.url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+        if sqlite_file and not os.path.exists(str(database)):  # connecting would create an empty file
+            raise FileNotFoundError(f"no database file at {database}")
         self.engine = engine
         self.db = Database(engine)
         self.url = engine.url.render_as_string()
@@ -38,26 +42,28 @@ class OutboxAdmin:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _matches(self, record: SpoolRecord, destination: str | None) -> bool:
+    def _matches(self, record: StoredRecord, destination: str | None) -> bool:
         return destination is None or destination in record.destination.split(", ")
 
-    def list_pending(self, destination: str | None = None) -> list[SpoolRecord]:
+    def list_pending(self, destination: str | None = None) -> list[StoredRecord]:
         rows = self.db.run_blocking(_store.list_pending, self.table, None)
         records = [
-            SpoolRecord("pending", 0, event_id, key or "", name, 0, attempts, error or "", created_at)
+            StoredRecord(StoredRecord.PENDING, 0, event_id, key or "", name, 0, attempts, error or "", created_at)
             for event_id, name, attempts, created_at, error, key in rows
         ]
         return [r for r in records if destination is None or r.destination == destination]
 
-    def list_dead(self, destination: str | None = None) -> list[SpoolRecord]:
-        rows = self.db.run_blocking(_store.list_dead, self.table, None)
-        records = []
-        for event_id, name, body, failed, reason, attempts, finished_at in rows:
-            handlers = ", ".join(json.loads(failed)) if failed else ""
-            records.append(
-                SpoolRecord("dead_letters", 0, event_id, handlers, name, len(body), attempts, reason or "", finished_at)
-            )
-        return [r for r in records if self._matches(r, destination)]
+    def list_dead(
+        self, destination: str | None = None, *, limit: int | None = None, payloads: bool = False
+    ) -> list[StoredRecord]:
+        records = self.db.run_blocking(_store.list_dead, self.table, None, payloads)
+        records = [r for r in records if self._matches(r, destination)]
+        return records if limit is None else records[len(records) - limit :] if limit else []
+
+    def count_dead(self, destination: str | None = None) -> int:
+        if destination is None:
+            return self.db.run_blocking(_store.counts, self.table)["dead"]
+        return len(self.list_dead(destination))
 
     def _ids(self, ids: Sequence[str] | None, destination: str | None) -> list[str] | None:
         if destination is None:
@@ -65,7 +71,7 @@ class OutboxAdmin:
         chosen = [r.id for r in self.list_dead(destination)]
         return chosen if ids is None else [i for i in chosen if i in set(ids)]
 
-    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[SpoolRecord]]:
+    def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
         chosen = self._ids(ids, destination)
 
         def work(conn: sa.Connection) -> int:

@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from .._report import ErrorHook
 from .._runtime import event_store
 from .._schedule import check_event_id
 from ..codec import encode_event, new_event_id, trace_context
+from ..delivery import StoredRecord
 from ..delivery._retry import RetryPolicy
 from ..errors import ConfigurationError
 from ..typing import Event
@@ -43,20 +43,9 @@ _CANCEL = "cancel"
 KeyFunction = Callable[[Event], "str | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxDeadLetter:
-    """An outbox event some handler gave up on (retry budget exhausted, or refused for good)."""
-
-    id: str  # the event id
-    event_name: str
-    payload: Any
-    handler: str  # the handler(s) that gave up, comma-separated
-    reason: str
-    attempts: int
-    time: float  # epoch seconds when it was dead-lettered
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+#: The former name of the outbox's dead-letter records, now :class:`~fastapi_events.delivery.StoredRecord` (its
+#: ``handler`` and ``time`` are the record's ``destination`` and ``created_at``).
+OutboxDeadLetter = StoredRecord
 
 
 class SQLAlchemyOutbox:
@@ -329,9 +318,9 @@ class SQLAlchemyOutbox:
 
     # -- dead letters (the inspector and the command line) -----------------------------------------------------
 
-    async def dead_letters(self, limit: int = 100) -> list[OutboxDeadLetter]:
-        rows = await self.db.run(_store.list_dead, self.table, limit)
-        return [_dead_letter(row) for row in rows]
+    async def dead_letters(self, limit: int = 100) -> list[StoredRecord]:
+        """The newest ``limit`` dead letters, oldest first, with their payloads."""
+        return await self.db.run(_store.list_dead, self.table, limit, True)
 
     async def replay(self, ids: Sequence[str] | None = None) -> int:
         """Make dead letters (all, or these event ids) pending again; handlers that have the event are skipped."""
@@ -378,16 +367,6 @@ def _record(row: dict[str, Any]) -> Record:
         row["key"],
         row["created_at"],
     )
-
-
-def _dead_letter(row: Any) -> OutboxDeadLetter:
-    event_id, name, body, failed, reason, attempts, finished_at = row
-    try:
-        payload = json.loads(body)[1]
-    except (ValueError, IndexError, TypeError):
-        payload = body
-    handlers = ", ".join(json.loads(failed)) if failed else ""
-    return OutboxDeadLetter(event_id, name, payload, handlers, reason or "", attempts, finished_at or 0.0)
 
 
 __all__ = ["OutboxDeadLetter", "SQLAlchemyOutbox"]

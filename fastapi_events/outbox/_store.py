@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..delivery import StoredRecord
 from ._table import DEAD, DONE, PENDING
 
 
@@ -250,15 +251,35 @@ def _dead(t: sa.Table, ids: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return where
 
 
-def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
+def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None, payloads: bool = False) -> list[StoredRecord]:
+    """Dead rows, oldest first; with ``limit`` the newest ``limit`` of them."""
     c = t.c
     query = (
-        sa.select(c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
+        sa.select(c.seq, c.event_id, c.event_name, c.body, c.failed_handlers, c.last_error, c.attempts, c.finished_at)
         .where(c.state == DEAD)
-        .order_by(c.seq)
+        .order_by(c.seq.desc())
         .limit(limit)
     )
-    return [tuple(row) for row in conn.execute(query)]
+    records = []
+    for seq, event_id, name, body, failed, reason, attempts, finished_at in conn.execute(query):
+        handlers = ", ".join(json.loads(failed)) if failed else ""
+        payload = StoredRecord.payload_of(body) if payloads else None
+        records.append(
+            StoredRecord(
+                StoredRecord.DEAD_LETTERS,
+                seq,
+                event_id,
+                handlers,
+                name,
+                len(body),
+                attempts,
+                reason or "",
+                finished_at or 0.0,
+                payload=payload,
+            )
+        )
+    records.reverse()
+    return records
 
 
 def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:

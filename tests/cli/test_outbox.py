@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -108,6 +109,10 @@ def test_outbox_dead_letters_with_the_spool_verbs(tmp_path: Path, capsys: pytest
     stats = json.loads(capsys.readouterr().out)
     assert (stats["pending"], stats["dead_letters"]) == (1, 1)
 
+    assert main(["spool", "list", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
+    assert "no database file" in capsys.readouterr().err
+    assert not (tmp_path / "other.db").exists()  # looking never creates a database
+    sqlite3.connect(tmp_path / "other.db").close()
     assert main(["spool", "list", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
     assert "no outbox table" in capsys.readouterr().err
 

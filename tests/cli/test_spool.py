@@ -143,3 +143,19 @@ def test_missing_spool_file_is_an_error_not_a_new_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no spool file" in result.stderr
     assert not missing.exists()
+
+
+def test_listing_commands_never_write_to_the_spool(spool_with_dead_letters: str) -> None:
+    path = Path(spool_with_dead_letters)
+    before = path.read_bytes()
+    for verb in ("list", "dead-letters", "stats"):
+        result = cli(verb, "--json", spool_with_dead_letters)
+        assert result.returncode == 0, result.stderr
+    assert path.read_bytes() == before
+    path.chmod(0o400)  # an operator allowed to read the file, not to change it, can still look
+    try:
+        result = cli("dead-letters", "--json", spool_with_dead_letters)
+        assert result.returncode == 0, result.stderr
+        assert {r["event_name"] for r in json.loads(result.stdout)} == {"order.bad", "order.huge"}
+    finally:
+        path.chmod(0o600)

@@ -3,7 +3,6 @@ without loss after the server dropped it."""
 
 from __future__ import annotations
 
-import re
 import runpy
 from pathlib import Path
 
@@ -41,12 +40,9 @@ def test_event_source_receives_events_and_resumes_without_loss(page: Page) -> No
     ]
 
 
-def test_readme_example_in_the_browser(page: Page, tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Live event streams (SSE and WebSocket)", 1)[1]
-    example = re.findall(r"```python\n(# app\.py.*?)```", section, re.S)[0]
-    (tmp_path / "app.py").write_text(example)
-    app = runpy.run_path(str(tmp_path / "app.py"))["app"]
+def test_documented_example_in_the_browser(page: Page) -> None:
+    example = Path(__file__).resolve().parents[2] / "docs_src" / "streams" / "app.py"  # docs/streams.md
+    app = runpy.run_path(str(example))["app"]
     with serve(app) as base:
         page.goto(f"{base}/")
         page.wait_for_function("source.readyState === EventSource.OPEN")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...delivery._forwarder import ForwardHandler
 from ...delivery._options import split_options
+from ._legacy import merge, take_legacy_arguments
 from ._transport import KafkaTransport
 
 if TYPE_CHECKING:
@@ -24,20 +25,26 @@ class KafkaForwardHandler(ForwardHandler):
     keyword options are the delivery options every forwarder takes
     (:class:`~fastapi_events.delivery.DeliveryOptions`). Read the topic with
     ``python -m fastapi_events consume kafka://HOST:PORT/TOPIC?group=G``.
+
+    Deprecated since 1.1, removed in 2.0 (each use warns with the new spelling): the 1.0 forms
+    ``KafkaForwardHandler(topic, servers, key, serializer, spool_path)`` with positional arguments and librdkafka
+    settings as keywords with underscores (``linger_ms=20`` for ``config={"linger.ms": 20}``).
     """
 
     def __init__(
         self,
         topic: str,
         bootstrap_servers: str,
-        *,
+        *legacy_positional: Any,
         config: Mapping[str, Any] | None = None,
         **options: Unpack[DeliveryKwargs],
     ) -> None:
+        keywords: dict[str, Any] = dict(options)
+        settings = take_legacy_arguments(legacy_positional, keywords)
         delivery, _ = split_options(
-            type(self).__name__, options, hint="librdkafka settings go in config={'linger.ms': 20, ...}"
+            type(self).__name__, keywords, hint="librdkafka settings go in config={'linger.ms': 20, ...}"
         )
-        super().__init__(KafkaTransport(topic, bootstrap_servers, config=config), delivery)
+        super().__init__(KafkaTransport(topic, bootstrap_servers, config=merge(settings, config)), delivery)
 
 
 __all__ = ["KafkaForwardHandler"]
