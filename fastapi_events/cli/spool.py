@@ -20,11 +20,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..delivery import StoreAdmin, StoredRecord
 from ..delivery._spool import SpoolDB
 from . import help_text
+
+if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
+    from ..outbox._admin import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -80,8 +83,10 @@ def _open_outbox(args: argparse.Namespace) -> OutboxAdmin | None:
     if "://" not in args.path:
         print("error: delayed events live in a transactional outbox: give its database URL", file=sys.stderr)
         return None
-    db = _open(args)
-    assert db is None or not isinstance(db, SpoolDB)
+    from ..outbox._admin import OutboxAdmin
+
+    db = _open(args, write=True)
+    assert db is None or isinstance(db, OutboxAdmin)
     return db
 
 
