@@ -39,7 +39,10 @@ EXAMPLES = sorted(str(path.relative_to(ROOT)) for path in DOCS_SRC.rglob("*.py")
 # Examples that are themselves test modules: run by pytest (test_example_test_modules_pass).
 TEST_MODULES = [name for name in EXAMPLES if Path(name).name.startswith("test_")]
 # Exercised outside this module, next to the servers they need.
-ELSEWHERE = {"docs_src/streams/app.py": "tests/stream/test_browser.py::test_documented_example_in_the_browser"}
+ELSEWHERE = {
+    "docs_src/streams/app.py": "tests/stream/test_browser.py::test_documented_example_in_the_browser",
+    "docs_src/delayed/app.py": "tests/outbox/test_docs_delayed.py::test_documented_reservations_expire",
+}
 
 EXERCISED: dict[str, Callable[..., None]] = {}
 
