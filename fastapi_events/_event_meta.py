@@ -12,12 +12,12 @@ the :func:`event_meta` dependency::
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import _hooks
 from ._names import event_name_str
 from .codec import ATTR_EVENT_ID, new_event_id
 from .typing import Event, EventName
@@ -57,12 +57,11 @@ class IdentifiedEvent(tuple):  # type: ignore[type-arg]
         """The dispatching span's context, from the propagated headers (read by the OpenTelemetry integration,
         so that handler spans join the trace of the request that committed the event)."""
         carried = self.__dict__.get("trace_context")
-        if not carried or "opentelemetry.trace" not in sys.modules:
+        extract = _hooks.context_extractor
+        if not carried or extract is None:
             return None
         if "_otel_context" not in self.__dict__:
-            from .otel import extract_context
-
-            self.__dict__["_otel_context"] = extract_context(carried)
+            self.__dict__["_otel_context"] = extract(carried)
         return self.__dict__["_otel_context"]
 
     def __reduce__(self) -> tuple[Any, ...]:

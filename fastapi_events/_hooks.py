@@ -3,10 +3,15 @@
 Kept as plain module globals that the hot paths check for emptiness, so that they cost nothing when unused.
 :mod:`fastapi_events.otel` fills them when OpenTelemetry is active; the delivery layer and consumers call the
 small helpers below, which return a shared no-op context manager while the lists are empty.
+
+The core never imports a plugin: a plugin registers itself here (:data:`on_runtime_start`,
+:data:`context_extractor`) when it is imported, and :func:`runtime_starting` loads the OpenTelemetry plugin by
+name, as an entry, once the app has imported OpenTelemetry.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -36,6 +41,20 @@ on_dead_letter: list[Callable[[str, str, str], None]] = []
 
 #: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
 on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
+
+#: ``hook(event, handler_name, exc)`` when a handler failed on an event (reported through ``report_failure``): the
+#: failure path only, so that recording outcomes costs nothing per successful event.
+on_handler_failure: list[Callable[[Event, str, BaseException], None]] = []
+
+#: Called by :func:`runtime_starting` (OpenTelemetry: install the instrumentation if a provider is configured).
+on_runtime_start: list[Callable[[], object]] = []
+
+#: ``extractor(carrier)`` -> the trace context propagated in an event's headers (set by the OpenTelemetry plugin).
+context_extractor: Callable[[Mapping[str, str]], Any] | None = None
+
+#: The plugin loaded once its library is in use, and the modules that say it is.
+_OTEL_PLUGIN = "fastapi_events.otel"
+_OTEL_MODULES = ("opentelemetry.trace", "opentelemetry.metrics")
 
 #: ``hook(app)`` when a middleware's app starts (lifespan), with ``scope["app"]`` (the Starlette/FastAPI app).
 on_app_start: list[Callable[[Any], None]] = []
@@ -94,7 +113,7 @@ def runtime_starting() -> None:
     """Called once by each middleware, at lifespan startup or on its first request, whichever comes first."""
     # A tracer or meter provider cannot be configured without importing opentelemetry, so an app that never
     # imported it has nothing to instrument and does not pay for the import.
-    if "opentelemetry.trace" in sys.modules or "opentelemetry.metrics" in sys.modules:
-        from .otel import auto_instrument
-
-        auto_instrument()
+    if _OTEL_PLUGIN not in sys.modules and any(name in sys.modules for name in _OTEL_MODULES):
+        importlib.import_module(_OTEL_PLUGIN)  # registers its hooks
+    for hook in on_runtime_start:
+        hook()

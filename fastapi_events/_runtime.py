@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from . import _hooks
 from ._names import event_name_str
@@ -53,24 +53,54 @@ class EventBuffer:
             self.runtime.kick(self)
 
 
+class Outbox(Protocol):
+    """What a runtime needs of its transactional outbox (:class:`~fastapi_events.outbox.SQLAlchemyOutbox`).
+
+    The runtime owns the outbox's lifecycle, for a middleware and a standalone relay alike: it binds the outbox
+    to itself once, starts it after the handlers and stops it before draining them.
+    """
+
+    def bind(self, runtime: Runtime) -> None:
+        """Deliver to ``runtime.handlers``, reporting to ``runtime.on_error``; let ``runtime`` track deliveries."""
+
+    def encode(self, event: Event, due: float | None = None, event_id: str | None = None) -> dict[str, Any]:
+        """``dispatch(..., session=s)``: the row for ``event``, due at ``due`` (epoch seconds) when delayed, with
+        the caller's ``event_id`` when given (raises at the call site when it cannot be written)."""
+
+    def stage(self, session: Any, row: dict[str, Any], event: Event) -> None:
+        """Add the row to ``session``'s transaction; after the commit the outbox hands it to the runtime."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float | None) -> None: ...
+
+    async def deliver(self, records: list[Any]) -> None:
+        """Hand rows this request committed to the handlers (awaited by the request, once it is answered)."""
+
+    def spawn(self, records: list[Any]) -> None:
+        """:meth:`deliver` in a task the runtime tracks (the request that committed them cannot wait)."""
+
+
 class Runtime:
     """State shared by one :class:`~fastapi_events.middleware.EventHandlerASGIMiddleware` instance."""
 
     # Set once construction is done: building the middleware stack is too early to look for telemetry
     # providers, which apps often configure in their startup code.
     probe_pending = False
-    #: The middleware's :class:`~fastapi_events.outbox.SQLAlchemyOutbox`, when it has one.
-    outbox: Any = None
 
     def __init__(
         self,
         handlers: Iterable[Any],
         middleware_id: int,
         on_error: ErrorHook | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.handlers: tuple[Any, ...] = tuple(handlers)
         self.middleware_id = middleware_id
         self.on_error = on_error
+        #: The transactional outbox whose committed events go to these handlers, when there is one.
+        self.outbox = outbox
+        self._outbox_running = False
         self.loop: asyncio.AbstractEventLoop | None = None
         # Events dispatched outside any request: ``middleware_id=...``, lifespan hooks, their chained events.
         self.background = EventBuffer(self)
@@ -79,6 +109,8 @@ class Runtime:
         self._inline = 0
         self._started = False
         _runtimes[middleware_id] = self
+        if outbox is not None:
+            outbox.bind(self)
         self.probe_pending = True
 
     # -- handing events over ------------------------------------------------------------------------------------
@@ -189,6 +221,21 @@ class Runtime:
                     await start()
                 except Exception as exc:
                     report_batch_failure((), handler, exc, stage="startup")
+        # After the handlers: the outbox delivers what earlier runs left as soon as it starts.
+        if self.outbox is not None:
+            await self.outbox.start()
+            self._outbox_running = True
+
+    async def wind_down(self, timeout: float | None) -> None:
+        """Stop taking work in (the outbox's relay), then handle everything handed over; handlers stay open.
+
+        A middleware calls this before the app's own shutdown code, while what handlers use is still there (apps
+        dispose of their database engine in their shutdown code); :meth:`shutdown` then stops the handlers.
+        """
+        if self.outbox is not None and self._outbox_running:
+            self._outbox_running = False
+            await self.outbox.stop(timeout)
+        await self.drain(timeout)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every event handed over so far was handled, then flush the handlers. True when done in time."""
@@ -218,7 +265,10 @@ class Runtime:
 
     async def shutdown(self, timeout: float | None) -> None:
         started = time.monotonic()
-        if not await self.drain(timeout):
+        if self.outbox is not None and self._outbox_running:
+            self._outbox_running = False
+            await self.outbox.stop(timeout)
+        if not await self.drain(None if timeout is None else max(0.0, timeout - (time.monotonic() - started))):
             pending = len(self.background.events) + len(self._tasks)
             logger.error(
                 "shutdown timed out after %.1fs with %d event batch(es) still being handled; they may be lost",

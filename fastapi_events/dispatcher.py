@@ -9,7 +9,7 @@ from typing import Any
 
 from . import _hooks
 from ._names import event_name_str
-from ._runtime import EventBuffer, event_store, get_runtime
+from ._runtime import EventBuffer, Outbox, event_store, get_runtime
 from ._schedule import check_event_id, due_time
 from .constants import FASTAPI_EVENTS_DISABLE_DISPATCH_ENV_VAR
 from .errors import (
@@ -139,7 +139,7 @@ def dispatch(
             "EventHandlerASGIMiddleware; pass middleware_id= to dispatch from elsewhere, or use "
             "fastapi_events.testing.capture_events() in tests"
         )
-    row = None if session is None else _outbox_row(buffer, event, due, event_id)
+    staged = None if session is None else _outbox_row(buffer, event, due, event_id)
     # Only once the event is sure to be buffered: a dispatch that raised above must not count as dispatched
     # nor leave a "send" span behind.
     if _recorders:
@@ -147,8 +147,9 @@ def dispatch(
     if _on_dispatch:
         for hook in _on_dispatch:
             event = hook(event)
-    if row is not None:
-        buffer.runtime.outbox.stage(session, row, event)
+    if staged is not None:
+        outbox, row = staged
+        outbox.stage(session, row, event)
         return
     buffer.add(event)
 
@@ -169,15 +170,16 @@ def _scheduled(name: Any, session: Any, delay: Any, at: Any, event_id: Any) -> f
     return due_time(label, delay, at)
 
 
-def _outbox_row(buffer: EventBuffer, event: Event, due: float | None, event_id: str | None) -> dict[str, Any]:
+def _outbox_row(
+    buffer: EventBuffer, event: Event, due: float | None, event_id: str | None
+) -> tuple[Outbox, dict[str, Any]]:
     outbox = buffer.runtime.outbox
     if outbox is None:
         raise ConfigurationError(
             f"dispatch({event_name_str(event[0])!r}, session=...) needs an outbox: "
             "EventHandlerASGIMiddleware(..., outbox=SQLAlchemyOutbox(engine))"
         )
-    row: dict[str, Any] = outbox.encode(event, due, event_id)
-    return row
+    return outbox, outbox.encode(event, due, event_id)
 
 
 def _record(event: Event) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _hooks
 from ._report import ErrorHook
-from ._runtime import EventBuffer, Runtime, event_store
+from ._runtime import EventBuffer, Outbox, Runtime, event_store
 from .typing import ASGIApp, Message, Receive, Scope, Send
-
-if TYPE_CHECKING:  # the outbox needs SQLAlchemy, an optional dependency
-    from .outbox import SQLAlchemyOutbox
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
@@ -37,20 +34,21 @@ class EventHandlerASGIMiddleware:
         *,
         on_error: ErrorHook | None = None,
         shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
-        outbox: SQLAlchemyOutbox | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.app = app
         self.middleware_id = id(self) if middleware_id is None else middleware_id
         self.shutdown_timeout = shutdown_timeout
-        self._runtime = Runtime(handlers, self.middleware_id, on_error)
-        self.outbox = outbox
-        if outbox is not None:
-            self._runtime.outbox = outbox
-            outbox.bind(self._runtime.handlers, on_error, self._runtime)
+        self._runtime = Runtime(handlers, self.middleware_id, on_error, outbox)
 
     @property
     def handlers(self) -> tuple[Any, ...]:
         return self._runtime.handlers
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The :class:`~fastapi_events.outbox.SQLAlchemyOutbox` given to the middleware (kept by its runtime)."""
+        return self._runtime.outbox
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -85,8 +83,8 @@ class EventHandlerASGIMiddleware:
             # may not be allowed to await any more, so a tracked task takes over.
             buffer.live = True
             runtime.kick(buffer)
-            if buffer.committed is not None:
-                self.outbox._spawn(buffer.committed)  # type: ignore[union-attr]
+            if buffer.committed is not None and runtime.outbox is not None:
+                runtime.outbox.spawn(buffer.committed)
             raise
         else:
             if buffer.pump is not None:
@@ -94,8 +92,8 @@ class EventHandlerASGIMiddleware:
             buffer.live = True
             if buffer.events:
                 await runtime.pump_inline(buffer)
-            if buffer.committed is not None:
-                await self.outbox.deliver(buffer.committed)  # type: ignore[union-attr]
+            if buffer.committed is not None and runtime.outbox is not None:
+                await runtime.outbox.deliver(buffer.committed)
         finally:
             event_store.reset(token)
 
@@ -118,14 +116,9 @@ class EventHandlerASGIMiddleware:
             if kind == "lifespan.startup":
                 # Before the app's own startup, so that startup code can already dispatch into started handlers.
                 await runtime.startup()
-                if self.outbox is not None:
-                    await self.outbox.start()
             elif kind == "lifespan.shutdown":
-                # Before the app's own shutdown, while the resources handlers use are still open (the outbox's
-                # relay too: apps dispose of their database engine in their shutdown code).
-                if self.outbox is not None:
-                    await self.outbox.stop(timeout)
-                await runtime.drain(timeout)
+                # Before the app's own shutdown, while the resources handlers use are still open.
+                await runtime.wind_down(timeout)
             return message
 
         async def wrapped_send(message: Message) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:  # the consumer package imports this module
-    from ..consumer._source import Source
+    from ..consumer import Source
 
     SourceFactory = Callable[[str], Source]
 

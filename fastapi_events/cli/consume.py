@@ -9,7 +9,7 @@ import logging
 import signal
 from typing import Any
 
-from ..delivery._retry import RetryPolicy
+from ..delivery import RetryPolicy
 from ..errors import ConfigurationError
 from . import help_text
 
@@ -19,7 +19,7 @@ SIGTERM/SIGINT: running handlers finish, their messages are acknowledged, exit 0
 
 
 def _epilog() -> str:
-    from ..brokers._registry import usage
+    from ..brokers import usage
 
     return "URL forms:\n" + "".join(f"  {line}\n" for line in usage()) + _AFTER_URLS
 
@@ -84,8 +84,7 @@ def _exit_before_consuming(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_before_consuming)
-    from ..consumer import load_handlers, run_consumer, source_from_url
-    from ..consumer._loading import load_deserializer
+    from ..consumer import load_deserializer, load_handlers, run_consumer, source_from_url
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"

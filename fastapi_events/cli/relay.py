@@ -38,10 +38,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..consumer._loading import load_object
-    from ..outbox import SQLAlchemyOutbox
-    from ..outbox._db import make_engine
-    from ..outbox._standalone import flatten_handlers, serve
+    from ..consumer import load_object
+    from ..outbox import SQLAlchemyOutbox, flatten_handlers, make_engine, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

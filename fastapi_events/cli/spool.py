@@ -22,12 +22,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..delivery import StoreAdmin, StoredRecord
-from ..delivery._spool import SpoolDB
+from ..delivery import SpoolDB, StoreAdmin, StoredRecord
 from . import help_text
 
 if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
-    from ..outbox._admin import OutboxAdmin
+    from ..outbox import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -65,7 +64,7 @@ def register(subparsers: Any) -> None:
 def _open(args: argparse.Namespace, *, write: bool = False) -> StoreAdmin | None:
     """Readers get a read-only connection; writers wait for the app's writer through SQLite's locking."""
     if "://" in args.path:
-        from ..outbox._admin import OutboxAdmin
+        from ..outbox import OutboxAdmin
 
         try:
             return OutboxAdmin(args.path, args.table)
@@ -83,7 +82,7 @@ def _open_outbox(args: argparse.Namespace) -> OutboxAdmin | None:
     if "://" not in args.path:
         print("error: delayed events live in a transactional outbox: give its database URL", file=sys.stderr)
         return None
-    from ..outbox._admin import OutboxAdmin
+    from ..outbox import OutboxAdmin
 
     db = _open(args, write=True)
     assert db is None or isinstance(db, OutboxAdmin)

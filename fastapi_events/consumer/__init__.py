@@ -8,11 +8,21 @@
 
 from __future__ import annotations
 
-from ..brokers._registry import source_from_url
 from ._loading import load_handler, load_handlers
 from ._process import consume, run_consumer
 from ._runner import DEFAULT_RETRY, Consumer, ConsumerStats, Deserializer
-from ._source import Delivery, Source, dead_letter_attributes
+from ._source import Delivery, Source, dead_letter_attributes, source_from_url
+
+# isort: split
+# The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.
+from ._coalesce import Coalescer as Coalescer
+from ._loading import load_deserializer as load_deserializer
+from ._loading import load_object as load_object
+from ._source import ATTR_DEAD_LETTER_ATTEMPTS as ATTR_DEAD_LETTER_ATTEMPTS
+from ._source import ATTR_DEAD_LETTER_REASON as ATTR_DEAD_LETTER_REASON
+from ._source import ATTR_DEAD_LETTER_SOURCE as ATTR_DEAD_LETTER_SOURCE
+from ._source import ATTR_ORIGINAL_MESSAGE_ID as ATTR_ORIGINAL_MESSAGE_ID
+from ._source import register_url_resolver as register_url_resolver
 
 __all__ = [
     "DEFAULT_RETRY",

@@ -12,10 +12,9 @@ import logging
 import signal
 from typing import Any
 
-from ..brokers._registry import source_from_url
 from ..handlers.local import LocalHandler
 from ._runner import Consumer, ConsumerStats
-from ._source import Source
+from ._source import Source, source_from_url
 
 logger = logging.getLogger("fastapi_events.consumer")
 

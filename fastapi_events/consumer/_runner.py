@@ -18,7 +18,7 @@ from typing import Any
 from .. import _hooks
 from .._event_meta import received
 from ..codec import ATTR_EVENT_NAME, decode_event
-from ..delivery._retry import RetryPolicy
+from ..delivery import RetryPolicy
 from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
 from ..handlers.local import LocalHandler
 from ..typing import Event

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import importlib
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,6 +83,27 @@ class Source(Protocol):
         """Commit what was acknowledged and disconnect."""
 
 
+# Consumer URLs name a broker, and the brokers sit above the consumer (each broker package holds its source),
+# so the consumer imports none of them: the package that knows them registers its resolver. It is looked up by
+# name on first use, as a plugin's entry would be, so that ``consume("kafka://...")`` needs no import first.
+_URL_PROVIDER = "fastapi_events.brokers"
+_url_resolver: Callable[[str], Source] | None = None
+
+
+def register_url_resolver(resolver: Callable[[str], Source]) -> None:
+    """Called by :mod:`fastapi_events.brokers` as it is imported: ``resolver(url)`` builds a URL's source."""
+    global _url_resolver
+    _url_resolver = resolver
+
+
+def source_from_url(url: str) -> Source:
+    """Build the :class:`Source` a consumer URL describes (raises ``ConfigurationError`` when it is wrong)."""
+    if _url_resolver is None:
+        importlib.import_module(_URL_PROVIDER)
+    assert _url_resolver is not None, f"{_URL_PROVIDER} registers the URL resolver when imported"
+    return _url_resolver(url)
+
+
 __all__ = [
     "ATTR_DEAD_LETTER_ATTEMPTS",
     "ATTR_DEAD_LETTER_REASON",
@@ -91,4 +113,6 @@ __all__ = [
     "Delivery",
     "Source",
     "dead_letter_attributes",
+    "register_url_resolver",
+    "source_from_url",
 ]

@@ -7,7 +7,7 @@ import logging
 
 from .._names import event_name_str
 from ..errors import HandlerTimeoutError
-from ..handlers._dependencies import Kind
+from ..handlers import Kind
 from ..handlers.local import LocalHandler
 from ..typing import Event
 

@@ -17,6 +17,17 @@ from ._records import StoreAdmin, StoredRecord
 from ._retry import RetryPolicy
 from ._transport import DELIVERED, EntryResult, OutboundMessage, Outcome, Transport
 
+# isort: split
+# The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.
+from ._encoding import encode_events as encode_events
+from ._options import OPTION_NAMES as OPTION_NAMES
+from ._options import BaseDeliveryKwargs as BaseDeliveryKwargs
+from ._options import split_options as split_options
+from ._rounds import send_batches as send_batches
+from ._rounds import split_for as split_for
+from ._spool import SpoolDB as SpoolDB
+from ._store import Entry as Entry
+
 __all__ = [
     "DELIVERED",
     "DeadLetterCallback",

@@ -15,11 +15,10 @@ import hmac
 import inspect
 import logging
 import secrets
-from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-from ..stream._access import _PROXY_HEADERS, Authorize, _is_loopback
+from .._access import Authorize, not_loopback
 
 logger = logging.getLogger("fastapi_events.inspector")
 
@@ -31,16 +30,9 @@ def loopback_only(connection: HTTPConnection) -> bool:
 
     A reverse proxy on the same host makes every client look like loopback (hence no proxy headers), and a remote
     page whose host name resolves to 127.0.0.1 (DNS rebinding) reaches us with its own name in ``Host``. The
-    rules and the address parsing are the live stream's (:mod:`fastapi_events.stream`), so both agree.
+    rule is the live stream's too (:mod:`fastapi_events._access`), so both agree.
     """
-    client = connection.client
-    if client is None or not _is_loopback(client.host):
-        return False
-    headers = connection.headers
-    if any(name in headers for name in _PROXY_HEADERS):
-        return False
-    host = headers.get("host", "")
-    return not host or _is_loopback(urlsplit(f"//{host}").hostname or "")
+    return not_loopback(connection) is None
 
 
 async def allowed(connection: HTTPConnection, authorize: Authorize | None) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _hooks
 from ..errors import ConfigurationError
 from ._propagation import TracedEvent, extract_context, inject_headers, use_span_linking
 
@@ -76,6 +77,11 @@ def is_instrumented() -> bool:
 
     return _is_instrumented()
 
+
+# The core never imports this plugin: it registers itself (the core loads it once the app imported OpenTelemetry).
+if auto_instrument not in _hooks.on_runtime_start:
+    _hooks.on_runtime_start.append(auto_instrument)
+_hooks.context_extractor = extract_context
 
 __all__ = [
     "TracedEvent",

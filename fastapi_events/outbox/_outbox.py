@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 
 from .._names import event_name_str
 from .._report import ErrorHook
-from .._runtime import event_store
+from .._runtime import Runtime, event_store
 from .._schedule import check_event_id
 from ..codec import encode_event, new_event_id, trace_context
-from ..delivery import StoredRecord
-from ..delivery._retry import RetryPolicy
+from ..delivery import RetryPolicy, StoredRecord
 from ..errors import ConfigurationError
 from ..typing import Event
 from . import _session, _store
@@ -91,7 +90,7 @@ class SQLAlchemyOutbox:
         self.channel = channel_for(table_name)
         self._handlers: tuple[Any, ...] = ()
         self._on_error: ErrorHook | None = None
-        self._runtime: Any = None
+        self._runtime: Runtime | None = None
         self._deliverer: Deliverer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -101,10 +100,11 @@ class SQLAlchemyOutbox:
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
-    def bind(self, handlers: Sequence[Any], on_error: ErrorHook | None = None, runtime: Any = None) -> None:
-        """Set the handlers that get the events (the middleware does this with its own handlers)."""
-        self._handlers = tuple(handlers)
-        self._on_error = on_error
+    def bind(self, runtime: Runtime) -> None:
+        """Deliver to ``runtime``'s handlers (its :class:`~fastapi_events.middleware.EventHandlerASGIMiddleware`
+        does this once, as does a standalone relay); the runtime starts and stops the outbox."""
+        self._handlers = runtime.handlers
+        self._on_error = runtime.on_error
         self._runtime = runtime
         self._deliverer = None
 
@@ -282,7 +282,7 @@ class SQLAlchemyOutbox:
                 buffer.committed = []
             buffer.committed.extend(mine)
             return
-        self._call_in_loop(self._spawn, mine)
+        self._call_in_loop(self.spawn, mine)
 
     def _wake_relay(self) -> None:
         if self._wake is not None:
@@ -299,7 +299,7 @@ class SQLAlchemyOutbox:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(func, *args)
 
-    def _spawn(self, records: list[Record]) -> None:
+    def spawn(self, records: list[Record]) -> None:
         task = asyncio.get_running_loop().create_task(self.deliver(records))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -19,7 +19,7 @@ from .. import _hooks
 from .._event_meta import IdentifiedEvent
 from .._report import ErrorHook, current_error_hook
 from ..codec import decode_event
-from ..delivery._retry import RetryPolicy
+from ..delivery import RetryPolicy
 from ..errors import MalformedMessageError
 from . import _store
 from ._db import Database

@@ -36,17 +36,14 @@ async def serve(outbox: SQLAlchemyOutbox, handlers: Sequence[Any], stop: asyncio
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    runtime = Runtime(handlers, id(outbox))
     outbox.relay = True
-    outbox.bind(runtime.handlers, None, runtime)
-    await runtime.startup()
+    runtime = Runtime(handlers, id(outbox), outbox=outbox)
     try:
-        await outbox.start()
+        await runtime.startup()
         logger.info("outbox relay on %r started for %d handler(s)", outbox, len(runtime.handlers))
         await stop.wait()
         logger.info("outbox relay stopping")
     finally:
-        await outbox.stop(10.0)
         await runtime.shutdown(10.0)
 
 

@@ -20,11 +20,7 @@ from .._event_meta import IdentifiedEvent
 from .._report import current_error_hook, qualified_name, report_failure
 from .._runtime import _run_handler
 from ..codec import encode_event
-from ..delivery._encoding import encode_events
-from ..delivery._forwarder import ForwardHandler
-from ..delivery._rounds import send_batches, split_for
-from ..delivery._store import Entry
-from ..delivery._transport import Outcome
+from ..delivery import Entry, ForwardHandler, Outcome, encode_events, send_batches, split_for
 from ..handlers.local import LocalHandler, _observed
 from ..typing import Event
 from ._store import Record

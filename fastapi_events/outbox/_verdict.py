@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..delivery._retry import RetryPolicy
+from ..delivery import RetryPolicy
 from ._store import Change, Record
 from ._table import DEAD, PENDING
 from ._targets import Failure

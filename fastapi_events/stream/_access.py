@@ -1,27 +1,18 @@
-"""Who may subscribe: the ``authorize=`` hook, or loopback clients only; WebSockets also from the same origin only.
-
-Without a hook the default must stay safe behind a reverse proxy on the same host (which makes every client look
-like loopback) and against DNS rebinding (a remote page whose name resolves to 127.0.0.1), so it also requires no
-proxy headers and a loopback ``Host``.
-"""
+"""Who may subscribe: the ``authorize=`` hook, or loopback clients only (the rule of
+:mod:`fastapi_events._access`); WebSockets also from the same origin only."""
 
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from .._access import Authorize, not_loopback
+
 logger = logging.getLogger("fastapi_events.stream")
-
-#: ``authorize(connection) -> bool`` (or an awaitable of it).
-Authorize = Callable[[HTTPConnection], "bool | Awaitable[bool]"]
-
-_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-_LOOPBACK_NAMES = ("localhost", "localhost.")
 
 
 class Refused(Exception):
@@ -32,38 +23,25 @@ class HookFailed(Exception):
     """The ``authorize`` hook raised; the client gets a server error, the log the traceback."""
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _loopback_refusal(connection: HTTPConnection) -> str | None:
-    client = connection.client
-    host = client.host if client is not None else ""
-    if not _is_loopback(host):
+    problem = not_loopback(connection)
+    if problem is None:
+        return None
+    kind, detail = problem
+    if kind == "client":
         return (
-            f"event stream refused for client {host or 'unknown'}: only loopback clients may subscribe unless the "
+            f"event stream refused for client {detail or 'unknown'}: only loopback clients may subscribe unless the "
             "app passes EventStream(authorize=...)"
         )
-    headers = connection.headers
-    for name in _PROXY_HEADERS:
-        if name in headers:
-            return (
-                f"event stream refused: the request came through a proxy ({name} header), so the client is not "
-                "known to be loopback; pass EventStream(authorize=...) to allow it"
-            )
-    host_header = headers.get("host", "")
-    if host_header and not _is_loopback(urlsplit(f"//{host_header}").hostname or ""):
+    if kind == "proxy":
         return (
-            f"event stream refused: Host {host_header!r} is not a loopback name; pass EventStream(authorize=...) "
-            "to serve other hosts"
+            f"event stream refused: the request came through a proxy ({detail} header), so the client is not "
+            "known to be loopback; pass EventStream(authorize=...) to allow it"
         )
-    return None
+    return (
+        f"event stream refused: Host {detail!r} is not a loopback name; pass EventStream(authorize=...) "
+        "to serve other hosts"
+    )
 
 
 def _origin_refusal(connection: HTTPConnection, origins: Collection[str] | None) -> str | None:

@@ -19,8 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..brokers.redis._fields import BODY_FIELD
-from ..brokers.redis._url import stream_location
+from ..brokers.redis import BODY_FIELD, stream_location
 from ..codec import ATTR_EVENT_NAME, decode_event, encode_payload
 from ..errors import MalformedMessageError
 from ._entry import StreamEvent, parse_key

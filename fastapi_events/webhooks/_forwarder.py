@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._names import event_name_str
 from ..codec import encode_payload
-from ..delivery._forwarder import ForwarderStats, ForwardHandler
-from ..delivery._options import split_options
-from ..delivery._retry import RetryPolicy
+from ..delivery import ForwarderStats, ForwardHandler, RetryPolicy, split_options
 from ..errors import ConfigurationError
 from ..handlers.base import BaseEventHandler
 from ..typing import Event
@@ -23,7 +21,7 @@ from ._transport import WebhookTransport
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ..delivery._options import DeliveryKwargs
+    from ..delivery import DeliveryKwargs
 
 #: Without ``retry=``: an endpoint is a customer's server, which may be down for hours; retried for a day,
 #: at most an hour apart, before its events become dead letters (replayable with ``spool replay``).

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import httpcore
 import httpx
 
-from ..delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ..delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ._endpoint import WebhookEndpoint
 from ._signing import signature
 from ._ssrf import GuardedBackend, PrivateAddressError

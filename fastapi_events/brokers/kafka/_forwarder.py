@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...delivery._forwarder import ForwardHandler
-from ...delivery._options import split_options
+from ...delivery import ForwardHandler, split_options
 from ._legacy import merge, take_legacy_arguments
 from ._transport import KafkaTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...delivery._options import DeliveryKwargs
+    from ...delivery import DeliveryKwargs
 
 
 class KafkaForwardHandler(ForwardHandler):

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ...delivery._options import OPTION_NAMES
+from ...delivery import OPTION_NAMES
 from ._transport import _probe_logger
 
 # The 1.0 positional parameters after ``bootstrap_servers``, in order.

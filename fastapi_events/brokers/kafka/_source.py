@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from ... import _hooks
 from ...concurrency import BlockingExecutor
-from ...consumer._source import Delivery, dead_letter_attributes
+from ...consumer import Delivery, dead_letter_attributes
 from ._admin import connection_config, ensure_topics
 from ._offsets import OffsetTracker
 

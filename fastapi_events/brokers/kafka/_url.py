@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ...consumer._source import Source
+from ...consumer import Source
 from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...codec import attributes_for, encode_event, new_event_id
-from ...consumer._runner import DEFAULT_RETRY, Consumer, ConsumerStats
-from ...delivery._retry import RetryPolicy
+from ...consumer import DEFAULT_RETRY, Consumer, ConsumerStats
+from ...delivery import RetryPolicy
 from ...errors import ConfigurationError
 from ...handlers.local import LocalHandler
 from ._forwarder import InMemoryForwardHandler
@@ -24,7 +24,7 @@ from ._topic import OPERATIONS, DeadLetterRecord, Failure, StoredMessage, Topic,
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...delivery._options import DeliveryKwargs
+    from ...delivery import DeliveryKwargs
 
 _names = itertools.count(1)
 _live: weakref.WeakValueDictionary[str, InMemoryBroker] = weakref.WeakValueDictionary()

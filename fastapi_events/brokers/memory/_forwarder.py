@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ...delivery._deadletters import DeadLetterCallback
-from ...delivery._forwarder import ForwardHandler
-from ...delivery._options import split_options
-from ...delivery._transport import OutboundMessage
+from ...delivery import DeadLetterCallback, ForwardHandler, OutboundMessage, split_options
 from ._topic import DeadLetterRecord, Topic, decoded
 from ._transport import MemoryTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...delivery._options import DeliveryKwargs
+    from ...delivery import DeliveryKwargs
 
 
 class InMemoryForwardHandler(ForwardHandler):

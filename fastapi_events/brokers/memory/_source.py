@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from ...consumer._source import Delivery, dead_letter_attributes
+from ...consumer import Delivery, dead_letter_attributes
 from ._topic import DeadLetterRecord, StoredMessage, Topic, decoded
 
 # How long one receive() waits for a message before returning empty-handed (the runner calls again).

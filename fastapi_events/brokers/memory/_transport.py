@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ._topic import StoredMessage, Topic
 
 #: Generous, but bounded like every real broker, so that the size checks of the delivery layer run too.

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from ...codec import Serializer
-from ...delivery._encoding import KeyFunction
-from ...delivery._forwarder import ForwardHandler
-from ...delivery._options import BaseDeliveryKwargs, split_options
+from ...delivery import BaseDeliveryKwargs, ForwardHandler, KeyFunction, split_options
 from ...errors import ConfigurationError
 from ._transport import SERVER_MAX_BATCH_COUNT, SERVER_MAX_REQUEST_BYTES, PubSubTransport
 

@@ -20,7 +20,7 @@ from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.cloud.pubsub_v1.types import FlowControl
 
 from ...concurrency import BlockingExecutor
-from ...consumer._source import Delivery, dead_letter_attributes
+from ...consumer import Delivery, dead_letter_attributes
 
 logger = logging.getLogger("fastapi_events.pubsub")
 

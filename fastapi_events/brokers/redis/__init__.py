@@ -6,6 +6,11 @@ from typing import TYPE_CHECKING
 
 from ..._lazy import lazy_exports
 
+# isort: split
+# The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.
+from ._fields import BODY_FIELD as BODY_FIELD
+from ._url import stream_location as stream_location
+
 if TYPE_CHECKING:
     from ._forwarder import RedisStreamForwardHandler
     from ._source import RedisStreamSource

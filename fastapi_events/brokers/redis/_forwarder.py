@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...delivery._forwarder import ForwardHandler
-from ...delivery._options import split_options
+from ...delivery import ForwardHandler, split_options
 from ._transport import RedisStreamTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...delivery._options import DeliveryKwargs
+    from ...delivery import DeliveryKwargs
 
 
 class RedisStreamForwardHandler(ForwardHandler):

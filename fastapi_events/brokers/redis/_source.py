@@ -21,8 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ... import _hooks
-from ...consumer._coalesce import Coalescer
-from ...consumer._source import Delivery, dead_letter_attributes
+from ...consumer import Coalescer, Delivery, dead_letter_attributes
 from ._fields import BODY_FIELD, KEY_FIELD
 
 logger = logging.getLogger("fastapi_events.redis")

@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ._fields import BODY_FIELD, KEY_FIELD
 
 logger = logging.getLogger("fastapi_events.redis")

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ...codec import Serializer
-from ...delivery._forwarder import ForwardHandler
-from ...delivery._options import BaseDeliveryKwargs, split_options
+from ...delivery import BaseDeliveryKwargs, ForwardHandler, split_options
 from ...errors import ConfigurationError
 from ._transport import SQS_MAX_BATCH_COUNT, MessageIdFunction, SQSTransport
 

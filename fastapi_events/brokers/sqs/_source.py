@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...concurrency import BlockingExecutor
-from ...consumer._source import (
+from ...consumer import (
     ATTR_DEAD_LETTER_ATTEMPTS,
     ATTR_DEAD_LETTER_REASON,
     ATTR_DEAD_LETTER_SOURCE,

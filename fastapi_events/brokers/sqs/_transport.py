@@ -9,7 +9,7 @@ from typing import Any
 
 from ...codec import ATTR_EVENT_ID, ATTR_EVENT_NAME
 from ...concurrency import BlockingExecutor
-from ...delivery._transport import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ._fields import MAX_ATTRIBUTES
 
 SQS_MAX_BATCH_COUNT = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlsplit
 
-from ...consumer._source import Source
+from ...consumer import Source
 from ...errors import ConfigurationError
 from .._urlparse import path_parts, query, reject_unknown, take_float
 
