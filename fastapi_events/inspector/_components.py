@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import _runtime
 from .._report import qualified_name
+from ..delivery import ForwardHandler
 from ..handlers.local import LocalHandler
 from ._recorder import ChannelStats, HandlerStats, Recorder
 
@@ -30,7 +31,7 @@ def outboxes() -> list[Any]:
     """The transactional outboxes of the live middlewares (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
     found: dict[int, Any] = {}
     for runtime in _runtime.all_runtimes():
-        outbox = getattr(runtime, "outbox", None)
+        outbox = runtime.outbox
         if outbox is not None:
             found.setdefault(id(outbox), outbox)
     return list(found.values())
@@ -40,9 +41,9 @@ def local_handlers() -> list[LocalHandler]:
     return [handler for handler in all_handlers() if isinstance(handler, LocalHandler)]
 
 
-def forwarders() -> list[Any]:
-    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``)."""
-    return [h for h in all_handlers() if getattr(h, "transport", None) is not None and hasattr(h, "stats")]
+def forwarders() -> list[ForwardHandler]:
+    """Handlers forwarding to a broker: every :class:`~fastapi_events.delivery.ForwardHandler`."""
+    return [handler for handler in all_handlers() if isinstance(handler, ForwardHandler)]
 
 
 def _milliseconds(seconds: float | None) -> float | None:
@@ -88,11 +89,11 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
                 }
             )
     forwarding = []
-    for handler in forwarders():
-        transport = handler.transport
-        system, destination = str(getattr(transport, "system", "")), str(getattr(transport, "destination", ""))
+    for forwarder in forwarders():
+        transport = forwarder.transport
+        system, destination = str(transport.system), str(transport.destination)
         try:
-            stats = handler.stats
+            stats = forwarder.stats
             counts = {
                 "queued": stats.queued,
                 "delivered": stats.delivered,
@@ -104,10 +105,10 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
             counts = {}
         forwarding.append(
             {
-                "handler": repr(handler),
+                "handler": repr(forwarder),
                 "system": system,
                 "destination": destination,
-                "spool_path": getattr(handler, "spool_path", None),
+                "spool_path": forwarder.spool_path,
                 **counts,
                 **_channel_json(recorder.channels.get(("forwarder", system, destination))),
             }
