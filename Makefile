@@ -9,7 +9,8 @@
 #   make test-newest / test-oldest / test-starlette-only    one environment; PYTEST_ARGS="..." goes to pytest
 #   make lint           ruff, ruff format, mypy, lint-imports
 #   make docs           the documentation site, strict, into site/
-#   make bench-plots    docs/img/*.svg from the saved benchmark results (benchmarks/results/*.json)
+#   make bench-record   run the benchmarks, save their figures in benchmarks/results/*.json (BENCH_ARGS=--quick)
+#   make bench-plots    docs/img/bench-*.svg from the saved results (runs no benchmark)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -20,7 +21,7 @@ PYTEST_ARGS ?=
 BOOT := .venv-tox
 TOX := $(BOOT)/bin/tox
 
-.PHONY: example test test-newest test-oldest test-starlette-only deps lint docs docs-serve bench bench-plots dist clean
+.PHONY: example test test-newest test-oldest test-starlette-only deps lint docs docs-serve bench bench-record bench-plots dist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,10 +71,14 @@ docs-serve: $(BOOT)/.installed
 bench: $(VENV)/.installed deps
 	$(PY) benchmarks/run_all.py
 
-# Re-draws every plot of the benchmark pages from the JSON the benchmarks saved (no benchmark is run).
+BENCH_ARGS ?=
+bench-record: $(VENV)/.installed deps
+	$(PY) benchmarks/record.py $(BENCH_ARGS)
+
+# Re-draws every plot of docs/benchmarks.md from the JSON the benchmarks saved (no benchmark is run).
 bench-plots: $(BOOT)/.installed
 	$(RUN_TOX) run -e docs --notest
-	.tox/docs/bin/python scripts/plot_benchmarks.py
+	.tox/docs/bin/python benchmarks/plot.py
 
 # The release artifacts, checked the way PyPI checks them.
 dist: $(BOOT)/.installed

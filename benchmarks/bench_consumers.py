@@ -263,12 +263,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--brokers", default="kafka,redis")
+    parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH_DIR))
-    from _common import load_note, package_info
+    from _common import Figure, emit, load_note, package_info
 
     rows = asyncio.run(run(args))
     meta = package_info()
+    if args.json:
+        meta = {**meta, "load": load_note(), "method": f"{args.events} events per figure, counted at the far end"}
+        figures = [
+            Figure("consumers", f"{broker}_{what}", f"{broker}: {what}", rate, "events/s")
+            for broker, what, rate in rows
+        ]
+        emit("bench_consumers", meta, figures, True)
+        return
     print(f"\nfastapi-events {meta['version']}; {meta['stack']}")
     print(f"{args.events} events per figure; load: {load_note()}\n")
     print("| broker | what | events/s |")

@@ -39,7 +39,14 @@ EXAMPLES = sorted(str(path.relative_to(ROOT)) for path in DOCS_SRC.rglob("*.py")
 # Examples that are themselves test modules: run by pytest (test_example_test_modules_pass).
 TEST_MODULES = [name for name in EXAMPLES if Path(name).name.startswith("test_")]
 # Exercised outside this module, next to the servers they need.
-ELSEWHERE = {"docs_src/streams/app.py": "tests/stream/test_browser.py::test_documented_example_in_the_browser"}
+ELSEWHERE = {
+    "docs_src/streams/app.py": "tests/stream/test_browser.py::test_documented_example_in_the_browser",
+    "docs_src/webhooks/sender.py": "tests/webhooks/test_docs_example.py",
+    "docs_src/webhooks/receiver.py": "tests/webhooks/test_docs_example.py",
+    "docs_src/backpressure/app.py": (
+        "tests/delivery/test_backpressure_example.py::test_the_backpressure_example_app_forwards_to_redis"
+    ),
+}
 
 EXERCISED: dict[str, Callable[..., None]] = {}
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._event_meta import stable_id
 from .._names import event_name_str
-from ..codec import Serializer, attributes_for, encode_event, new_event_id
+from ..codec import ATTR_EVENT_ID, ATTR_EVENT_NAME, Serializer, encode_event, new_event_id, trace_context
 from ..errors import SerializationError
 from ..typing import Event
 from ._store import DeadLetter
@@ -37,10 +37,19 @@ def encode_events(
     letter on its own - checked here, before it is stored, so that it never occupies the spool or a batch."""
     out = Encoded()
     limit = min(transport.max_message_bytes, transport.max_batch_bytes)
+    current: dict[str, str] | None = None  # the caller's trace context: the same for every event of the call
     for event in events:
         name = event_name_str(event[0])
         event_id = stable_id(event, id_generator)
-        attributes = attributes_for(event, event_id)
+        carried = getattr(event, "trace_context", None)
+        if isinstance(carried, Mapping):
+            attributes = trace_context(event)
+        else:
+            if current is None:
+                current = trace_context(event)
+            attributes = current.copy()
+        attributes[ATTR_EVENT_NAME] = name
+        attributes[ATTR_EVENT_ID] = event_id
         try:
             routing_key = key(event) if key is not None else None
         except Exception as exc:

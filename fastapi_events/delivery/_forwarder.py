@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from ..typing import Event
 from ._deadletters import DeadLetterCallback, call_dead_letter_callback, report_dead_letters
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
+from ._inflight import RoundsInFlight
 from ._memory import MemoryStore
 from ._options import DeliveryKwargs, DeliveryOptions, split_options
 from ._ordering import KeyOrder
@@ -26,7 +28,7 @@ from ._outage import Outage
 from ._rounds import classify, send_batches, send_now, split_for
 from ._spool_writer import SpoolStore, acquire
 from ._store import DeadLetter, Entry, PendingStore, Retry
-from ._transport import OutboundMessage, Transport
+from ._transport import OutboundMessage, Transport, submitter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -104,6 +106,9 @@ class ForwardHandler(BaseEventHandler):
         self._stopping = False
         self._timeout_logged_at = 0.0
         self._order = KeyOrder()
+        self._rounds = RoundsInFlight(lambda: self._wake.set())
+        self._resume_at = 0.0  # time.monotonic() before which the sender pauses (the broker is down)
+        self._lasting_loop: asyncio.AbstractEventLoop | None = None  # the loop startup() ran on
         self._counts = {"accepted": 0, "delivered": 0, "retried": 0, "dead_lettered": 0, "dropped": 0}
 
     @property
@@ -125,6 +130,10 @@ class ForwardHandler(BaseEventHandler):
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def startup(self) -> None:
         await self._ensure_started()
+        # A loop that ran the app's lifespan outlives its requests: a buffering SDK may finish their delivery
+        # after they returned. Without it (TestClient without ``with``: a loop per request) requests wait for
+        # the broker's acknowledgement, since their loop - and the delivery reports it would run - ends with them.
+        self._lasting_loop = self._loop
 
     async def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,6 +144,7 @@ class ForwardHandler(BaseEventHandler):
             self._wake = asyncio.Event()
             self._flushes = Flushes()
             self._handovers = Handovers()
+            self._rounds.forget()
             if isinstance(self._store, MemoryStore):
                 self._store.reset_in_flight()
         if self._starting is None:
@@ -377,11 +387,18 @@ class ForwardHandler(BaseEventHandler):
             await self._open_transport()
             while True:
                 try:
+                    pause = self._resume_at - time.monotonic()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
                     self._wake.clear()
-                    assert self._store is not None
-                    entries, next_at = await self._store.due(time.time(), self._window)
+                    store = self._store
+                    assert store is not None
+                    entries, next_at = await store.due(time.time(), self._window)
                     if entries:
-                        await self._watched_round(entries)
+                        if self._overlapping(store):
+                            await self._rounds.start(functools.partial(self._watched_round, entries))
+                        else:
+                            await self._watched_round(entries)
                         continue
                     await self._sleep_until(next_at)
                 except asyncio.CancelledError:
@@ -390,6 +407,7 @@ class ForwardHandler(BaseEventHandler):
                     logger.exception("%s: delivery round failed; retrying", self)
                     await asyncio.sleep(1.0)
         except asyncio.CancelledError:
+            await self._rounds.cancel_all()
             queued = self._store.queued() if self._store is not None else 0
             if queued and not self._stopping:
                 # The event loop is closing under the sender (TestClient without ``with``, asyncio.run ending).
@@ -402,10 +420,10 @@ class ForwardHandler(BaseEventHandler):
                 )
             raise
 
-    async def _watched_round(self, entries: list[Entry]) -> None:
+    async def _watched_round(self, entries: list[Entry], submitted: asyncio.Future[None] | None = None) -> None:
         """One delivery round, logging now and then while the broker takes long to answer; after a failed
         send, the outage pause (the whole sender: it would only hammer a broker that is down)."""
-        round_task = asyncio.ensure_future(self._send_round(entries))
+        round_task = asyncio.ensure_future(self._send_round(entries, submitted))
         started = time.monotonic()
         try:
             while not round_task.done():
@@ -417,9 +435,16 @@ class ForwardHandler(BaseEventHandler):
             round_task.cancel()
         if error:
             self._broker_down()
-            await asyncio.sleep(self._outage.failed("reach", error, self._queued()))
+            pause = self._outage.failed("reach", error, self._queued())
+            self._resume_at = max(self._resume_at, time.monotonic() + pause)
+            await asyncio.sleep(pause)
         elif self._outage.active:
             self._outage.recovered(self._queued())
+
+    def _overlapping(self, store: PendingStore) -> bool:
+        """Whether rounds may overlap: a buffering SDK, on a loop that outlives requests (see ``startup``), and
+        entries being sent kept out of ``due`` (the memory queue does, the spool does not)."""
+        return submitter(self.transport) is not None and not store.durable and self._lasting_loop is self._loop
 
     def _broker_down(self) -> None:
         """Waiting cannot get events to the broker sooner: requests waiting for the hand-over go on, those
@@ -451,8 +476,9 @@ class ForwardHandler(BaseEventHandler):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _send_round(self, entries: list[Entry]) -> str:
-        """Send due entries and file the results; returns the error when the broker could not be reached."""
+    async def _send_round(self, entries: list[Entry], submitted: asyncio.Future[None] | None = None) -> str:
+        """Send due entries and file the results; returns the error when the broker could not be reached.
+        ``submitted`` is set once a buffering SDK holds the round's entries (their requests may go on then)."""
         t = self.transport
         entries, held = self._order.hold_back(entries)
         split = split_for(t, entries)
@@ -460,7 +486,15 @@ class ForwardHandler(BaseEventHandler):
             (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
             for e, n in split.oversize
         ]
-        sent, deferred = await send_batches(self.transport, split.batches)
+        on_submitted = None
+        if submitted is not None:
+
+            def on_submitted(held: list[Entry]) -> None:
+                self._handovers.resolve({entry.message.id for entry in held})
+                if not submitted.done():
+                    submitted.set_result(None)
+
+        sent, deferred = await send_batches(self.transport, split.batches, on_submitted)
         now = time.time()
         delivered: list[Entry] = []
         retries: list[Retry] = []

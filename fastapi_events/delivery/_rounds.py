@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .. import _hooks
 from ..handlers.base import Answer, Verdict
@@ -11,7 +11,7 @@ from ._batching import Batches, split_batches
 from ._ordering import KeyOrder
 from ._retry import RetryPolicy
 from ._store import DeadLetter, Entry, Retry
-from ._transport import EntryResult, Outcome, Transport
+from ._transport import EntryResult, OutboundMessage, Outcome, Submitted, Transport, submitter
 
 Sent = list[tuple[list[Entry], Sequence[EntryResult] | None, str]]
 
@@ -27,9 +27,15 @@ def split_for(transport: Transport, entries: Sequence[Entry]) -> Batches[Entry]:
     )
 
 
-async def send_batches(transport: Transport, batches: list[list[Entry]]) -> tuple[Sent, list[Entry]]:
+async def send_batches(
+    transport: Transport, batches: list[list[Entry]], on_submitted: Callable[[list[Entry]], None] | None = None
+) -> tuple[Sent, list[Entry]]:
     """Send a round's batches; returns ``(batch, results or None on failure, error)`` per batch sent and the
-    entries held back within the round."""
+    entries held back within the round. A buffering transport (``submit``) gets every batch at once and
+    ``on_submitted`` is told which entries its SDK holds before the results are awaited."""
+    submit = submitter(transport)
+    if submit is not None:
+        return await _submit_batches(transport, submit, batches, on_submitted)
     concurrency = max(1, int(getattr(transport, "max_concurrent_batches", 1)))
     if concurrency > 1 and not KeyOrder.spans_batches(batches):
         limit = asyncio.Semaphore(concurrency)
@@ -60,6 +66,44 @@ async def send_batches(transport: Transport, batches: list[list[Entry]]) -> tupl
             if entry.message.key is not None and result.outcome is Outcome.RETRY:
                 stalled.add(entry.message.key)
     return out, deferred
+
+
+async def _submit_batches(
+    transport: Transport,
+    submit: Callable[[Sequence[OutboundMessage]], Submitted],
+    batches: list[list[Entry]],
+    on_submitted: Callable[[list[Entry]], None] | None,
+) -> tuple[Sent, list[Entry]]:
+    # The SDK keeps the order in which messages were handed to it (per partition / ordering key) and retries
+    # by itself; this layer only hears about an entry again when the SDK gave up on it.
+    submitted: list[tuple[list[Entry], Awaitable[Sequence[EntryResult]] | None, str]] = []
+    held: list[Entry] = []
+    for batch in batches:
+        try:
+            count, waiting = submit([entry.message for entry in batch])
+        except Exception as exc:
+            submitted.append((batch, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        held += batch[:count]
+        submitted.append((batch, waiting, ""))
+    if on_submitted is not None and held:
+        on_submitted(held)
+    out: Sent = []
+    for batch, reports, error in submitted:
+        if reports is None:
+            out.append((batch, None, error))
+            continue
+        with _hooks.forward_batch(transport.system, transport.destination, [entry.message for entry in batch]):
+            try:
+                results = await reports
+            except Exception as exc:
+                out.append((batch, None, f"{type(exc).__name__}: {exc}"))
+                continue
+        if len(results) != len(batch):
+            out.append((batch, None, f"transport returned {len(results)} results for {len(batch)} messages"))
+            continue
+        out.append((batch, results, ""))
+    return out, []
 
 
 async def send(transport: Transport, batch: list[Entry]) -> tuple[Sequence[EntryResult] | None, str]:

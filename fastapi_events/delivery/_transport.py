@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -52,6 +52,13 @@ class Transport(Protocol):
     Optional attribute ``max_concurrent_batches: int`` (default 1): how many batches of one delivery round may be
     in flight at once. With 1, batches go one after another and the broker receives events in the order they
     were accepted; more trades that order (except per key) for throughput on high-latency brokers.
+
+    Optional method ``submit(batch) -> (count, awaitable of the results)``, for an SDK that buffers and delivers
+    from threads of its own (librdkafka, Pub/Sub's publisher): hands the messages to the SDK at once, on the
+    event loop, without blocking; ``count`` says how many of the first messages the SDK holds when it returns.
+    Those are handed over then (the requests that dispatched them go on), and the forwarder submits its next
+    round without waiting for this one's results; the awaitable resolves (or raises, as ``send_batch`` does)
+    once the SDK reported on every message - retries and dead letters follow those reports.
     """
 
     system: str  # "aws_sqs", "gcp_pubsub", "kafka", "redis" (OTel messaging.system)
@@ -69,4 +76,13 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["DELIVERED", "EntryResult", "OutboundMessage", "Outcome", "Transport"]
+Submitted = tuple[int, Awaitable[Sequence[EntryResult]]]  # what ``Transport.submit`` returns (see there)
+
+
+def submitter(transport: Transport) -> Callable[[Sequence[OutboundMessage]], Submitted] | None:
+    """The transport's ``submit`` when it has one (a buffering SDK), else None."""
+    submit = getattr(transport, "submit", None)
+    return submit if callable(submit) else None
+
+
+__all__ = ["DELIVERED", "EntryResult", "OutboundMessage", "Outcome", "Submitted", "Transport", "submitter"]

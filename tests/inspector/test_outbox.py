@@ -61,7 +61,7 @@ def test_outbox_dead_letters_are_listed_replayed_and_purged(tmp_path: Path) -> N
         wait_for(lambda: count_rows(check) == 0, timeout=10)
         assert len(broken.events) == 1  # the purged one was never delivered
     finally:
-        inspector.recorder.stop()
+        inspector.recorder.close()
         check.dispose()
 
 
@@ -86,7 +86,7 @@ def test_an_event_dispatched_through_the_outbox_shows_the_handlers_that_ran(tmp_
             wait_for(lambda: len(seen) == 2, timeout=20)
             events = client.get("/_events/api/events").json()["events"]
     finally:
-        inspector.recorder.stop()
+        inspector.recorder.close()
         check.dispose()
     # The handlers get a copy of each event made after the commit; the page still shows one row per dispatch.
     assert [(e["name"], e["payload"], e["outcome"]) for e in events] == [

@@ -8,6 +8,7 @@ An entry counts as delivered only when its delivery report says so. librdkafka r
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -63,6 +64,7 @@ _HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound
 
 # The entry's result and the librdkafka error code behind it (None: delivered or refused before sending).
 _Report = tuple[EntryResult, "int | None"]
+_OK: _Report = (DELIVERED, None)
 
 
 def classify(error: KafkaError) -> EntryResult:
@@ -112,7 +114,9 @@ class KafkaTransport:
         self._thread = BlockingExecutor("kafka-transport")
         self._stop_polling = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[asyncio.Future[_Report]] = set()
+        self._pending: set[_Reports] = set()
+        self._reports: collections.deque[tuple[_Reports, int, _Report]] = collections.deque()
+        self._drain_scheduled = False
         self._fatal: str | None = None
         self._unreachable_rounds = 0
         self._topic_missing = False
@@ -180,8 +184,9 @@ class KafkaTransport:
                 loop.call_soon_threadsafe(self._fail_pending, self._fatal or reason)
 
     def _fail_pending(self, reason: str) -> None:
-        for future in list(self._pending):
-            _settle(future, (EntryResult(Outcome.RETRY, f"producer failed: {reason}"), _FATAL))
+        self._drain_reports()  # the reports that did come in count
+        for reports in list(self._pending):
+            reports.fail_rest((EntryResult(Outcome.RETRY, f"producer failed: {reason}"), _FATAL))
 
     def _recreate_sync(self) -> None:
         self._stop_polling.set()
@@ -197,31 +202,47 @@ class KafkaTransport:
                 ensure_topics(self.config, [self.destination], timeout=2.0)
         self._start_producer()
 
-    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+    def submit(self, batch: Sequence[OutboundMessage]) -> tuple[int, asyncio.Future[Sequence[EntryResult]]]:
+        """Hand ``batch`` to librdkafka on the event loop (``produce`` only appends to its queue); returns how
+        many messages it holds and a future of their results, settled by the delivery reports."""
         if self._producer is None:
             raise RuntimeError("KafkaTransport is not open")
-        if self._fatal is not None:
-            await self._in_thread(self._recreate_sync)
+        if self._fatal is not None:  # a fresh producer first: purging and flushing the old one blocks
+            return 0, asyncio.ensure_future(self._recreate_and_send(batch))
         # The loop of this send: an app running a loop per request (TestClient without ``with``) moves on.
         loop = self._loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[_Report]] = [loop.create_future() for _ in batch]
-        self._pending.update(futures)
+        reports = _Reports(loop, len(batch))
+        self._pending.add(reports)
+        count = 0
+        while count < len(batch) and self._produce_one(batch[count], reports, count, blocking=False):
+            count += 1
+        return count, asyncio.ensure_future(self._results(batch, reports, count))
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        return await self.submit(batch)[1]
+
+    async def _recreate_and_send(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        await self._in_thread(self._recreate_sync)
+        return await self.send_batch(batch)
+
+    async def _results(
+        self, batch: Sequence[OutboundMessage], reports: _Reports, produced: int
+    ) -> Sequence[EntryResult]:
         try:
-            await self._in_thread(self._produce_all, batch, futures, loop)
+            if produced < len(batch):  # librdkafka's queue was full: wait for room in the worker thread
+                await self._in_thread(self._produce_rest, batch, reports, produced)
             if self._fatal is not None:  # the producer failed before these were queued
                 self._fail_pending(self._fatal)
-            waiting = await self._wait_for_reports(futures)
-            if waiting:
+            if not await self._wait_for_reports(reports):
                 # librdkafka does not time out messages already sent to a broker that then vanished (an
                 # idempotent producer cannot know whether they were written): start over with a new client.
                 self._fatal = "no delivery report in time"
-            for future in waiting:
-                _settle(future, (EntryResult(Outcome.RETRY, "no delivery report in time"), _FATAL))
-            reports = [future.result() for future in futures]
+                reports.fail_rest((EntryResult(Outcome.RETRY, "no delivery report in time"), _FATAL))
         finally:
-            self._pending.difference_update(futures)
-        if reports and all(code in _UNREACHABLE for _, code in reports):
-            self._topic_missing = any(code in _TOPIC_MISSING for _, code in reports)
+            self._pending.discard(reports)
+        settled = reports.settled
+        if settled and all(code in _UNREACHABLE for _, code in settled):
+            self._topic_missing = any(code in _TOPIC_MISSING for _, code in settled)
             if self._topic_missing:
                 self._fatal = self._fatal or "topic missing"
             self._unreachable_rounds += 1
@@ -230,73 +251,84 @@ class KafkaTransport:
                 # producer id it forgot); a fresh one costs nothing during an outage and heals those cases.
                 self._fatal = f"{self._unreachable_rounds} batches in a row timed out"
                 self._unreachable_rounds = 0
-            raise KafkaUnreachableError(reports[0][0].reason)
+            raise KafkaUnreachableError(settled[0][0].reason)
         self._unreachable_rounds = 0
         self._topic_missing = False
-        return [result for result, _ in reports]
+        return [result for result, _ in settled]
 
-    async def _wait_for_reports(self, futures: list[asyncio.Future[_Report]]) -> set[asyncio.Future[_Report]]:
+    async def _wait_for_reports(self, reports: _Reports) -> bool:
+        """True once every report is in; False when some are missing after the report timeout."""
         deadline = time.monotonic() + self._report_timeout
-        waiting: set[asyncio.Future[_Report]] = set(futures)
-        while waiting and time.monotonic() < deadline:
-            _, waiting = await asyncio.wait(waiting, timeout=_ALL_DOWN_GRACE)
+        while not reports.future.done() and time.monotonic() < deadline:
+            await asyncio.wait((reports.future,), timeout=_ALL_DOWN_GRACE)
             down_since = self._all_down_since
-            if waiting and down_since is not None and time.monotonic() - down_since >= _ALL_DOWN_GRACE:
+            if (
+                not reports.future.done()
+                and down_since is not None
+                and time.monotonic() - down_since >= _ALL_DOWN_GRACE
+            ):
                 self._fatal = self._fatal or self._all_down  # the next send starts a fresh producer
                 self._fail_pending(self._all_down)
-        return waiting
+        return reports.future.done()
 
-    def _produce_all(
-        self,
-        batch: Sequence[OutboundMessage],
-        futures: list[asyncio.Future[_Report]],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        for message, future in zip(batch, futures, strict=True):
+    def _on_report(self, reports: _Reports, index: int, error: KafkaError | None, _msg: Any) -> None:
+        # In the poller thread: queue the report; the loop applies every report queued so far in one call.
+        if error is None:
+            self._all_down_since = None  # a broker answered after all
+            report = _OK
+        elif error.fatal():
+            self._on_fatal(error.str())
+            report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
+        else:
+            report = (classify(error), error.code())
+        self._reports.append((reports, index, report))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                reports.loop.call_soon_threadsafe(self._drain_reports)
 
-            def report(error: KafkaError | None, _msg: Any, future: asyncio.Future[_Report] = future) -> None:
-                if error is None:
-                    self._all_down_since = None  # a broker answered after all
-                    loop.call_soon_threadsafe(_settle, future, (DELIVERED, None))
-                    return
-                if error.fatal():
-                    self._on_fatal(error.str())
-                    result = EntryResult(Outcome.RETRY, f"producer failed: {error.str()}")
-                    loop.call_soon_threadsafe(_settle, future, (result, _FATAL))
-                    return
-                loop.call_soon_threadsafe(_settle, future, (classify(error), error.code()))
+    def _drain_reports(self) -> None:
+        self._drain_scheduled = False  # before draining: a report queued meanwhile schedules another call
+        queued = self._reports
+        while queued:
+            reports, index, report = queued.popleft()
+            reports.settle(index, report)
 
-            self._produce_one(message, report, future, loop)
+    def _produce_rest(self, batch: Sequence[OutboundMessage], reports: _Reports, start: int) -> None:
+        for index in range(start, len(batch)):
+            self._produce_one(batch[index], reports, index, blocking=True)
 
-    def _produce_one(
-        self,
-        message: OutboundMessage,
-        report: Any,
-        future: asyncio.Future[_Report],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    def _produce_one(self, message: OutboundMessage, reports: _Reports, index: int, *, blocking: bool) -> bool:
+        """Append one message to librdkafka's queue; False when the queue is full and ``blocking`` is not set."""
         headers = [(name, value.encode()) for name, value in message.attributes.items()]
         key = message.key.encode() if message.key is not None else None
+        on_delivery = functools.partial(self._on_report, reports, index)
         while True:
             try:
                 self._producer.produce(
-                    self.destination, value=message.body, key=key, headers=headers, on_delivery=report
+                    self.destination, value=message.body, key=key, headers=headers, on_delivery=on_delivery
                 )
-                return
+                return True
             except BufferError:
+                if not blocking:
+                    return False
                 # The local queue is full: wait for reports to free room (the poller runs them too).
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
                 if error is not None and error.fatal():
                     self._on_fatal(error.str())
-                    report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
+                    report: _Report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
                 elif error is not None:
                     report = (classify(error), None)
                 else:
                     report = (EntryResult(Outcome.PERMANENT, f"{exc}"), None)
-                loop.call_soon_threadsafe(_settle, future, report)
-                return
+                if blocking:
+                    with contextlib.suppress(RuntimeError):
+                        reports.loop.call_soon_threadsafe(reports.settle, index, report)
+                else:
+                    reports.settle(index, report)
+                return True
 
     async def close(self) -> None:
         try:
@@ -332,9 +364,34 @@ def validate_producer_config(config: Mapping[str, Any]) -> None:
         raise ConfigurationError(f"Kafka producer setting rejected by librdkafka: {detail}") from exc
 
 
-def _settle(future: asyncio.Future[_Report], report: _Report) -> None:
-    if not future.done():
-        future.set_result(report)
+class _Reports:
+    """The delivery reports of one submitted batch, settled on its event loop."""
+
+    __slots__ = ("future", "left", "loop", "reports")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.reports: list[_Report | None] = [None] * count
+        self.left = count
+        if not count:
+            self.future.set_result(None)
+
+    @property
+    def settled(self) -> list[_Report]:
+        return [report for report in self.reports if report is not None]
+
+    def settle(self, index: int, report: _Report) -> None:
+        if self.reports[index] is None:
+            self.reports[index] = report
+            self.left -= 1
+            if not self.left and not self.future.done():
+                self.future.set_result(None)
+
+    def fail_rest(self, report: _Report) -> None:
+        for index, known in enumerate(self.reports):
+            if known is None:
+                self.settle(index, report)
 
 
 __all__ = ["KafkaTransport", "KafkaUnreachableError", "classify", "validate_producer_config"]

@@ -166,6 +166,25 @@
       9,
     );
     fill(
+      document.getElementById("webhooks"),
+      (data.webhooks || []).map((w) =>
+        el(
+          "tr",
+          { "data-url": w.url, "data-state": w.state },
+          cell(w.url),
+          cell(w.events.join(", ")),
+          cell(w.state, w.state === "disabled" ? "state bad" : "state"),
+          cell(w.queued),
+          cell(w.delivered, "delivered"),
+          cell(w.retried),
+          cell(w.dead_lettered, "dead-lettered"),
+          cell(w.disabled_reason, "error"),
+        ),
+      ),
+      "No webhook endpoints.",
+      8,
+    );
+    fill(
       document.getElementById("consumers"),
       data.consumers.map((c) =>
         el(

@@ -1,0 +1,502 @@
+"""Forwarders under load: uvicorn + ``wrk``, a route dispatching 10 events per request to a forwarder with default
+options against a healthy local broker, next to the same route calling the broker's SDK by hand.
+
+Per broker (Redis Streams on ``redis-server``, Kafka on tansu, SQS on ``moto_server``, Pub/Sub on Google's
+emulator; all started as the test suite starts them, ``tests/_servers.py``), three uvicorn servers (1 worker,
+httptools + uvloop, no access log), each with a destination of its own:
+
+* ``none``:  the same app whose route dispatches nothing (the baseline);
+* ``ours``:  ``EventHandlerASGIMiddleware`` + the broker's forwarder, default options; the route ``dispatch``-es 10;
+* ``hand``:  no events package: the route calls the SDK itself - a ``redis.asyncio`` pipeline of 10 ``XADD``s
+  awaited; 10 ``confluent_kafka`` ``produce()`` + ``poll(0)``; one SQS ``send_message_batch`` of 10 through boto3
+  in a worker thread; 10 Pub/Sub ``publish()`` calls (futures not awaited in the route).
+
+A round loads the three servers of a broker in random order (``wrk -t1 -c20``, 5 s after a 1 s warm-up). After
+each run the script waits until the server holds nothing more and counts at the broker (``XLEN``, the topic's
+end offsets, the queue's message count, messages pulled from a subscription) what arrived against what the
+server dispatched: **lost** = dispatched - arrived. **CPU per event**: the server process's CPU time (``/proc``)
+during the run over the events dispatched during the run. **Requests/s** as a share of the ``none`` server's in
+the same round. Printed: medians over rounds, ``--json``: one JSON figure per line (``benchmarks/_common.py``).
+
+    PYTHONPATH=. python benchmarks/bench_forward_load.py [--brokers redis,kafka,sqs,pubsub] [--rounds 3]
+
+Needs ``wrk``; ``--serve`` is the server side (used by the script itself).
+"""
+
+# No ``from __future__ import annotations``: FastAPI must see the endpoints' parameter types.
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path[:0] = [str(BENCH_DIR), str(REPO_ROOT)]
+
+from _common import Figure, emit, load_note, median, package_info  # noqa: E402
+from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wrk  # noqa: E402
+
+EVENTS_PER_REQUEST = 10
+MODES = ("none", "ours", "hand")
+BROKERS = ("redis", "kafka", "sqs", "pubsub")
+# Goals: CPU per event ours / by hand (at most), requests/s share ours / by hand (at least).
+CPU_TARGET = {"redis": 1.0, "kafka": 1.5, "sqs": 1.5, "pubsub": 1.5}
+RPS_TARGET = {"redis": 1.0, "kafka": 1.0}
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"order_id": n, "user": "u-1", "total": 42.5}
+
+
+# ----------------------------------------------------------------------------------------------------
+# server side
+
+
+def build_app(broker: str, mode: str, dest: str, conn: dict[str, str]) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+
+    from fastapi_events.dispatcher import dispatch
+    from fastapi_events.middleware import EventHandlerASGIMiddleware
+
+    app = FastAPI()
+    counts = {"dispatched": 0}
+    forwarder: Any = None
+    hand: Any = None
+    settle: Any = None
+
+    if mode == "ours":
+        forwarder = make_forwarder(broker, dest, conn)
+        app.add_middleware(EventHandlerASGIMiddleware, handlers=[forwarder])
+
+        @app.get("/events")
+        async def ours() -> Response:
+            for n in range(EVENTS_PER_REQUEST):
+                dispatch("order.placed", payload=payload(n))
+            counts["dispatched"] += EVENTS_PER_REQUEST
+            return Response(b"ok")
+
+    elif mode == "hand":
+        hand, settle = make_hand(broker, dest, conn)
+
+        @app.get("/events")
+        async def by_hand() -> Response:
+            await hand()
+            counts["dispatched"] += EVENTS_PER_REQUEST
+            return Response(b"ok")
+
+    else:
+
+        @app.get("/events")
+        async def nothing() -> Response:
+            return Response(b"ok")
+
+    @app.get("/stats")
+    async def stats() -> JSONResponse:
+        held = 0
+        if forwarder is not None:
+            s = forwarder.stats
+            held = s.queued + s.waiting
+            counts["dropped"] = s.dropped
+        elif settle is not None:
+            held = await settle()
+        return JSONResponse({**counts, "held": held})
+
+    return app
+
+
+def make_forwarder(broker: str, dest: str, conn: dict[str, str]) -> Any:
+    if broker == "redis":
+        from fastapi_events.handlers.redis import RedisStreamForwardHandler
+
+        return RedisStreamForwardHandler(dest, conn["url"])
+    if broker == "kafka":
+        from fastapi_events import KafkaForwardHandler
+
+        return KafkaForwardHandler(dest, conn["bootstrap"])
+    if broker == "sqs":
+        from fastapi_events import SQSForwardHandler
+
+        return SQSForwardHandler(dest, conn["region"], **json.loads(conn["client"]))
+    from fastapi_events import GoogleCloudSimplePubSubHandler
+
+    return GoogleCloudSimplePubSubHandler(conn["project"], dest)
+
+
+def make_hand(broker: str, dest: str, conn: dict[str, str]) -> tuple[Any, Any]:
+    """The route's hand-written SDK call, and ``settle()`` -> messages the SDK still holds (after pushing them)."""
+    bodies = [json.dumps(["order.placed", payload(n)]).encode() for n in range(EVENTS_PER_REQUEST)]
+
+    async def nothing_held() -> int:
+        return 0
+
+    if broker == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(conn["url"])
+
+        async def xadd() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for body in bodies:
+                    pipe.xadd(dest, {"body": body})
+                await pipe.execute()
+
+        return xadd, nothing_held
+    if broker == "kafka":
+        from confluent_kafka import Producer
+
+        config = {"bootstrap.servers": conn["bootstrap"], "acks": "all", "enable.idempotence": True}
+        producer = Producer({**config, "linger.ms": 5})
+
+        async def produce() -> None:
+            for body in bodies:
+                producer.produce(dest, body)
+            producer.poll(0)
+
+        async def flush() -> int:
+            return int(await asyncio.to_thread(producer.flush, 1.0))
+
+        return produce, flush
+    if broker == "sqs":
+        import boto3
+
+        sqs = boto3.client("sqs", region_name=conn["region"], **json.loads(conn["client"]))
+        entries = [{"Id": str(i), "MessageBody": body.decode()} for i, body in enumerate(bodies)]
+
+        async def send() -> None:
+            await asyncio.to_thread(sqs.send_message_batch, QueueUrl=dest, Entries=entries)
+
+        return send, nothing_held
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(conn["project"], dest)
+    futures: set[Any] = set()
+
+    async def publish() -> None:
+        for body in bodies:
+            future = publisher.publish(topic, body)
+            futures.add(future)
+            future.add_done_callback(futures.discard)
+
+    async def held() -> int:
+        return len(futures)
+
+    return publish, held
+
+
+def serve(spec: str, port: int) -> None:
+    import uvicorn
+
+    broker, mode, dest = spec.split(":", 2)
+    conn = json.loads(os.environ["BENCH_CONN"])
+    app = build_app(broker, mode, dest, conn)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="warning", access_log=False
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# driver side: brokers (started as the tests start them) and what arrived there
+
+
+class Broker:
+    name = ""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    def conn(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def create(self, dest: str) -> str:
+        """Create a destination; returns what the app is given (queue URL for SQS)."""
+        return dest
+
+    def arrived(self, dest: str) -> int:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+class RedisBroker(Broker):
+    name = "redis"
+
+    def __init__(self) -> None:
+        import redis
+
+        from tests._servers import RedisServer
+
+        self.server = RedisServer().start()
+        self.client = redis.Redis.from_url(self.server.url)
+
+    def conn(self) -> dict[str, str]:
+        return {"url": self.server.url}
+
+    def arrived(self, dest: str) -> int:
+        return int(self.client.xlen(dest))
+
+
+class KafkaBroker(Broker):
+    name = "kafka"
+
+    def __init__(self) -> None:
+        from confluent_kafka import Consumer
+
+        from tests._servers import KafkaBroker as Tansu
+
+        self.server = Tansu().start()
+        self.consumer = Consumer({"bootstrap.servers": self.server.bootstrap_servers, "group.id": "bench-count"})
+
+    def conn(self) -> dict[str, str]:
+        return {"bootstrap": self.server.bootstrap_servers}
+
+    def create(self, dest: str) -> str:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.server.bootstrap_servers})
+        for future in admin.create_topics([NewTopic(dest, num_partitions=1, replication_factor=1)]).values():
+            future.result(30)
+        return dest
+
+    def arrived(self, dest: str) -> int:
+        from confluent_kafka import TopicPartition
+
+        metadata = self.consumer.list_topics(dest, timeout=10)
+        total = 0
+        for partition in metadata.topics[dest].partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(dest, partition), timeout=10)
+            total += high - low
+        return total
+
+
+class SQSBroker(Broker):
+    name = "sqs"
+
+    def __init__(self) -> None:
+        import boto3
+
+        from tests._servers import MotoServer
+
+        self.server = MotoServer().start()
+        self.client = boto3.client("sqs", **self.server.client_kwargs)
+
+    def conn(self) -> dict[str, str]:
+        kwargs = dict(self.server.client_kwargs)
+        region = kwargs.pop("region_name")
+        return {"region": region, "client": json.dumps(kwargs)}
+
+    def create(self, dest: str) -> str:
+        return str(self.client.create_queue(QueueName=dest)["QueueUrl"])
+
+    def arrived(self, dest: str) -> int:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes = self.client.get_queue_attributes(QueueUrl=dest, AttributeNames=names)["Attributes"]
+        return sum(int(attributes[name]) for name in names)
+
+
+class PubSubBroker(Broker):
+    name = "pubsub"
+
+    def __init__(self) -> None:
+        from tests._servers import PubSubEmulator
+
+        self.server = PubSubEmulator().start()
+        os.environ.update(self.server.env)  # this driver process only: its clients talk to the emulator
+        from google.cloud import pubsub_v1
+
+        self.publisher = pubsub_v1.PublisherClient()
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.counted: dict[str, int] = {}
+
+    def conn(self) -> dict[str, str]:
+        return {"project": self.server.project}
+
+    def env(self) -> dict[str, str]:
+        return dict(self.server.env)
+
+    def create(self, dest: str) -> str:
+        topic = self.publisher.create_topic(name=self.publisher.topic_path(self.server.project, dest)).name
+        subscription = self.subscriber.subscription_path(self.server.project, dest)
+        self.subscriber.create_subscription(name=subscription, topic=topic)
+        return dest
+
+    def arrived(self, dest: str) -> int:
+        # Pull (and acknowledge) what is there; the count accumulates over the destination's runs.
+        subscription = self.subscriber.subscription_path(self.server.project, dest)
+        empty = 0
+        while empty < 2:
+            response = self.subscriber.pull(subscription=subscription, max_messages=1000, timeout=10)
+            ids = [m.ack_id for m in response.received_messages]
+            if not ids:
+                empty += 1
+                continue
+            empty = 0
+            self.counted[dest] = self.counted.get(dest, 0) + len(ids)
+            self.subscriber.acknowledge(subscription=subscription, ack_ids=ids)
+        return self.counted.get(dest, 0)
+
+
+BROKER_CLASSES = {cls.name: cls for cls in (RedisBroker, KafkaBroker, SQSBroker, PubSubBroker)}
+
+
+class Server:
+    def __init__(self, broker: Broker, mode: str) -> None:
+        self.broker, self.mode = broker, mode
+        self.dest = broker.create(f"bench-{mode}-{uuid.uuid4().hex[:8]}")
+        self.port = free_port()
+        env = {**os.environ, **broker.env(), "BENCH_CONN": json.dumps(broker.conn())}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        spec = f"{broker.name}:{mode}:{self.dest}"
+        cmd = [sys.executable, __file__, "--serve", spec, "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, cwd=BENCH_DIR, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.stats()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn {spec} did not come up") from None
+                time.sleep(0.1)
+
+    def stats(self) -> dict[str, int]:
+        result: dict[str, int] = get_json(f"http://127.0.0.1:{self.port}/stats", timeout=60.0)
+        return result
+
+    def arrived(self) -> int:
+        return self.broker.arrived(self.dest) if self.mode != "none" else 0
+
+    def load(self, args: argparse.Namespace) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.port}/events"
+        start = self.stats()
+        arrived_before = self.arrived()
+        if args.warmup > 0:
+            wrk(url, args.threads, args.connections, args.warmup)
+        before = self.stats()
+        cpu_before = process_cpu_seconds(self.proc.pid)
+        result = wrk(url, args.threads, args.connections, args.duration)
+        cpu = process_cpu_seconds(self.proc.pid) - cpu_before
+        after = self.stats()
+        if result["errors"][0]:
+            raise RuntimeError(f"{self.broker.name}/{self.mode}: {result['errors'][0]} non-2xx responses")
+        events = after["dispatched"] - before["dispatched"]
+        result["cpu_us_per_event"] = cpu * 1e6 / events if events else 0.0
+        # Settle: the server holds nothing more, and the broker's count stops moving (or reaches the dispatched).
+        deadline = time.monotonic() + 120
+        while after["held"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = self.stats()
+        dispatched = after["dispatched"] - start["dispatched"]
+        arrived, last_change = self.arrived() - arrived_before, time.monotonic()
+        while arrived < dispatched and time.monotonic() - last_change < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.arrived() - arrived_before
+            if now != arrived:
+                arrived, last_change = now, time.monotonic()
+        result["lost"] = dispatched - arrived
+        result["dispatched"] = dispatched
+        return result
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def run_broker(name: str, args: argparse.Namespace, rng: random.Random, log: Any) -> list[Figure]:
+    broker = BROKER_CLASSES[name]()
+    servers: dict[str, Server] = {}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    try:
+        servers = {mode: Server(broker, mode) for mode in MODES}
+        for round_no in range(args.rounds):
+            order = list(MODES)
+            rng.shuffle(order)
+            for mode in order:
+                runs[mode].append(servers[mode].load(args))
+            r = {mode: runs[mode][-1] for mode in MODES}
+            log(
+                f"{name} round {round_no + 1}: none {r['none']['rps']:.0f} req/s; "
+                + "; ".join(
+                    f"{m} {r[m]['rps']:.0f} req/s, {r[m]['cpu_us_per_event']:.1f} µs CPU/event, lost {r[m]['lost']}"
+                    for m in ("ours", "hand")
+                )
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+        broker.stop()
+    share = {m: [100.0 * a["rps"] / b["rps"] for a, b in zip(runs[m], runs["none"], strict=True)] for m in MODES}
+    cpu_ratio = [
+        a["cpu_us_per_event"] / b["cpu_us_per_event"] for a, b in zip(runs["ours"], runs["hand"], strict=True)
+    ]
+    rps_ratio = [a / b for a, b in zip(share["ours"], share["hand"], strict=True)]
+    lost = [run["lost"] for run in runs["ours"]]
+    detail = {"rounds": args.rounds, "connections": args.connections, "duration": args.duration}
+    return [
+        Figure("forward_load", f"{name}_lost", f"{name}: events lost, ours (max over rounds)", float(max(lost)),
+               "events", 0.0, "<=", {**detail, "per_round": lost,
+                                     "dispatched": [run["dispatched"] for run in runs["ours"]],
+                                     "hand_lost": [run["lost"] for run in runs["hand"]]}),
+        Figure("forward_load", f"{name}_cpu_ours", f"{name}: CPU per event, ours", median(
+            [run["cpu_us_per_event"] for run in runs["ours"]]), "µs", extra=detail),
+        Figure("forward_load", f"{name}_cpu_hand", f"{name}: CPU per event, by hand", median(
+            [run["cpu_us_per_event"] for run in runs["hand"]]), "µs", extra=detail),
+        Figure("forward_load", f"{name}_cpu_ratio", f"{name}: CPU per event, ours / by hand", median(cpu_ratio),
+               "x", CPU_TARGET[name], "<=", detail),
+        Figure("forward_load", f"{name}_rps_ours", f"{name}: req/s, ours, % of no events", median(share["ours"]),
+               "%", extra=detail),
+        Figure("forward_load", f"{name}_rps_hand", f"{name}: req/s, by hand, % of no events", median(share["hand"]),
+               "%", extra=detail),
+        Figure("forward_load", f"{name}_rps_ratio", f"{name}: req/s share, ours / by hand", median(rps_ratio), "x",
+               RPS_TARGET.get(name), ">=" if name in RPS_TARGET else None, detail),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--brokers", default=",".join(BROKERS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found (Debian: apt-get install -y wrk)")
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = set(brokers) - set(BROKERS)
+    if unknown:
+        raise SystemExit(f"unknown broker(s): {', '.join(sorted(unknown))}; choose from {', '.join(BROKERS)}")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    rng = random.Random(1)
+    figures: list[Figure] = []
+    for name in brokers:
+        figures += run_broker(name, args, rng, log)
+    meta = {**package_info(), "load": load_note(), "method": f"wrk -t{args.threads} -c{args.connections}"}
+    emit("forwarders under load (ours vs the SDK by hand)", meta, figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
