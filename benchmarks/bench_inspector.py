@@ -4,7 +4,8 @@
 Three states, measured in the same run and interleaved round by round (as ``bench_core.py`` does):
 
 * ``none``     - FastAPI app with ``EventHandlerASGIMiddleware`` and one async no-op local handler;
-* ``mounted``  - an identical app with ``Inspector().app`` mounted at ``/_events``, no page open (target: at most
+* ``mounted``  - an identical app with ``Inspector().app`` mounted at ``/_events``, no page open, keeping its
+  history (the last 1 000 events with their outcomes, counts since start: the default) (target: at most
   +0.5 us per event over ``none``);
 * ``watching`` - the same inspected app while a client watches (recording on: tail, per-handler latency, rate),
   including the time the page's next poll spends turning what the hooks queued into the tail.
@@ -70,7 +71,10 @@ def enter(state: str, inspector: Inspector) -> None:
         inspector.recorder.touch()  # what every request of an open page does
         return
     inspector.recorder.stop()
-    assert not _hooks.on_dispatch, "a dispatch hook is installed with no page open"
+    history = inspector.recorder.history
+    assert history is not None, "the inspector keeps no history"
+    assert history.recording, "the history is not recording with no page open"
+    assert _hooks.on_dispatch == [history.remember], "a dispatch hook other than the history's is installed"
     assert not _hooks.on_handle, "a handler hook is installed with no page open"
 
 
@@ -115,12 +119,15 @@ async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, lis
                     samples["cpu"].setdefault(f"{state}/{k}", []).append(cpu / n * 1e6)
             log(f"round {r + 1}/{args.rounds} done")
         recorded = len(inspector.recorder.events)
+        remembered = sum(sum(names.values()) for names in inspector.recorder.history.seen.values())  # type: ignore[union-attr]
     finally:
-        inspector.recorder.stop()
+        inspector.recorder.close()
         for lifespan in lifespans.values():
             await lifespan.stop()
     if not recorded:
         raise RuntimeError("the watching state recorded no event: the inspector was not recording")
+    if not remembered:
+        raise RuntimeError("the mounted state kept no history: the inspector was not recording")
     return samples
 
 

@@ -42,6 +42,10 @@ on_dead_letter: list[Callable[[str, str, str], None]] = []
 #: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
 on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
 
+#: ``hook(event, handler_name, exc)`` when a handler failed on an event (reported through ``report_failure``): the
+#: failure path only, so that recording outcomes costs nothing per successful event.
+on_handler_failure: list[Callable[[Event, str, BaseException], None]] = []
+
 #: Called by :func:`runtime_starting` (OpenTelemetry: install the instrumentation if a provider is configured).
 on_runtime_start: list[Callable[[], object]] = []
 

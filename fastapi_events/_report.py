@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from . import _hooks
 from ._names import event_name_str
 from .typing import Event
 
@@ -59,6 +60,10 @@ def report_batch_failure(events: Sequence[Event], handler: Any, exc: BaseExcepti
         exc_info=(type(exc), exc, exc.__traceback__),
         extra={"event_name": shown, "handler": handler_name, "stage": stage},
     )
+    if _hooks.on_handler_failure and stage == "handle":
+        for event in events:
+            for failed in _hooks.on_handler_failure:
+                failed(event, handler_name, exc)
     hook = current_error_hook.get()
     if hook is None:
         return

@@ -41,6 +41,7 @@ TEST_MODULES = [name for name in EXAMPLES if Path(name).name.startswith("test_")
 # Exercised outside this module, next to the servers they need.
 ELSEWHERE = {
     "docs_src/streams/app.py": "tests/stream/test_browser.py::test_documented_example_in_the_browser",
+    "docs_src/delayed/app.py": "tests/outbox/test_docs_delayed.py::test_documented_reservations_expire",
     "docs_src/webhooks/sender.py": "tests/webhooks/test_docs_example.py",
     "docs_src/webhooks/receiver.py": "tests/webhooks/test_docs_example.py",
     "docs_src/backpressure/app.py": (

@@ -19,6 +19,10 @@ def test_example_service_flows_events(capsys, fresh_local_handler, clean_schema_
         audit = client.get("/audit").json()
     assert [entry["event"] for entry in audit] == ["user.created", "user.deleted"]
     assert audit[0]["payload"] == {"user_id": created.json()["id"], "email": "ada@example.com"}
+    sys.modules.pop("examples.service", None)
+    # Its event inspector keeps a history through process-wide hooks: an app dropped by a test must not keep them.
+    (mount,) = [route for route in service.app.routes if getattr(route, "path", None) == "/_events"]
+    mount.app.__self__.recorder.close()
     out = capsys.readouterr().out
     assert "('user.created', {'user_id': 1, 'email': 'ada@example.com'})" in out
     assert "('mail.sent', {'to': 'ada@example.com'})" in out

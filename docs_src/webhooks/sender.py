@@ -8,6 +8,10 @@ from fastapi_events.dispatcher import dispatch
 from fastapi_events.middleware import EventHandlerASGIMiddleware
 from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 
+# Endpoints on your own network (or on this machine, as in the tests) must be allowed explicitly.
+PRIVATE_OK = os.environ.get("WEBHOOK_ALLOW_PRIVATE") == "1"
+SPOOL = os.environ.get("WEBHOOK_SPOOL", "webhooks.db")
+
 # One WebhookEndpoint per subscription; the secret is the one you gave the endpoint's owner
 # (fastapi_events.webhooks.new_webhook_secret() makes one).
 customer = WebhookEndpoint(
@@ -15,13 +19,7 @@ customer = WebhookEndpoint(
     secret=os.environ["WEBHOOK_SECRET"],
     events=("order.*",),
 )
-forwarder = WebhookForwardHandler(
-    endpoints=[customer],
-    # Only for endpoints on your own network (or on this machine, as in the tests):
-    allow_private_networks=os.environ.get("WEBHOOK_ALLOW_PRIVATE") == "1",
-    timeout=15.0,
-    spool_path=os.environ.get("WEBHOOK_SPOOL", "webhooks.db"),  # events survive crashes and restarts
-)
+forwarder = WebhookForwardHandler(endpoints=[customer], spool_path=SPOOL, allow_private_networks=PRIVATE_OK)
 
 app = FastAPI()
 app.add_middleware(EventHandlerASGIMiddleware, handlers=[forwarder])

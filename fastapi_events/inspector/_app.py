@@ -11,6 +11,8 @@ Endpoints, relative to where it is mounted (JSON unless said otherwise)::
     GET  /api/dead-letters       dead letters per spool/outbox source, and recent dead-letter notifications
     POST /api/dead-letters/replay  {"source": ID, "ids": [...]}   (token + same-origin)
     POST /api/dead-letters/purge   {"source": ID, "ids": [...]}   (token + same-origin)
+    GET  /api/scheduled          delayed outbox events not due yet, per outbox
+    POST /api/scheduled/cancel   {"source": ID, "ids": [...]}   (token + same-origin)
     GET  /api/catalog            event names seen or registered, patterns handled, payload JSON schemas
     GET  /asyncapi.json          AsyncAPI 3.0 document of the app
 
@@ -29,13 +31,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..codec import json_default
-from . import _asyncapi, _catalog, _components, _deadletters
+from . import _asyncapi, _catalog, _components, _deadletters, _scheduled
+from ._components import milliseconds
 from ._recorder import EventRecord, Recorder
 from ._security import TOKEN_HEADER, Authorize, Tokens, allowed, same_origin
 
 _PREVIEW_CHARS = 2000
 _MAX_BODY = 1 << 20
 _MAX_IDS = 1000
+_CANCEL = "/api/scheduled/cancel"
 _HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
@@ -75,6 +79,9 @@ def preview(payload: Any) -> str:
 def event_json(record: EventRecord) -> dict[str, Any]:
     runs = list(record.runs)
     failed = any(error is not None for _, _, error in runs)
+    # Runs recorded while no page was open have no duration. Different functions of one event run
+    # concurrently: the slowest is the event's duration.
+    durations = [seconds for _, seconds, _ in runs if seconds is not None]
     return {
         "seq": record.seq,
         "time": record.time,
@@ -82,11 +89,10 @@ def event_json(record: EventRecord) -> dict[str, Any]:
         "source": record.source,
         "payload": preview(record.event[1]),
         "handlers": [
-            {"handler": handler, "ms": round(seconds * 1000, 3), "error": error} for handler, seconds, error in runs
+            {"handler": handler, "ms": milliseconds(seconds), "error": error} for handler, seconds, error in runs
         ],
         "outcome": "failed" if failed else ("ok" if runs else "no local handler"),
-        # Different functions of one event run concurrently: the slowest is the event's duration.
-        "duration_ms": round(max(seconds for _, seconds, _ in runs) * 1000, 3) if runs else None,
+        "duration_ms": milliseconds(max(durations)) if durations else None,
     }
 
 
@@ -102,13 +108,24 @@ class Inspector:
 
     ``app.mount("/_events", Inspector().app)``. Only loopback clients are served unless ``authorize``
     (sync or async, taking Starlette's ``HTTPConnection``, returning a true value to allow) says otherwise;
-    everything else gets 403. ``max_events`` bounds the tail kept in memory; recording stops ``idle_after``
-    seconds after the last request.
+    everything else gets 403. It describes the app it is mounted in (the ``EventHandlerASGIMiddleware`` around
+    it); served outside any middleware, every middleware of the process. ``max_events`` bounds the tail kept in
+    memory; detailed recording stops ``idle_after`` seconds after the last request. Until a page opens, and
+    between two visits, the last ``history`` events (with their outcomes) and the counts since start are kept,
+    so a page opened later starts from them; ``history=0`` turns that off, leaving no cost at all while no
+    page is open.
     """
 
-    def __init__(self, authorize: Authorize | None = None, *, max_events: int = 500, idle_after: float = 60.0) -> None:
+    def __init__(
+        self,
+        authorize: Authorize | None = None,
+        *,
+        max_events: int = 500,
+        idle_after: float = 60.0,
+        history: int = 1000,
+    ) -> None:
         self.authorize = authorize
-        self.recorder = Recorder(max_events=max_events, idle_after=idle_after)
+        self.recorder = Recorder(max_events=max_events, idle_after=idle_after, history=history)
         self._tokens = Tokens()
         # Read here, not on the event loop at the first page load.
         self._assets = {name: _asset(name) for name in ("index.html", *_STATIC_TYPES)}
@@ -121,7 +138,7 @@ class Inspector:
                 if message["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    self.recorder.stop()
+                    self.recorder.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -139,7 +156,7 @@ class Inspector:
         method = request.method
         if path == "":
             return RedirectResponse(request.scope.get("root_path", "") + "/", headers=_HEADERS)
-        if method == "POST" and path in ("/api/dead-letters/replay", "/api/dead-letters/purge"):
+        if method == "POST" and path in ("/api/dead-letters/replay", "/api/dead-letters/purge", _CANCEL):
             return await self._act(request, path.rsplit("/", 1)[1])
         if method not in ("GET", "HEAD"):
             return JSONResponse({"error": "method not allowed"}, status_code=405, headers=_HEADERS)
@@ -152,7 +169,7 @@ class Inspector:
             app = request.scope.get("app")
             title = str(getattr(app, "title", "") or "fastapi-events app")
             version = str(getattr(app, "version", "") or "0.0.0")
-            seen = self.recorder.seen()
+            seen = self.recorder.seen(_components.runtime_ids())
             return JSONResponse(_asyncapi.document(seen, title=title, version=version), headers=_HEADERS)
         if path.startswith("/api/"):
             self.recorder.touch()
@@ -162,8 +179,12 @@ class Inspector:
                 return JSONResponse(_components.handlers_view(self.recorder), headers=_HEADERS)
             if path == "/api/dead-letters":
                 return JSONResponse(await _deadletters.listing(list(self.recorder.dead)), headers=_HEADERS)
+            if path == "/api/scheduled":
+                return JSONResponse(await _scheduled.listing(), headers=_HEADERS)
             if path == "/api/catalog":
-                return JSONResponse(_catalog.catalog_view(self.recorder.seen()), headers=_HEADERS)
+                return JSONResponse(
+                    _catalog.catalog_view(self.recorder.seen(_components.runtime_ids())), headers=_HEADERS
+                )
         return JSONResponse({"error": "not found"}, status_code=404, headers=_HEADERS)
 
     def _page(self) -> Response:
@@ -176,7 +197,7 @@ class Inspector:
         after = _int(params.get("after"), 0)
         limit = max(1, min(_int(params.get("limit"), 200), self.recorder.max_events))
         pattern = params.get("pattern") or None
-        records = self.recorder.changed_since(after)
+        records = self.recorder.changed_since(after, _components.runtime_ids())
         if pattern is not None:
             records = [r for r in records if fnmatchcase(r.name, pattern)]
         records = records[-limit:]
@@ -217,8 +238,13 @@ class Inspector:
         source = _deadletters.find(source_id)
         if source is None:
             return JSONResponse({"error": f"no dead-letter source {source_id!r}"}, status_code=404, headers=_HEADERS)
+        if action == "cancel" and source.kind != "outbox":
+            return JSONResponse({"error": f"{source_id!r} is not an outbox"}, status_code=400, headers=_HEADERS)
         try:
-            result = await _deadletters.act(source, action, ids)
+            if action == "cancel":
+                result = await _scheduled.cancel(source, ids)
+            else:
+                result = await _deadletters.act(source, action, ids)
         except Exception as exc:
             return JSONResponse(
                 {"error": f"{action} failed: {type(exc).__name__}: {exc}"}, status_code=500, headers=_HEADERS

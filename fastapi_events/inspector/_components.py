@@ -1,8 +1,10 @@
-"""The handlers view: what each live middleware runs, joined with what the recorder saw.
+"""The handlers view: what the mounting app's middleware runs, joined with what the recorder saw.
 
-Local registrations and forwarders are found through the middlewares' runtimes (the same walk the OpenTelemetry
-queue-depth gauge does); consumers show up through the ``on_consume`` hook, since a consumer runs without a
-middleware. Outboxes are found on the runtimes too (a middleware's ``outbox=``).
+Local registrations, forwarders and outboxes (a middleware's ``outbox=``) are found through the runtime of the
+``EventHandlerASGIMiddleware`` wrapping the inspector's own request: the inspector describes the app it is mounted
+in, not every app of the process. Served outside any middleware (on its own port, say) it describes every live
+middleware of the process. Consumers show up through the ``on_consume`` hook, since a consumer runs without a
+middleware.
 """
 
 from __future__ import annotations
@@ -12,14 +14,29 @@ from typing import Any
 
 from .. import _runtime
 from .._report import qualified_name
-from ..handlers.local import LocalHandler
-from ._recorder import ChannelStats, HandlerStats, Recorder
+from ..delivery import ForwardHandler
+from ..handlers.local import LocalHandler, Registration
+from ._recorder import ChannelStats, Recorder
+
+
+def mounting_runtimes() -> list[_runtime.Runtime]:
+    """The runtime of the middleware handling the current request; every live one outside any middleware."""
+    buffer = _runtime.event_store.get(None)
+    if buffer is not None:
+        return [buffer.runtime]
+    return _runtime.all_runtimes()
+
+
+def runtime_ids() -> set[int] | None:
+    """Ids of the mounting app's runtimes, to pick its events out of the recorder's; None outside any middleware."""
+    buffer = _runtime.event_store.get(None)
+    return None if buffer is None else {id(buffer.runtime)}
 
 
 def all_handlers() -> Iterator[Any]:
-    """Every handler object of every live middleware, each once."""
+    """Every handler object of the mounting app's middleware, each once."""
     seen: set[int] = set()
-    for runtime in _runtime.all_runtimes():
+    for runtime in mounting_runtimes():
         for handler in runtime.handlers:
             if id(handler) not in seen:
                 seen.add(id(handler))
@@ -27,10 +44,10 @@ def all_handlers() -> Iterator[Any]:
 
 
 def outboxes() -> list[Any]:
-    """The transactional outboxes of the live middlewares (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
+    """The transactional outbox of the mounting app's middleware (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
     found: dict[int, Any] = {}
-    for runtime in _runtime.all_runtimes():
-        outbox = getattr(runtime, "outbox", None)
+    for runtime in mounting_runtimes():
+        outbox = runtime.outbox
         if outbox is not None:
             found.setdefault(id(outbox), outbox)
     return list(found.values())
@@ -40,13 +57,13 @@ def local_handlers() -> list[LocalHandler]:
     return [handler for handler in all_handlers() if isinstance(handler, LocalHandler)]
 
 
-def forwarders() -> list[Any]:
-    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``), including
-    the per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
+def forwarders() -> list[ForwardHandler]:
+    """Handlers forwarding to a broker: every :class:`~fastapi_events.delivery.ForwardHandler`, including the
+    per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
     found = []
     for handler in all_handlers():
         for candidate in (*getattr(handler, "lanes", ()), handler):
-            if getattr(candidate, "transport", None) is not None and hasattr(candidate, "stats"):
+            if isinstance(candidate, ForwardHandler):
                 found.append(candidate)
     return found
 
@@ -64,19 +81,27 @@ def webhook_endpoints() -> list[dict[str, Any]]:
     return found
 
 
-def _milliseconds(seconds: float | None) -> float | None:
+def milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def _handler_json(stats: HandlerStats | None) -> dict[str, Any]:
+def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) -> dict[str, Any]:
+    """Counts since start: while a page watched (the recorder's) plus while none did (the history's)."""
+    stats = recorder.handlers.get(registration.name)
+    handled = failures = 0
+    last_error = None
+    history = recorder.history
+    if history is not None:
+        handled = history.handled(id(runtime), lambda name: registration.regex.match(name) is not None)
+        failures, last_error = history.failed.get(registration.name, (0, None))
     if stats is None:
-        return {"handled": 0, "failures": 0, "last_error": None, "p50_ms": None, "p99_ms": None}
+        return {"handled": handled, "failures": failures, "last_error": last_error, "p50_ms": None, "p99_ms": None}
     return {
-        "handled": stats.handled,
-        "failures": stats.failures,
-        "last_error": stats.last_error,
-        "p50_ms": _milliseconds(stats.percentile(0.50)),
-        "p99_ms": _milliseconds(stats.percentile(0.99)),
+        "handled": stats.handled + handled,
+        "failures": stats.failures + failures,
+        "last_error": stats.last_error or last_error,
+        "p50_ms": milliseconds(stats.percentile(0.50)),
+        "p99_ms": milliseconds(stats.percentile(0.99)),
     }
 
 
@@ -95,23 +120,28 @@ def _channel_json(stats: ChannelStats | None) -> dict[str, Any]:
 def handlers_view(recorder: Recorder) -> dict[str, Any]:
     """``GET /api/handlers``."""
     local = []
-    for handler in local_handlers():
-        for registration in handler.registrations:
-            steps = registration.plan.steps
-            local.append(
-                {
-                    "pattern": registration.pattern,
-                    "function": registration.name,
-                    "dependencies": [qualified_name(step.call) for step in steps[:-1]],
-                    **_handler_json(recorder.handlers.get(registration.name)),
-                }
-            )
+    listed: set[int] = set()
+    for runtime in mounting_runtimes():
+        for handler in runtime.handlers:
+            if not isinstance(handler, LocalHandler) or id(handler) in listed:
+                continue
+            listed.add(id(handler))
+            for registration in handler.registrations:
+                steps = registration.plan.steps
+                local.append(
+                    {
+                        "pattern": registration.pattern,
+                        "function": registration.name,
+                        "dependencies": [qualified_name(step.call) for step in steps[:-1]],
+                        **_handler_json(recorder, runtime, registration),
+                    }
+                )
     forwarding = []
-    for handler in forwarders():
-        transport = handler.transport
-        system, destination = str(getattr(transport, "system", "")), str(getattr(transport, "destination", ""))
+    for forwarder in forwarders():
+        transport = forwarder.transport
+        system, destination = str(transport.system), str(transport.destination)
         try:
-            stats = handler.stats
+            stats = forwarder.stats
             counts = {
                 "queued": stats.queued,
                 "delivered": stats.delivered,
@@ -123,10 +153,10 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
             counts = {}
         forwarding.append(
             {
-                "handler": repr(handler),
+                "handler": repr(forwarder),
                 "system": system,
                 "destination": destination,
-                "spool_path": getattr(handler, "spool_path", None),
+                "spool_path": forwarder.spool_path,
                 **counts,
                 **_channel_json(recorder.channels.get(("forwarder", system, destination))),
             }
@@ -155,4 +185,14 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
     }
 
 
-__all__ = ["all_handlers", "forwarders", "handlers_view", "local_handlers", "outboxes", "webhook_endpoints"]
+__all__ = [
+    "all_handlers",
+    "forwarders",
+    "handlers_view",
+    "local_handlers",
+    "milliseconds",
+    "mounting_runtimes",
+    "outboxes",
+    "runtime_ids",
+    "webhook_endpoints",
+]

@@ -1,8 +1,8 @@
-"""Dead letters of this process's spools and outboxes: list them, replay or purge them by event id.
+"""Dead letters of the mounting app's spools and outboxes: list them, replay or purge them by event id.
 
 A *source* is one forwarder's spool (file + destination) or one transactional outbox (its async
 ``dead_letters()``, ``replay(ids)`` and ``purge(ids)``). POSTs name a source by the id listed here; only sources
-of live middlewares are accepted, so a request can never make the inspector open a file of its choosing. Spool
+of the mounting app are accepted, so a request can never make the inspector open a file of its choosing. Spool
 files are read through a read-only SQLite connection and changed through SQLite's own locking, in a worker thread,
 exactly as ``python -m fastapi_events spool`` does while the app runs; the forwarder picks replayed events up
 within its relay interval.

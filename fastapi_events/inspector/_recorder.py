@@ -1,9 +1,11 @@
 """What the inspector remembers about live traffic, fed by the same hooks as OpenTelemetry (``_hooks``).
 
-Recording is on only while someone watches: the first request to the inspector installs the hooks, and they
-remove themselves once no request came for ``idle_after`` seconds. With no page open the hot paths therefore
-see empty hook lists and pay nothing. Everything kept is bounded: a ring of recent events, a ring of latencies
-per handler, a few minutes of per-second counts.
+Detailed recording (every handler run with its latency, the rate chart, forwarder and consumer channels) is on
+only while someone watches: the first request to the inspector installs its hooks, and they remove themselves
+once no request came for ``idle_after`` seconds. Meanwhile :class:`~._history.History` keeps, at a fraction of
+the cost, the last events with their outcomes and counts since start, which the tail starts from when a page
+opens (``history=0`` turns that off: the hot paths then see empty hook lists). Everything kept is bounded: rings
+of recent events, a ring of latencies per handler, a few minutes of per-second counts.
 
 The live stream's ``EventStream`` is not used for the tail: it is a handler the app has to put in its middleware,
 while the inspector must work by being mounted alone; the hooks see every middleware's events without wiring.
@@ -13,14 +15,17 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from .. import _hooks
+from .. import _hooks, _runtime
 from .._names import event_name_str
+from ..handlers.local import LocalHandler
 from ..typing import Event
+from ._history import MAX_KEYS, History, describe_error
 
 _monotonic = time.monotonic
 _time = time.time
@@ -28,7 +33,7 @@ _time = time.time
 #: Seconds of per-second event counts kept for the chart.
 RATE_WINDOW = 300
 _LATENCY_SAMPLES = 1024
-_MAX_KEYS = 4096  # distinct handler names / event names / destinations remembered
+_MAX_KEYS = MAX_KEYS  # distinct handler names / event names / destinations remembered
 _ERROR_CHARS = 500
 _MATCH_WINDOW = 200  # recent records searched for the dispatch an outbox delivery belongs to
 _BACKLOG = 4  # events (and handler runs) queued between two reads, in multiples of max_events
@@ -37,15 +42,17 @@ _BACKLOG = 4  # events (and handler runs) queued between two reads, in multiples
 _consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
 
 
-#: One handler function handling one event: ``(handler, seconds, error or None)`` (a tuple: made per handler call).
-HandlerRun = tuple[str, float, "str | None"]
+#: One handler function handling one event: ``(handler, seconds, error or None)`` (a tuple: made per handler call);
+#: seconds is None for runs recorded while no page was open.
+HandlerRun = tuple[str, "float | None", "str | None"]
 
 
 class EventRecord:
-    __slots__ = ("event", "name", "runs", "seq", "source", "time", "version")
+    __slots__ = ("event", "name", "runs", "runtime", "seq", "source", "time", "version")
 
-    def __init__(self, seq: int, event: Event, name: str, source: str, at: float) -> None:
+    def __init__(self, seq: int, event: Event, name: str, source: str, at: float, runtime: int | None = None) -> None:
         self.seq = seq
+        self.runtime = runtime  # id of the runtime (middleware) it was dispatched through, if any
         self.version = seq  # the recorder's change counter when this record last changed
         self.time = at  # unix time
         self.event = event
@@ -90,14 +97,6 @@ class ChannelStats:
         self.last_error: str | None = None
 
 
-def describe_error(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not turn into a failure of the handler being observed
-        text = f"<{type(exc).__name__} whose str() raised>"
-    return f"{type(exc).__name__}: {text}"[:_ERROR_CHARS]
-
-
 class _HandleScope:
     __slots__ = ("_event", "_handler", "_recorder", "_start")
 
@@ -139,19 +138,20 @@ class Recorder:
     so that a page being open costs the app as little as possible per event.
     """
 
-    def __init__(self, *, max_events: int = 500, idle_after: float = 60.0) -> None:
+    def __init__(self, *, max_events: int = 500, idle_after: float = 60.0, history: int = 1000) -> None:
         self.max_events = max_events
         self.idle_after = idle_after
         self.watching_since: float | None = None
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.handlers: dict[str, HandlerStats] = {}
         self.channels: dict[tuple[str, str, str], ChannelStats] = {}
-        self._names: dict[Any, int] = {}  # event name (as dispatched) -> times seen while watching
+        # runtime id -> event name (as dispatched) -> times seen while watching
+        self._seen: dict[int | None, dict[Any, int]] = {}
         self.lag: dict[tuple[str, str, str], int] = {}
         self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # dead-letter notifications
         self._rate: deque[list[int]] = deque(maxlen=RATE_WINDOW)  # [monotonic second, events dispatched]
         # Not yet in the tail: (event, monotonic time) and (event, handler, seconds, error, consumer key).
-        self._fresh: deque[tuple[Event, float]] = deque(maxlen=_BACKLOG * max_events)
+        self._fresh: deque[tuple[Event, float, int | None]] = deque(maxlen=_BACKLOG * max_events)
         self._runs: deque[tuple[Event, str, float, str | None, tuple[str, str, str] | None]] = deque(
             maxlen=_BACKLOG * max_events
         )
@@ -163,6 +163,10 @@ class Recorder:
         self._fold_lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
+        self.history = History(history, self.dead) if history > 0 else None
+        if self.history is not None:
+            self.history.install()
+            weakref.finalize(self, self.history.uninstall)
 
     # -- watching ---------------------------------------------------------------------------------------------
     def touch(self) -> None:
@@ -171,12 +175,16 @@ class Recorder:
         if not self._installed:
             self._installed = True
             self.watching_since = _time()
+            if self.history is not None:
+                self.history.pause()
+                self._take_history()
             # In place: the hot paths hold aliases of these lists.
             _hooks.on_handle.append(self.on_handle)
             _hooks.on_forward_batch.append(self.on_forward_batch)
             _hooks.on_consume.append(self.on_consume)
             _hooks.on_consumer_lag.append(self.on_consumer_lag)
-            _hooks.on_dead_letter.append(self.on_dead_letter)
+            if self.history is None:  # else the history's hook records them, page open or not
+                _hooks.on_dead_letter.append(self.on_dead_letter)
         # Last, so that the event seen here is the one handlers get (tracing wraps it in a new tuple).
         dispatch_hooks = _hooks.on_dispatch
         if not dispatch_hooks or dispatch_hooks[-1] != self.on_dispatch:
@@ -199,19 +207,45 @@ class Recorder:
         _remove(_hooks.on_consume, self.on_consume)
         _remove(_hooks.on_consumer_lag, self.on_consumer_lag)
         _remove(_hooks.on_dead_letter, self.on_dead_letter)
+        if self.history is not None:
+            self.history.install()
+
+    def close(self) -> None:
+        """Stop recording altogether, history included (the inspector's app is going away)."""
+        self.stop()
+        if self.history is not None:
+            self.history.uninstall()
+
+    def _take_history(self) -> None:
+        """Turn what the history kept into the tail's first records, outcomes included."""
+        assert self.history is not None
+        events, errors = self.history.take()
+        runtimes = {id(runtime): runtime for runtime in _runtime.all_runtimes()}
+        with self._fold_lock:
+            for event, at, runtime_id in events:
+                record = self._add(event, at, "dispatch", runtime_id)
+                failed = errors.get(id(event), {})
+                ran = local_functions(None if runtime_id is None else runtimes.get(runtime_id), record.name)
+                record.runs.extend((name, None, failed.get(name)) for name in ran)
+                record.runs.extend((name, None, error) for name, error in failed.items() if name not in ran)
 
     # -- hooks (hot paths: keep them to appends and counts) -----------------------------------------------------
     def on_dispatch(self, event: Event) -> Event:
         now = _monotonic()
         if now - self._last_seen > self.idle_after:
             self.stop()
-            return event
-        self._fresh.append((event, now))
+            # The history's hook, just installed again, comes too late in the loop running this one.
+            return event if self.history is None else self.history.remember(event)
+        buffer = _runtime.event_store.get(None)
+        runtime = None if buffer is None else id(buffer.runtime)
+        self._fresh.append((event, now, runtime))
         # The chart and the catalog count every event, also those the tail has no room for. Two threads racing
         # may lose a count; nothing else can go wrong without a lock here. Names are counted as given (an Enum
         # member, usually a str): converting them is left to the reader.
         key = event[0]
-        names = self._names
+        names = self._seen.get(runtime)
+        if names is None:
+            names = self._seen[runtime] = {}
         try:
             count = names.get(key)
         except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
@@ -299,8 +333,8 @@ class Recorder:
             pending_runs = len(self._runs)
             fresh = self._fresh
             while fresh:
-                event, at = fresh.popleft()
-                self._add(event, at + offset, "dispatch")
+                event, at, runtime = fresh.popleft()
+                self._add(event, at + offset, "dispatch", runtime)
             runs = self._runs
             for _ in range(pending_runs):
                 event, handler, seconds, error, consuming = runs.popleft()
@@ -343,11 +377,11 @@ class Recorder:
                 continue
         return None
 
-    def _add(self, event: Event, at: float, source: str) -> EventRecord:
+    def _add(self, event: Event, at: float, source: str, runtime: int | None = None) -> EventRecord:
         name = event_name_str(event[0])
         self._seq += 1
         self._version += 1
-        record = EventRecord(self._seq, event, name, source, at)
+        record = EventRecord(self._seq, event, name, source, at, runtime)
         record.version = self._version
         self.events.append(record)  # the deque drops the oldest
         by_id = self._by_id
@@ -355,21 +389,35 @@ class Recorder:
         if len(by_id) > 2 * self.max_events:
             self._by_id = {id(r.event): r for r in self.events}
         if source != "dispatch":  # received from a broker: on_dispatch did not count it
-            self._names[event[0]] = self._names.get(event[0], 0) + 1
+            names = self._seen.setdefault(None, {})
+            names[event[0]] = names.get(event[0], 0) + 1
         return record
 
-    def changed_since(self, version: int) -> list[EventRecord]:
-        """Records added, or given handler runs, after ``version`` (a previous :attr:`version`), oldest first."""
-        self.fold()
-        return [record for record in self.events if record.version > version]
+    def changed_since(self, version: int, runtimes: Collection[int] | None = None) -> list[EventRecord]:
+        """Records added, or given handler runs, after ``version`` (a previous :attr:`version`), oldest first.
 
-    def seen(self) -> dict[str, int]:
-        """Event name -> how often it was seen while watching (at most ``_MAX_KEYS`` names)."""
+        ``runtimes``: only events dispatched through these middlewares' runtimes (and those of none: received
+        from a broker, delivered from an outbox, dispatched outside any request).
+        """
+        self.fold()
+        return [
+            record
+            for record in self.events
+            if record.version > version and (runtimes is None or record.runtime is None or record.runtime in runtimes)
+        ]
+
+    def seen(self, runtimes: Collection[int] | None = None) -> dict[str, int]:
+        """Event name -> how often it was seen since start (at most ``_MAX_KEYS`` names per middleware)."""
         self.fold()
         seen: dict[str, int] = {}
-        for key, count in list(self._names.items()):
-            name = event_name_str(key)
-            seen[name] = seen.get(name, 0) + count
+        counters = [self._seen] if self.history is None else [self._seen, self.history.seen]
+        for counter in counters:
+            for runtime, names in list(counter.items()):
+                if runtimes is not None and runtime is not None and runtime not in runtimes:
+                    continue
+                for key, count in list(names.items()):
+                    name = event_name_str(key)
+                    seen[name] = seen.get(name, 0) + count
         return seen
 
     @property
@@ -383,6 +431,19 @@ class Recorder:
         return self._version
 
 
+def local_functions(runtime: Any, name: str) -> list[str]:
+    """The names of the local functions a middleware's runtime runs for events named ``name``."""
+    if runtime is None:
+        return []
+    return [
+        registration.name
+        for handler in runtime.handlers
+        if isinstance(handler, LocalHandler)
+        for registration in handler.registrations
+        if registration.regex.match(name)
+    ]
+
+
 def _remove(hooks: list[Any], hook: Any) -> None:
     for index, registered in enumerate(hooks):
         if registered == hook:  # bound methods compare equal, not identical
@@ -390,4 +451,4 @@ def _remove(hooks: list[Any], hook: Any) -> None:
             return
 
 
-__all__ = ["RATE_WINDOW", "EventRecord", "HandlerStats", "Recorder", "describe_error"]
+__all__ = ["RATE_WINDOW", "EventRecord", "HandlerStats", "Recorder", "describe_error", "local_functions"]

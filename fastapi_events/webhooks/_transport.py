@@ -68,7 +68,7 @@ class WebhookTransport:
         self.allow_private_networks = allow_private_networks
         self.disabled_reason: str | None = None
         self._key = endpoint.key
-        self._client: httpx.AsyncClient | None = None
+        self._idle: list[httpx.AsyncClient] = []  # clients (one connection each) not in use right now
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -82,35 +82,43 @@ class WebhookTransport:
         return len(message.body)
 
     def _new_client(self) -> httpx.AsyncClient:
-        limit = self.endpoint.max_concurrency
-        # trust_env=False: an HTTP(S)_PROXY from the environment would resolve the host itself, past the guard.
-        transport = httpx.AsyncHTTPTransport(
-            trust_env=False, limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
-        )
+        # One keep-alive connection per client, and as many clients as POSTs in flight (at most
+        # max_concurrency, which the delivery layer enforces): httpcore's pool polls every idle connection of
+        # a pool on each request, so one pool of ten connections costs far more CPU per event than ten pools
+        # of one. trust_env=False: an HTTP(S)_PROXY from the environment would resolve the host past the guard.
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
         if not self.allow_private_networks:
             # httpx has no public way to pass httpcore a network backend; this is the pool it builds, the same
             # settings plus the backend that resolves, checks and connects (tests/webhooks/test_ssrf.py).
-            transport._pool = _guarded_pool(limit)
+            transport._pool = _guarded_pool(1)
         return httpx.AsyncClient(
             transport=transport, timeout=self.timeout, follow_redirects=False, headers={"user-agent": USER_AGENT}
         )
 
     async def open(self) -> None:
-        if self._client is not None and self._loop is not asyncio.get_running_loop():
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
             # Connections belong to the loop that opened them; the old loop may be closed already.
-            self._client = None
-        if self._client is None:
-            self._client, self._loop = self._new_client(), asyncio.get_running_loop()
+            self._idle, self._loop = [], loop
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
-        if self._client is None or self._loop is not asyncio.get_running_loop():
+        if self._loop is not asyncio.get_running_loop():
             await self.open()
+        if len(batch) == 1:
+            return [await self._post(batch[0])]
         return await asyncio.gather(*(self._post(message) for message in batch))
 
     async def _post(self, message: OutboundMessage) -> EntryResult:
         if self.disabled_reason is not None:
             return EntryResult(Outcome.PERMANENT, self.disabled_reason)
-        assert self._client is not None
+        client = self._idle.pop() if self._idle else self._new_client()
+        try:
+            return await self._post_with(client, message)
+        finally:
+            self._idle.append(client)
+
+    async def _post_with(self, client: httpx.AsyncClient, message: OutboundMessage) -> EntryResult:
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
@@ -119,7 +127,7 @@ class WebhookTransport:
             "webhook-signature": signature(self._key, message.id, timestamp, message.body),
         }
         try:
-            async with self._client.stream("POST", self.endpoint.url, content=message.body, headers=headers) as reply:
+            async with client.stream("POST", self.endpoint.url, content=message.body, headers=headers) as reply:
                 read = 0
                 async for chunk in reply.aiter_raw():
                     read += len(chunk)
@@ -158,9 +166,10 @@ class WebhookTransport:
         return EntryResult(Outcome.RETRY, said)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is asyncio.get_running_loop():
-            await client.aclose()
+        idle, self._idle = self._idle, []
+        if self._loop is asyncio.get_running_loop():
+            for client in idle:
+                await client.aclose()
 
 
 def _guarded_pool(limit: int) -> httpcore.AsyncConnectionPool:

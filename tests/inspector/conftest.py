@@ -26,7 +26,7 @@ def client_for() -> ClientFactory:
             async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
                 yield http
         finally:
-            app.state.inspector.recorder.stop()
+            app.state.inspector.recorder.close()
 
     return open_client
 
@@ -43,5 +43,10 @@ def no_hook_left_behind() -> Iterator[None]:
     yield
     from fastapi_events import _hooks
 
-    leftovers = [h for hooks in (_hooks.on_dispatch, _hooks.on_handle, _hooks.on_dead_letter) for h in hooks]
+    gc.collect()  # an inspector dropped without close() takes its history's hooks with it
+    leftovers = [
+        h
+        for hooks in (_hooks.on_dispatch, _hooks.on_handle, _hooks.on_dead_letter, _hooks.on_handler_failure)
+        for h in hooks
+    ]
     assert not [h for h in leftovers if "inspector" in getattr(h, "__module__", "")], leftovers

@@ -116,13 +116,16 @@ async def test_handlers_view_counts_failures_and_latency(client_for: ClientFacto
     assert (local["audit"]["handled"], local["audit"]["failures"]) == (1, 0)
 
 
-async def test_nothing_is_recorded_and_no_hook_installed_until_someone_watches(client_for: ClientFactory) -> None:
-    app = make_app(idle_after=0.2)
+async def test_with_history_off_nothing_is_recorded_and_no_hook_installed_until_someone_watches(
+    client_for: ClientFactory,
+) -> None:
+    app = make_app(idle_after=0.2, history=0)
     async with client_for(app) as client:
         await client.post("/events/order.early", json=[1])
         await drain(5)
-        assert app.state.inspector.recorder.on_dispatch not in _hooks.on_dispatch
+        assert not _hooks.on_dispatch
         assert not _hooks.on_handle
+        assert not _hooks.on_handler_failure
         assert (await client.get("/_events/api/events")).json()["events"] == []
         assert _hooks.on_handle
         assert _hooks.on_dispatch
@@ -133,6 +136,49 @@ async def test_nothing_is_recorded_and_no_hook_installed_until_someone_watches(c
         assert not _hooks.on_handle
         assert not _hooks.on_dispatch
         assert not app.state.inspector.recorder.events
+
+
+async def test_a_page_opened_later_starts_from_the_events_and_counts_since_start(client_for: ClientFactory) -> None:
+    app = make_app(idle_after=0.2)
+    async with client_for(app) as client:
+        for i in range(8):
+            await client.post(f"/orders/{i}")
+        await client.post("/events/payment.captured", json=[{"fail": True}, {"fail": False}])
+        await drain(5)
+        assert not _hooks.on_handle  # no page open: no per-handler-call hook
+        tail = (await client.get("/_events/api/events")).json()["events"]
+        assert [e["name"] for e in tail] == ["order.placed"] * 8 + ["payment.captured"] * 2
+        assert [e["outcome"] for e in tail][-3:] == ["ok", "failed", "ok"]
+        failed = tail[-2]["handlers"]
+        assert [(h["handler"].rsplit(".", 1)[1], h["ms"]) for h in failed] == [("charge", None)]
+        assert "card declined" in failed[0]["error"]
+        view = (await client.get("/_events/api/handlers")).json()
+        local = {h["function"].rsplit(".", 1)[1]: h for h in view["local"]}
+        assert (local["audit"]["handled"], local["audit"]["failures"]) == (8, 0)
+        assert (local["charge"]["handled"], local["charge"]["failures"]) == (2, 1)
+        seen = {e["name"]: e["seen"] for e in (await client.get("/_events/api/catalog")).json()["events"]}
+        assert (seen["order.placed"], seen["payment.captured"]) == (8, 2)
+        # The page goes away; what happens meanwhile is kept too, and the counts go on.
+        await anyio.sleep(0.3)
+        await client.post("/orders/99")
+        await drain(5)
+        assert not _hooks.on_handle
+        tail = (await client.get("/_events/api/events")).json()["events"]
+        assert tail[-1]["name"] == "order.placed"
+        assert '"order_id": 99' in tail[-1]["payload"]
+        view = (await client.get("/_events/api/handlers")).json()
+        assert {h["function"].rsplit(".", 1)[1]: h["handled"] for h in view["local"]}["audit"] == 9
+
+
+async def test_history_memory_is_bounded(client_for: ClientFactory) -> None:
+    app = make_app(history=50)
+    async with client_for(app) as client:
+        await client.post("/generated/3000")  # 3 000 distinct names, more than the ring holds
+        await drain(5)
+        history = app.state.inspector.recorder.history
+        assert len(history.events) == 50
+        tail = (await client.get("/_events/api/events?limit=1000")).json()["events"]
+        assert [e["name"] for e in tail] == [f"generated.{i}" for i in range(2950, 3000)]
 
 
 async def test_catalog_lists_names_patterns_and_payload_schemas(client_for: ClientFactory) -> None:

@@ -23,7 +23,7 @@ def service(fresh_local_handler: None, clean_schema_registry: None) -> Iterator[
     yield module
     sys.modules.pop("examples.service", None)
     (mount,) = [route for route in module.app.routes if isinstance(route, Mount) and route.path == "/_events"]
-    mount.app.__self__.recorder.stop()  # the hooks would otherwise stay for idle_after seconds
+    mount.app.__self__.recorder.close()  # the hooks would otherwise stay for idle_after seconds
 
 
 async def test_example_service_serves_the_inspector_to_loopback_only(service: ModuleType) -> None:

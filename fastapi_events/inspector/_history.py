@@ -1,0 +1,149 @@
+"""What the inspector keeps while no page is open, so that a page opened later starts from what happened.
+
+Three hooks, each a closure over this object's bounded containers (never over the recorder, so that a dropped
+inspector takes its hooks with it):
+
+- on dispatch: the event, its time and the middleware it went through, into a ring of the last ``size`` events,
+  and a count per event name (at most ``MAX_KEYS`` names per middleware);
+- on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters;
+- on a dead letter: the notification, into the recorder's own list.
+
+Successful handler runs cost nothing here: which functions handled an event follows from its name and the
+middleware's registrations. Latencies are measured only while a page is open (the recorder's ``on_handle`` hook).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .. import _hooks
+from .._names import event_name_str
+from .._runtime import event_store
+from ..typing import Event
+
+MAX_KEYS = 4096
+_ERROR_CHARS = 500
+
+
+def describe_error(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not turn into a failure of the handler being observed
+        text = f"<{type(exc).__name__} whose str() raised>"
+    return f"{type(exc).__name__}: {text}"[:_ERROR_CHARS]
+
+
+class History:
+    """The ring of recent events and the counters since start, filled while no page is open."""
+
+    def __init__(self, size: int, dead: deque[dict[str, Any]]) -> None:
+        self.size = size
+        #: ``(event, unix time, id of the middleware's runtime or None)``, oldest first.
+        self.events: deque[tuple[Event, float, int | None]] = deque(maxlen=size)
+        #: runtime id -> event name (as dispatched) -> times dispatched while no page was open.
+        self.seen: dict[int | None, dict[Any, int]] = {}
+        #: ``(event, handler name, error)`` of the failures among :attr:`events`.
+        self.failures: deque[tuple[Event, str, str]] = deque(maxlen=size)
+        #: handler name -> [failures, last error], while no page was open.
+        self.failed: dict[str, list[Any]] = {}
+        self.remember = _dispatch_hook(self.events, self.seen)
+        self._failure = _failure_hook(self.failures, self.failed)
+        self._dead = _dead_hook(dead)
+        self.recording = False
+
+    def install(self) -> None:
+        """Record from now on (dispatches and failures); dead letters are recorded from the first call on."""
+        if self._dead not in _hooks.on_dead_letter:
+            _hooks.on_dead_letter.append(self._dead)
+        if not self.recording:
+            self.recording = True
+            _hooks.on_dispatch.append(self.remember)
+            _hooks.on_handler_failure.append(self._failure)
+
+    def pause(self) -> None:
+        """A page is open: the recorder's own hooks take over (dead letters stay with this one)."""
+        if self.recording:
+            self.recording = False
+            _remove(_hooks.on_dispatch, self.remember)
+            _remove(_hooks.on_handler_failure, self._failure)
+
+    def uninstall(self) -> None:
+        self.pause()
+        _remove(_hooks.on_dead_letter, self._dead)
+
+    def take(self) -> tuple[list[tuple[Event, float, int | None]], dict[int, dict[str, str]]]:
+        """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
+        events = list(self.events)
+        self.events.clear()
+        alive = {id(event) for event, _, _ in events}
+        errors: dict[int, dict[str, str]] = {}
+        for event, handler, error in list(self.failures):
+            if id(event) in alive:
+                errors.setdefault(id(event), {})[handler] = error
+        self.failures.clear()
+        return events, errors
+
+    def handled(self, runtime_id: int | None, matches: Callable[[str], bool]) -> int:
+        """Events dispatched through ``runtime_id`` while no page was open whose name ``matches``."""
+        return sum(count for key, count in list(self.seen.get(runtime_id, {}).items()) if matches(event_name_str(key)))
+
+
+def _dispatch_hook(ring: deque[tuple[Event, float, int | None]], seen: dict[int | None, dict[Any, int]]) -> Any:
+    get_buffer = event_store.get
+    now = time.time
+
+    def remember(event: Event) -> Event:
+        buffer = get_buffer(None)
+        runtime = None if buffer is None else id(buffer.runtime)
+        ring.append((event, now(), runtime))
+        names = seen.get(runtime)
+        if names is None:
+            names = seen[runtime] = {}
+        key = event[0]
+        try:
+            count = names.get(key)
+        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
+            key = event_name_str(key)
+            count = names.get(key)
+        if count is not None:
+            names[key] = count + 1
+        elif len(names) < MAX_KEYS:
+            names[key] = 1
+        return event
+
+    return remember
+
+
+def _failure_hook(failures: deque[tuple[Event, str, str]], failed: dict[str, list[Any]]) -> Any:
+    def remember_failure(event: Event, handler: str, exc: BaseException) -> None:
+        error = describe_error(exc)
+        failures.append((event, handler, error))
+        counts = failed.get(handler)
+        if counts is None:
+            if len(failed) >= MAX_KEYS:
+                return
+            counts = failed[handler] = [0, None]
+        counts[0] += 1
+        counts[1] = error
+
+    return remember_failure
+
+
+def _dead_hook(dead: deque[dict[str, Any]]) -> Any:
+    def remember_dead_letter(event_name: str, where: str, reason: str) -> None:
+        dead.append({"time": time.time(), "event": event_name, "where": where, "reason": reason[:_ERROR_CHARS]})
+
+    return remember_dead_letter
+
+
+def _remove(hooks: list[Any], hook: Any) -> None:
+    for index, registered in enumerate(hooks):
+        if registered == hook:  # bound methods compare equal, not identical
+            del hooks[index]
+            return
+
+
+__all__ = ["MAX_KEYS", "History", "describe_error"]
