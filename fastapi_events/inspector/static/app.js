@@ -261,13 +261,13 @@
     const data = await getJSON("api/dead-letters");
     const container = document.getElementById("dead-sources");
     container.replaceChildren(...data.sources.map(deadSource));
-    if (!data.sources.length) container.appendChild(el("p", { class: "muted" }, "No spool or outbox in this process."));
+    if (!data.sources.length) container.appendChild(el("p", { class: "muted" }, "No spool or outbox in this app."));
     const total = data.sources.reduce((sum, s) => sum + (s.total || 0), 0);
     document.getElementById("dead-count").textContent = total ? String(total) : "";
     fill(
       document.getElementById("dead-recent"),
       data.recent.slice().reverse().map((d) => el("tr", {}, cell(clock(d.time)), cell(d.event), cell(d.where), cell(d.reason, "error"))),
-      "None since the page opened.",
+      "None yet.",
       4,
     );
   }
