@@ -87,4 +87,4 @@ dist: $(BOOT)/.installed
 	$(BOOT)/bin/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) $(BOOT) .tox site .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BOOT) .tox site .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
