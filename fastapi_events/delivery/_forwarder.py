@@ -17,7 +17,7 @@ from .._report import report_failure
 from ..codec import encode_event
 from ..handlers.base import WHOLE, Answers, BaseEventHandler, describe
 from ..typing import Event
-from ._deadletters import DeadLetterCallback, call_dead_letter_callback, report_dead_letters
+from ._deadletters import DeadLetterCallback, report_dead_letters, report_dropped
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
 from ._inflight import RoundsInFlight
@@ -356,15 +356,7 @@ class ForwardHandler(BaseEventHandler):
                 f"({self.max_queue_size} events); configure spool_path= to keep events through broker outages"
             )
         self._counts["dropped"] += len(messages)
-        for message in messages:
-            logger.error(
-                "event %r (id %s) DROPPED: %s",
-                message.event_name,
-                message.id,
-                why,
-                extra={"event_name": message.event_name, "event_id": message.id},
-            )
-        await call_dead_letter_callback(self.on_dead_letter, messages, f"dropped: {why}")
+        await report_dropped(messages, why, self.on_dead_letter)
 
     async def _hand_over(self, handed: asyncio.Future[bool | None], ids: list[str]) -> None:
         """Wait until the sender handed these events to the broker: the request's loop may close right after
