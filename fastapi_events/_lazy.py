@@ -1,16 +1,33 @@
-"""Module-level ``__getattr__`` for packages whose exports would import a broker SDK.
+"""Optional dependencies ("extras"): the error a user sees when one is missing, and lazy exports.
 
 ``import fastapi_events`` (or ``fastapi_events.brokers.kafka``) must not import confluent-kafka, boto3,
-google-cloud-pubsub or redis: a name is imported from its module the first time it is looked up.
+google-cloud-pubsub or redis: a package whose exports need one gets a module-level ``__getattr__`` from
+:func:`lazy_exports`, which imports a name from its module the first time it is looked up.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._extras import require_extra
+
+def require_extra(module: str, extra: str, owner: str) -> None:
+    """Raise ``ImportError`` naming the ``pip install`` line when ``module`` cannot be imported.
+
+    Called before anything of ``owner`` is imported or started, so a missing SDK is one clear error at
+    construction instead of a ``ModuleNotFoundError`` deep inside, or a forwarder that retries forever.
+    """
+    if sys.modules.get(module) is not None:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f'{owner} needs the {module} package, which is not installed: pip install "fastapi-events[{extra}]"',
+            name=module,
+        ) from exc
 
 
 def lazy_exports(
@@ -35,4 +52,4 @@ def lazy_exports(
     return __getattr__
 
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_exports", "require_extra"]

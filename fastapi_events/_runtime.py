@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from . import _hooks
 from ._names import event_name_str
 from ._report import ErrorHook, current_error_hook, report_batch_failure
+from .handlers.base import Handler, as_handler
 from .typing import Event
 
 logger = logging.getLogger("fastapi_events")
@@ -96,6 +97,8 @@ class Runtime:
         outbox: Outbox | None = None,
     ) -> None:
         self.handlers: tuple[Any, ...] = tuple(handlers)
+        #: The same handlers seen through the handler protocol (0.x-style handler objects adapted once, here).
+        self.delivering: tuple[Handler, ...] = tuple(as_handler(handler) for handler in self.handlers)
         self.middleware_id = middleware_id
         self.on_error = on_error
         #: The transactional outbox whose committed events go to these handlers, when there is one.
@@ -167,7 +170,7 @@ class Runtime:
         self._inline += 1
         hook_token = current_error_hook.set(self.on_error) if self.on_error is not None else None
         events = buffer.events
-        handlers = self.handlers
+        handlers = self.delivering
         batch: tuple[Event, ...] = ()
         try:
             while events:
@@ -175,7 +178,7 @@ class Runtime:
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
                 del events[: len(batch)]
                 if len(handlers) == 1:  # the usual case, without gather's tasks
-                    await _run_handler(handlers[0], batch)
+                    await _run_handler(handlers[0], self.handlers[0], batch)
                 else:
                     await self.deliver(batch)
         except asyncio.CancelledError:
@@ -196,7 +199,12 @@ class Runtime:
     async def deliver(self, batch: Sequence[Event]) -> None:
         """One batch to several handlers, concurrently; each gets the batch in dispatch order."""
         if self.handlers:
-            await asyncio.gather(*[_run_handler(handler, batch) for handler in self.handlers])
+            await asyncio.gather(
+                *[
+                    _run_handler(handler, user, batch)
+                    for handler, user in zip(self.delivering, self.handlers, strict=True)
+                ]
+            )
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -214,13 +222,11 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        for handler in self.handlers:
-            start = getattr(handler, "startup", None)
-            if start is not None:
-                try:
-                    await start()
-                except Exception as exc:
-                    report_batch_failure((), handler, exc, stage="startup")
+        for handler, user in zip(self.delivering, self.handlers, strict=True):
+            try:
+                await handler.startup()
+            except Exception as exc:
+                report_batch_failure((), user, exc, stage="startup")
         # After the handlers: the outbox delivers what earlier runs left as soon as it starts.
         if self.outbox is not None:
             await self.outbox.start()
@@ -252,15 +258,12 @@ class Runtime:
             if deadline is not None and loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.001)
-        for handler in self.handlers:
-            flush = getattr(handler, "flush", None)
-            if flush is None:
-                continue
+        for handler, user in zip(self.delivering, self.handlers, strict=True):
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await flush(remaining)
+                await handler.flush(remaining)
             except Exception as exc:
-                report_batch_failure((), handler, exc, stage="flush")
+                report_batch_failure((), user, exc, stage="flush")
         return deadline is None or loop.time() < deadline
 
     async def shutdown(self, timeout: float | None) -> None:
@@ -275,35 +278,20 @@ class Runtime:
                 timeout,
                 pending,
             )
-        for handler in self.handlers:
-            stop = getattr(handler, "shutdown", None)
-            if stop is None:
-                continue
+        for handler, user in zip(self.delivering, self.handlers, strict=True):
             remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             try:
-                await stop(remaining)
+                await handler.shutdown(remaining)
             except Exception as exc:
-                report_batch_failure((), handler, exc, stage="shutdown")
+                report_batch_failure((), user, exc, stage="shutdown")
         self._started = False
 
 
-async def _run_handler(handler: Any, batch: Sequence[Event]) -> None:
+async def _run_handler(handler: Handler, user: Any, batch: Sequence[Event]) -> None:
     try:
-        handle_many = getattr(handler, "handle_many", None)
-        if handle_many is not None:
-            result = handle_many(batch)
-            if result is not None:
-                await result
-            return
-        for event in batch:
-            try:
-                result = handler.handle(event)
-                if result is not None:
-                    await result
-            except Exception as exc:
-                report_batch_failure((event,), handler, exc)
+        await handler.deliver(batch)
     except Exception as exc:
-        report_batch_failure(batch, handler, exc)
+        report_batch_failure(batch, user, exc)
 
 
 def get_runtime(middleware_id: int) -> Runtime | None:

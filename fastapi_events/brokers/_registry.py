@@ -2,8 +2,9 @@
 
 A broker package that can be consumed from has a ``_url`` module with ``SCHEMES`` (a tuple of URL schemes),
 ``source_from_url(url) -> Source`` and, when a ``consume`` process can use it, ``USAGE`` (its line in
-``consume --help``); nothing else has to be told about it. Those modules import their
-broker's SDK only when a source is built, so installing one extra is enough.
+``consume --help``); nothing else has to be told about it. Those modules import their broker's SDK only when a
+source is built, so installing one extra is enough; they parse their URL with the helpers at the end of this
+module.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pkgutil
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigurationError
 
@@ -60,4 +61,30 @@ def source_from_url(url: str) -> Source:
     return factory(url)
 
 
-__all__ = ["schemes", "source_from_url", "usage"]
+# -- parsing helpers of the brokers' ``_url`` modules ---------------------------------------------------------
+
+
+def query(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def take_float(options: dict[str, str], name: str, url: str) -> float | None:
+    raw = options.pop(name, None)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{url}: {name}={raw!r} is not a number") from None
+
+
+def reject_unknown(options: dict[str, str], url: str) -> None:
+    if options:
+        raise ConfigurationError(f"{url}: unknown option(s) {', '.join(sorted(options))}")
+
+
+def path_parts(url: str) -> list[str]:
+    return [unquote(part) for part in urlsplit(url).path.split("/") if part]
+
+
+__all__ = ["path_parts", "query", "reject_unknown", "schemes", "source_from_url", "take_float", "usage"]

@@ -4,6 +4,8 @@ Given a database URL (``postgresql+psycopg://...``, ``sqlite:///app.db``) instea
 the dead letters of a transactional outbox table (``--table``, default ``fastapi_events_outbox``); a replayed
 outbox event goes to the handlers that gave up on it, through any relay.
 
+``scheduled`` lists an outbox's delayed events that are not due yet, ``cancel --id ID`` cancels undelivered ones.
+
 ``replay`` moves dead letters back to the pending table; it does not talk to any broker. A running forwarder
 using the file picks them up within its relay interval (1 s by default), otherwise the next process started
 with the same ``spool_path`` delivers them. This keeps broker credentials and settings in one place - the app
@@ -18,10 +20,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..delivery import SpoolDB, StoreAdmin, StoredRecord
 from . import help_text
+
+if TYPE_CHECKING:  # needs SQLAlchemy, an optional dependency
+    from ..outbox import OutboxAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +55,10 @@ def register(subparsers: Any) -> None:
     purge.add_argument("--pending", action="store_true", help="also delete pending (never delivered!) events")
     purge.set_defaults(func=_purge)
     add("stats", "counts per destination").set_defaults(func=_stats)
+    add("scheduled", "list an outbox's delayed events not due yet, soonest first").set_defaults(func=_scheduled)
+    cancel = add("cancel", "cancel an outbox's undelivered (delayed) events by id")
+    cancel.add_argument("--id", action="append", dest="ids", metavar="ID", required=True, help="event id (repeatable)")
+    cancel.set_defaults(func=_cancel)
 
 
 def _open(args: argparse.Namespace, *, write: bool = False) -> StoreAdmin | None:
@@ -69,6 +78,55 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> StoreAdmin | None
         return None
 
 
+def _open_outbox(args: argparse.Namespace) -> OutboxAdmin | None:
+    if "://" not in args.path:
+        print("error: delayed events live in a transactional outbox: give its database URL", file=sys.stderr)
+        return None
+    from ..outbox import OutboxAdmin
+
+    db = _open(args, write=True)
+    assert db is None or isinstance(db, OutboxAdmin)
+    return db
+
+
+def _scheduled(args: argparse.Namespace) -> int:
+    db = _open_outbox(args)
+    if db is None:
+        return 2
+    try:
+        events = db.list_scheduled()
+    finally:
+        db.close()
+    if args.json:
+        json.dump([event.as_dict() for event in events], sys.stdout)
+        print()
+        return 0
+    print(f"scheduled: {len(events)}")
+    rows = [(e.id, e.event_name, _when(e.due_at), _when(e.created_at), json.dumps(e.payload)[:60]) for e in events]
+    if rows:
+        _print_table(("ID", "EVENT", "DUE (UTC)", "DISPATCHED (UTC)", "PAYLOAD"), rows)
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    db = _open_outbox(args)
+    if db is None:
+        return 2
+    try:
+        cancelled = db.cancel(args.ids)
+    finally:
+        db.close()
+    if args.json:
+        json.dump({"cancelled": cancelled}, sys.stdout)
+        print()
+    else:
+        print(f"cancelled {cancelled} event(s) in {args.path}")
+    if cancelled < len(set(args.ids)):
+        print("warning: some ids were not found among the undelivered events", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
@@ -80,7 +138,11 @@ def _print_records(title: str, records: Sequence[StoredRecord], reason_header: s
     if not records:
         return
     rows = [(r.id, r.event_name, r.destination, str(r.attempts), _when(r.created_at), r.reason or "-") for r in records]
-    headers = ("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header)
+    _print_table(("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header), rows)
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns aligned; the last one (free text) is not padded."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:-1])]
     for row in [headers, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])

@@ -20,6 +20,7 @@ from .._event_meta import received
 from ..codec import ATTR_EVENT_NAME, decode_event
 from ..delivery import RetryPolicy
 from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageError
+from ..handlers.base import deliver_strict
 from ..handlers.local import LocalHandler
 from ..typing import Event
 from ._source import MAX_REASON_CHARS, Delivery, Source
@@ -308,7 +309,7 @@ class Consumer:
 
     async def _handle(self, event: Event, delivery: Delivery) -> int:
         if self.handler_timeout is None:
-            return await self.handler.handle_strict(event)
+            return await deliver_strict(self.handler, event)
         try:
             return await self._deadline.run(event, delivery.message_id)
         except HandlerTimeoutError:

@@ -8,6 +8,7 @@ import logging
 from .._names import event_name_str
 from ..errors import HandlerTimeoutError
 from ..handlers import Kind
+from ..handlers.base import deliver_strict
 from ..handlers.local import LocalHandler
 from ..typing import Event
 
@@ -19,7 +20,8 @@ _SYNC_KINDS = (Kind.SYNC, Kind.SYNC_GEN)
 
 
 class HandlerDeadline:
-    """Runs ``handler.handle_strict`` with a time limit; raises :class:`HandlerTimeoutError` past it.
+    """Delivers an event to ``handler`` (``deliver_strict``) with a time limit; past it, raises
+    :class:`HandlerTimeoutError`.
 
     Coroutine handlers are cancelled. A sync handler cannot be stopped - cancelling only stops waiting for its
     worker thread - so it is reported and left to finish on its own; the caller's slot is free at once.
@@ -32,7 +34,7 @@ class HandlerDeadline:
         self._abandoned: set[asyncio.Task[int]] = set()
 
     async def run(self, event: Event, message_id: str) -> int:
-        attempt = asyncio.get_running_loop().create_task(self.handler.handle_strict(event))
+        attempt = asyncio.get_running_loop().create_task(deliver_strict(self.handler, event))
         try:
             done, _ = await asyncio.wait({attempt}, timeout=self.timeout)
         except asyncio.CancelledError:  # the consumer aborts: the attempt goes with the message's task

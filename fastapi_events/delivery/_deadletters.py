@@ -51,6 +51,20 @@ async def report_dead_letters(
     await call_dead_letter_callback(callback, [d.message for d in dead], [d.reason for d in dead])
 
 
+async def report_dropped(messages: Sequence[OutboundMessage], why: str, callback: DeadLetterCallback | None) -> None:
+    """Events given up before they were stored (no room while the broker is down): each logged at ERROR by name,
+    then passed to ``callback``."""
+    for message in messages:
+        logger.error(
+            "event %r (id %s) DROPPED: %s",
+            message.event_name,
+            message.id,
+            why,
+            extra={"event_name": message.event_name, "event_id": message.id},
+        )
+    await call_dead_letter_callback(callback, messages, f"dropped: {why}")
+
+
 async def call_dead_letter_callback(
     callback: DeadLetterCallback | None, messages: Sequence[OutboundMessage], reasons: Sequence[str] | str
 ) -> None:
@@ -67,4 +81,4 @@ async def call_dead_letter_callback(
             logger.exception("on_dead_letter failed for event %r (id %s)", message.event_name, message.id)
 
 
-__all__ = ["DeadLetterCallback", "call_dead_letter_callback", "report_dead_letters"]
+__all__ = ["DeadLetterCallback", "call_dead_letter_callback", "report_dead_letters", "report_dropped"]

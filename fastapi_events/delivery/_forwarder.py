@@ -8,14 +8,16 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._event_meta import stable_id
 from .._report import report_failure
-from ..handlers.base import BaseEventHandler
+from ..codec import encode_event
+from ..handlers.base import WHOLE, Answers, BaseEventHandler, describe
 from ..typing import Event
-from ._deadletters import DeadLetterCallback, call_dead_letter_callback, report_dead_letters
+from ._deadletters import DeadLetterCallback, report_dead_letters, report_dropped
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
 from ._inflight import RoundsInFlight
@@ -23,7 +25,7 @@ from ._memory import MemoryStore
 from ._options import DeliveryKwargs, DeliveryOptions, split_options
 from ._ordering import KeyOrder
 from ._outage import Outage
-from ._rounds import classify, send_batches, split_for
+from ._rounds import classify, send_batches, send_now, split_for
 from ._spool_writer import SpoolStore, acquire
 from ._store import DeadLetter, Entry, PendingStore, Retry
 from ._transport import OutboundMessage, Transport, submitter
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 logger = logging.getLogger("fastapi_events.delivery")
+
+# How long deliver() with answers waits for the transport to open before the round counts as a broker outage.
+_OPEN_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class ForwardHandler(BaseEventHandler):
         self._sender: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._transport_open = False
+        self._open_waited = False  # deliver() with answers waited for the transport to open once already
         self._transport_touched = False  # open() was attempted: close() must release what it set up
         self._outstanding: set[str] = set()
         self._flushes = Flushes()
@@ -267,6 +273,52 @@ class ForwardHandler(BaseEventHandler):
             else:
                 await self._hand_over(handed, ids)
 
+    async def deliver(self, events: Sequence[Event], answers: Answers | None = None) -> None:
+        """Without ``answers``: :meth:`handle_many`. With them, the caller keeps the durable copy (the outbox's
+        row), so the events go straight through the transport in one send round - no queue, no spool, no retry
+        here - and each answers delivered, retry (``outage`` when the broker could not be reached) or dead."""
+        if answers is None:
+            await self.handle_many(events)
+            return
+        todo = [index for index in range(len(events)) if answers.wants(index)]
+        if not todo:
+            return
+        try:
+            await self._opened()
+        except Exception as exc:
+            for index in todo:
+                answers.retry(index, describe(exc), outage=True)
+            return
+        encoded = encode_events(
+            [events[index] for index in todo],
+            self.transport,
+            serializer=self.serializer or _stored_body,
+            id_generator=self.id_generator,
+            key=self.key,
+        )
+        index_of = {stable_id(events[index]): index for index in todo}
+        for dead in encoded.dead:
+            answers.dead(index_of[dead.message.id], dead.reason)
+        entries = [Entry(index_of[message.id], message) for message in encoded.messages]
+        for entry, answer in await send_now(self.transport, entries):
+            answers.by_event[entry.seq][WHOLE] = answer
+
+    async def _opened(self) -> None:
+        """Wait (once, briefly) for the sender task to open the transport; afterwards fail at once while it is
+        not open, rather than hold up a request's ASGI call during a broker outage."""
+        if self._transport_open:
+            return
+        if self._open_waited:
+            raise ConnectionError(f"{self!r}: transport not open (broker unreachable)")
+        self._open_waited = True
+        await self.startup()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _OPEN_WAIT
+        while not self._transport_open:
+            if loop.time() >= deadline:
+                raise ConnectionError(f"{self!r}: transport not open (broker unreachable?)")
+            await asyncio.sleep(0.02)
+
     def _unregister(self, ids: Iterable[str]) -> None:
         gone = set(ids)
         self._outstanding -= gone
@@ -304,15 +356,7 @@ class ForwardHandler(BaseEventHandler):
                 f"({self.max_queue_size} events); configure spool_path= to keep events through broker outages"
             )
         self._counts["dropped"] += len(messages)
-        for message in messages:
-            logger.error(
-                "event %r (id %s) DROPPED: %s",
-                message.event_name,
-                message.id,
-                why,
-                extra={"event_name": message.event_name, "event_id": message.id},
-            )
-        await call_dead_letter_callback(self.on_dead_letter, messages, f"dropped: {why}")
+        await report_dropped(messages, why, self.on_dead_letter)
 
     async def _hand_over(self, handed: asyncio.Future[bool | None], ids: list[str]) -> None:
         """Wait until the sender handed these events to the broker: the request's loop may close right after
@@ -491,6 +535,12 @@ class ForwardHandler(BaseEventHandler):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"
+
+
+def _stored_body(event: Event) -> str | bytes:
+    # An event read back from a durable store (the outbox row) carries its wire body: send it as it is.
+    body = getattr(event, "body", None)
+    return body if isinstance(body, str) else encode_event(event)
 
 
 __all__ = ["DeadLetterCallback", "ForwardHandler", "ForwarderStats", "KeyFunction"]

@@ -14,8 +14,10 @@ from typing import Any
 
 logger = logging.getLogger("fastapi_events.delivery")
 
-#: Rounds whose reports may be outstanding at once: bounds what waits in the SDK beyond ``max_queue_size``.
-MAX_ROUNDS_IN_FLIGHT = 4
+#: Rounds whose reports may be outstanding at once. Their entries count towards ``max_queue_size`` until the
+#: reports are in, which bounds memory; this bounds the tasks, and must allow for small rounds: a producer handing
+#: over 10 events at a time makes a round of 10 each time, and every round waits a broker round trip.
+MAX_ROUNDS_IN_FLIGHT = 256
 
 
 class RoundsInFlight:

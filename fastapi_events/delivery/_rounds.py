@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from .. import _hooks
+from ..handlers.base import Answer, Verdict
 from ._batching import Batches, split_batches
 from ._ordering import KeyOrder
 from ._retry import RetryPolicy
@@ -116,6 +117,38 @@ async def send(transport: Transport, batch: list[Entry]) -> tuple[Sequence[Entry
     if len(results) != len(batch):
         return None, f"transport returned {len(results)} results for {len(batch)} messages"
     return results, ""
+
+
+async def send_now(transport: Transport, entries: Sequence[Entry]) -> list[tuple[Entry, Answer]]:
+    """One round for a caller that keeps the durable copy itself (the outbox): each entry's answer, at once.
+
+    Nothing is queued, spooled or retried here; a batch that could not be sent, and what it held back, answers
+    "retry" as an outage (the broker was unreachable, not the event at fault).
+    """
+    split = split_for(transport, entries)
+    answers = [
+        (entry, Answer(Verdict.DEAD, f"message is {size} bytes, over the limit of {transport.system}"))
+        for entry, size in split.oversize
+    ]
+    sent, deferred = await send_batches(transport, split.batches)
+    for batch, results, error in sent:
+        if results is None:
+            answers += [(entry, Answer(Verdict.RETRY, error, outage=True)) for entry in batch]
+            continue
+        for entry, result in zip(batch, results, strict=True):
+            answers.append((entry, _answer(result)))
+    held = Answer(Verdict.RETRY, "held back behind an earlier failure", outage=True)
+    answers += [(entry, held) for entry in deferred]
+    return answers
+
+
+def _answer(result: EntryResult) -> Answer:
+    if result.outcome is Outcome.DELIVERED:
+        return DELIVERED_ANSWER
+    return Answer(Verdict.DEAD if result.outcome is Outcome.PERMANENT else Verdict.RETRY, result.reason)
+
+
+DELIVERED_ANSWER = Answer(Verdict.DELIVERED)
 
 
 def classify(

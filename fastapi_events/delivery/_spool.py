@@ -12,21 +12,17 @@ import fcntl
 import json
 import os
 import sqlite3
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
 from ._records import DEAD_LETTERS, PENDING, StoredRecord, payload_of
+from ._spool_file import BUSY_TIMEOUT, connect
 from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
 
 SCHEMA_VERSION = 1
-#: Seconds a writer (or a reader, while the file is being created) waits for another process's transaction.
-BUSY_TIMEOUT = 10.0
-_OPEN_GUARD = threading.Lock()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -82,7 +78,7 @@ class SpoolDB:
     - other writers (the default with ``create=False``: ``spool replay|purge``, the inspector's replay): an
       existing file, changed through SQLite's own locking; they wait for the app's writer (busy timeout).
 
-    The file is only ever opened through SQLite, except once to create it: see :func:`_connect`.
+    The file is only ever opened through SQLite, except once to create it: see :mod:`._spool_file`.
     """
 
     def __init__(
@@ -103,7 +99,7 @@ class SpoolDB:
         if lock:
             self._take_lock()
         try:
-            self.conn = _connect(self.path, create=create, readonly=readonly, timeout=timeout)
+            self.conn = connect(self.path, create=create, readonly=readonly, timeout=timeout)
             version = self._version()
             if version > SCHEMA_VERSION:
                 raise ConfigurationError(f"spool {self.path} has schema {version}, newer than this version supports")
@@ -362,31 +358,6 @@ class SpoolDB:
             "dead_letters": sum(d["dead_letters"] for d in by_destination.values()),
             "destinations": by_destination,
         }
-
-
-def _connect(path: str, *, create: bool, readonly: bool, timeout: float) -> sqlite3.Connection:
-    """Open ``path`` through SQLite; create it first (mode 0600) when ``create`` and it does not exist yet.
-
-    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, including the locks of
-    SQLite connections open on it (the forwarder's writer), after which another process's writer can corrupt the
-    file. So nothing here opens the file itself, except to create it: ``O_EXCL`` makes that a new file no
-    connection can hold locks on, and the process-wide guard keeps every other connection of this module from
-    opening it before the descriptor is closed. The ``mode=rw``/``mode=ro`` URIs make SQLite fail instead of
-    creating a file with default permissions.
-    """
-    with _OPEN_GUARD:
-        if create:
-            with contextlib.suppress(FileExistsError):
-                # 0600: events may carry personal data; SQLite gives the -wal and -shm files the same mode.
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        mode = "ro" if readonly else "rw"
-        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
-        try:
-            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=timeout)
-        except sqlite3.OperationalError as exc:
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"no spool file at {path}") from exc
-            raise
 
 
 def _dead_filter(ids: Sequence[str] | None, destination: str | None) -> tuple[str, tuple[Any, ...]]:

@@ -13,10 +13,9 @@ from .. import _hooks
 from .._names import event_name_str
 from .._report import qualified_name, report_failure
 from .._threads import submit
-from ..errors import HandlerFailedError
 from ..typing import Event, EventName
 from ._dependencies import EventsDepends, Plan
-from .base import BaseEventHandler
+from .base import Answers, BaseEventHandler, deliver_strict
 
 try:
     from fastapi import Depends
@@ -110,11 +109,17 @@ class LocalHandler(BaseEventHandler):
     # -- handling -------------------------------------------------------------------------------------------------
 
     async def handle(self, event: Event) -> None:
-        await self.handle_many((event,))
+        await self.deliver((event,))
 
     async def handle_many(self, events: Iterable[Event]) -> None:
-        if not isinstance(events, (list, tuple)):
-            events = list(events)
+        await self.deliver(events if isinstance(events, (list, tuple)) else list(events))
+
+    async def deliver(self, events: Sequence[Event], answers: Answers | None = None) -> None:
+        """Run the matching functions; with ``answers``, answer per event for each function (its unit is the
+        function's qualified name), and leave out the functions that already have an event."""
+        if answers is not None:
+            await self._answer(events, answers)
+            return
         if len(events) == 1:
             event = events[0]
             registrations = self._get_handlers_for_event(event[0])
@@ -138,25 +143,34 @@ class LocalHandler(BaseEventHandler):
             work = [(registration, group) for registration, group in grouped.items()]
         await _run_all(work)
 
+    async def _answer(self, events: Sequence[Event], answers: Answers) -> None:
+        # Every function of every event at once: callers that must keep an order give one event per key.
+        jobs = [
+            (index, registration, event)
+            for index, event in enumerate(events)
+            for registration in self._get_handlers_for_event(event[0])
+            if answers.wants(index, registration.name)
+        ]
+        if not jobs:
+            return
+        runs = (_observed(r, event) if _on_handle else r.plan.run(event) for _, r, event in jobs)
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        for (index, registration, event), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                if answers.report:
+                    report_failure(event, registration.func, result)
+                answers.failed(index, result, registration.name)
+            else:
+                answers.delivered(index, registration.name)
+
     async def handle_strict(self, event: Event) -> int:
         """Run every function matching ``event`` and return how many matched; raise if any of them failed.
 
         Consumers use this to acknowledge a message only after all its handlers succeeded.
         """
-        registrations = self._get_handlers_for_event(event[0])
-        runs = (_observed(r, event) if _on_handle else r.plan.run(event) for r in registrations)
-        results = await asyncio.gather(*runs, return_exceptions=True)
-        failures = [
-            (r.name, result)
-            for r, result in zip(registrations, results, strict=True)
-            if isinstance(result, BaseException)
-        ]
-        for _, exc in failures:
-            if not isinstance(exc, Exception):
-                raise exc
-        if failures:
-            raise HandlerFailedError(event_name_str(event[0]), failures)
-        return len(registrations)
+        return await deliver_strict(self, event)
 
 
 async def _observed(registration: Registration, event: Event) -> Any:

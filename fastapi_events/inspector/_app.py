@@ -11,6 +11,8 @@ Endpoints, relative to where it is mounted (JSON unless said otherwise)::
     GET  /api/dead-letters       dead letters per spool/outbox source, and recent dead-letter notifications
     POST /api/dead-letters/replay  {"source": ID, "ids": [...]}   (token + same-origin)
     POST /api/dead-letters/purge   {"source": ID, "ids": [...]}   (token + same-origin)
+    GET  /api/scheduled          delayed outbox events not due yet, per outbox
+    POST /api/scheduled/cancel   {"source": ID, "ids": [...]}   (token + same-origin)
     GET  /api/catalog            event names seen or registered, patterns handled, payload JSON schemas
     GET  /asyncapi.json          AsyncAPI 3.0 document of the app
 
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..codec import json_default
-from . import _asyncapi, _catalog, _components, _deadletters
+from . import _asyncapi, _catalog, _components, _deadletters, _scheduled
 from ._components import milliseconds
 from ._recorder import EventRecord, Recorder
 from ._security import TOKEN_HEADER, Authorize, Tokens, allowed, same_origin
@@ -37,6 +39,7 @@ from ._security import TOKEN_HEADER, Authorize, Tokens, allowed, same_origin
 _PREVIEW_CHARS = 2000
 _MAX_BODY = 1 << 20
 _MAX_IDS = 1000
+_CANCEL = "/api/scheduled/cancel"
 _HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
@@ -153,7 +156,7 @@ class Inspector:
         method = request.method
         if path == "":
             return RedirectResponse(request.scope.get("root_path", "") + "/", headers=_HEADERS)
-        if method == "POST" and path in ("/api/dead-letters/replay", "/api/dead-letters/purge"):
+        if method == "POST" and path in ("/api/dead-letters/replay", "/api/dead-letters/purge", _CANCEL):
             return await self._act(request, path.rsplit("/", 1)[1])
         if method not in ("GET", "HEAD"):
             return JSONResponse({"error": "method not allowed"}, status_code=405, headers=_HEADERS)
@@ -176,6 +179,8 @@ class Inspector:
                 return JSONResponse(_components.handlers_view(self.recorder), headers=_HEADERS)
             if path == "/api/dead-letters":
                 return JSONResponse(await _deadletters.listing(list(self.recorder.dead)), headers=_HEADERS)
+            if path == "/api/scheduled":
+                return JSONResponse(await _scheduled.listing(), headers=_HEADERS)
             if path == "/api/catalog":
                 return JSONResponse(
                     _catalog.catalog_view(self.recorder.seen(_components.runtime_ids())), headers=_HEADERS
@@ -233,8 +238,13 @@ class Inspector:
         source = _deadletters.find(source_id)
         if source is None:
             return JSONResponse({"error": f"no dead-letter source {source_id!r}"}, status_code=404, headers=_HEADERS)
+        if action == "cancel" and source.kind != "outbox":
+            return JSONResponse({"error": f"{source_id!r} is not an outbox"}, status_code=400, headers=_HEADERS)
         try:
-            result = await _deadletters.act(source, action, ids)
+            if action == "cancel":
+                result = await _scheduled.cancel(source, ids)
+            else:
+                result = await _deadletters.act(source, action, ids)
         except Exception as exc:
             return JSONResponse(
                 {"error": f"{action} failed: {type(exc).__name__}: {exc}"}, status_code=500, headers=_HEADERS

@@ -14,8 +14,10 @@ from typing import Any
 
 from .. import _runtime
 from .._report import qualified_name
+from ..delivery import ForwardHandler
 from ..handlers.local import LocalHandler, Registration
-from ._recorder import ChannelStats, Recorder
+from ._recorder import Recorder
+from ._stats import ChannelStats
 
 
 def mounting_runtimes() -> list[_runtime.Runtime]:
@@ -46,7 +48,7 @@ def outboxes() -> list[Any]:
     """The transactional outbox of the mounting app's middleware (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
     found: dict[int, Any] = {}
     for runtime in mounting_runtimes():
-        outbox = getattr(runtime, "outbox", None)
+        outbox = runtime.outbox
         if outbox is not None:
             found.setdefault(id(outbox), outbox)
     return list(found.values())
@@ -56,13 +58,13 @@ def local_handlers() -> list[LocalHandler]:
     return [handler for handler in all_handlers() if isinstance(handler, LocalHandler)]
 
 
-def forwarders() -> list[Any]:
-    """Handlers forwarding to a broker: they have a ``transport`` and ``stats`` (``ForwardHandler``), including
-    the per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
+def forwarders() -> list[ForwardHandler]:
+    """Handlers forwarding to a broker: every :class:`~fastapi_events.delivery.ForwardHandler`, including the
+    per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
     found = []
     for handler in all_handlers():
         for candidate in (*getattr(handler, "lanes", ()), handler):
-            if getattr(candidate, "transport", None) is not None and hasattr(candidate, "stats"):
+            if isinstance(candidate, ForwardHandler):
                 found.append(candidate)
     return found
 
@@ -136,11 +138,11 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
                     }
                 )
     forwarding = []
-    for handler in forwarders():
-        transport = handler.transport
-        system, destination = str(getattr(transport, "system", "")), str(getattr(transport, "destination", ""))
+    for forwarder in forwarders():
+        transport = forwarder.transport
+        system, destination = str(transport.system), str(transport.destination)
         try:
-            stats = handler.stats
+            stats = forwarder.stats
             counts = {
                 "queued": stats.queued,
                 "delivered": stats.delivered,
@@ -152,10 +154,10 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
             counts = {}
         forwarding.append(
             {
-                "handler": repr(handler),
+                "handler": repr(forwarder),
                 "system": system,
                 "destination": destination,
-                "spool_path": getattr(handler, "spool_path", None),
+                "spool_path": forwarder.spool_path,
                 **counts,
                 **_channel_json(recorder.channels.get(("forwarder", system, destination))),
             }

@@ -67,12 +67,12 @@ class History:
         """A page is open: the recorder's own hooks take over (dead letters stay with this one)."""
         if self.recording:
             self.recording = False
-            _remove(_hooks.on_dispatch, self.remember)
-            _remove(_hooks.on_handler_failure, self._failure)
+            remove_hook(_hooks.on_dispatch, self.remember)
+            remove_hook(_hooks.on_handler_failure, self._failure)
 
     def uninstall(self) -> None:
         self.pause()
-        _remove(_hooks.on_dead_letter, self._dead)
+        remove_hook(_hooks.on_dead_letter, self._dead)
 
     def take(self) -> tuple[list[tuple[Event, float, int | None]], dict[int, dict[str, str]]]:
         """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
@@ -99,22 +99,27 @@ def _dispatch_hook(ring: deque[tuple[Event, float, int | None]], seen: dict[int 
         buffer = get_buffer(None)
         runtime = None if buffer is None else id(buffer.runtime)
         ring.append((event, now(), runtime))
-        names = seen.get(runtime)
-        if names is None:
-            names = seen[runtime] = {}
-        key = event[0]
-        try:
-            count = names.get(key)
-        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
-            key = event_name_str(key)
-            count = names.get(key)
-        if count is not None:
-            names[key] = count + 1
-        elif len(names) < MAX_KEYS:
-            names[key] = 1
+        count_name(seen, runtime, event[0])
         return event
 
     return remember
+
+
+def count_name(seen: dict[int | None, dict[Any, int]], runtime: int | None, key: Any) -> None:
+    """One more event named ``key`` through ``runtime``. Names are counted as given (an Enum member, usually a
+    str): converting them is left to the reader. Two threads racing may lose a count, nothing worse."""
+    names = seen.get(runtime)
+    if names is None:
+        names = seen[runtime] = {}
+    try:
+        count = names.get(key)
+    except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
+        key = event_name_str(key)
+        count = names.get(key)
+    if count is not None:
+        names[key] = count + 1
+    elif len(names) < MAX_KEYS:
+        names[key] = 1
 
 
 def _failure_hook(failures: deque[tuple[Event, str, str]], failed: dict[str, list[Any]]) -> Any:
@@ -139,11 +144,11 @@ def _dead_hook(dead: deque[dict[str, Any]]) -> Any:
     return remember_dead_letter
 
 
-def _remove(hooks: list[Any], hook: Any) -> None:
+def remove_hook(hooks: list[Any], hook: Any) -> None:
     for index, registered in enumerate(hooks):
         if registered == hook:  # bound methods compare equal, not identical
             del hooks[index]
             return
 
 
-__all__ = ["MAX_KEYS", "History", "describe_error"]
+__all__ = ["MAX_KEYS", "History", "count_name", "describe_error", "remove_hook"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._inbox import Inbox
 from ._outbox import OutboxDeadLetter, SQLAlchemyOutbox
+from ._scheduled import ScheduledEvent
 
 # isort: split
 # The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.
@@ -15,4 +16,4 @@ from ._db import make_engine as make_engine
 from ._standalone import flatten_handlers as flatten_handlers
 from ._standalone import serve as serve
 
-__all__ = ["Inbox", "OutboxDeadLetter", "SQLAlchemyOutbox"]
+__all__ = ["Inbox", "OutboxDeadLetter", "SQLAlchemyOutbox", "ScheduledEvent"]

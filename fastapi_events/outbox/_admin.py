@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from ..delivery import StoredRecord
 from . import _store
 from ._db import Database, make_engine
-from ._table import build_table, channel_for
+from ._scheduled import ScheduledEvent, scheduled_event
+from ._table import build_table, channel_for, upgrade_statements
 
 
 class OutboxAdmin:
@@ -83,6 +84,19 @@ class OutboxAdmin:
 
     def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
         return self.db.run_blocking(_store.purge, self.table, self._ids(ids, destination), pending)
+
+    def list_scheduled(self) -> list[ScheduledEvent]:
+        """Delayed events not due yet, soonest first."""
+        upgrade = self.db.run_blocking(upgrade_statements, self.table)
+        if upgrade:
+            # A table of 1.0 has no delayed events (and no column to list them by) until an app upgrades it.
+            return []
+        rows = self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None)
+        return [scheduled_event(row) for row in rows]
+
+    def cancel(self, ids: Sequence[str]) -> int:
+        """Cancel undelivered events by id (a relay handing one over right now still finishes it)."""
+        return self.db.run_blocking(_store.cancel, self.table, list(ids))
 
     def stats(self) -> dict[str, Any]:
         counts = self.db.run_blocking(_store.counts, self.table)

@@ -27,6 +27,7 @@ from . import _session, _store
 from ._db import Database
 from ._notify import listen
 from ._relay import Deliverer, Relay
+from ._scheduled import ScheduledEvent, scheduled_event
 from ._store import Record
 from ._table import PENDING, build_table, channel_for, upgrade_statements
 from ._targets import build_targets
@@ -332,6 +333,20 @@ class SQLAlchemyOutbox:
         if count and self.db.is_postgres:
             _store.notify(conn, self.channel)
         return count
+
+    # -- scheduled events (the inspector and the command line) -------------------------------------------------
+
+    async def scheduled(self, limit: int = 100) -> list[ScheduledEvent]:
+        """Delayed events not due yet, soonest first."""
+        rows = await self.db.run(_store.list_scheduled, self.table, time.time(), limit)
+        return [scheduled_event(row) for row in rows]
+
+    async def cancel_scheduled(self, ids: Sequence[str]) -> int:
+        """Cancel undelivered events by id now, in a transaction of its own; returns how many were cancelled.
+
+        From application code, :meth:`cancel` (staged with the session) is usually what you want.
+        """
+        return await self.db.run(_store.cancel, self.table, [check_event_id(i) for i in ids])
 
     async def purge(self, ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (all, or these event ids); returns how many."""

@@ -1,4 +1,5 @@
-"""The command line with an outbox: ``relay`` delivers, ``spool`` verbs list, replay and purge dead letters."""
+"""The command line with an outbox: ``relay`` delivers, ``spool`` verbs list, replay and purge dead letters, list
+and cancel scheduled events."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from fastapi_events.cli import main
 from fastapi_events.delivery import RetryPolicy
 from tests._servers import wait_for
 from tests.outbox._app import Recorder, count_rows, create_orders, make_app
+from tests.outbox._delayed import Clock
+from tests.outbox._delayed import make_app as make_delayed_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,3 +115,47 @@ def test_outbox_dead_letters_with_the_spool_verbs(tmp_path: Path, capsys: pytest
     sqlite3.connect(tmp_path / "other.db").close()
     assert main(["spool", "list", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
     assert "no outbox table" in capsys.readouterr().err
+
+
+def test_scheduled_events_listed_and_cancelled_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    writer, _ = make_delayed_app(engine, [Clock()], relay=False)
+    events = [
+        {"name": "reservation.expire", "delay": 2.5, "id": "keep", "payload": {"n": 1}},
+        {"name": "invoice.reminder", "delay": 2.0, "id": "drop", "payload": {"n": 2}},
+    ]
+    with TestClient(writer) as client:
+        assert client.post("/schedule", json={"events": events}).status_code == 200
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+
+    assert main(["spool", "scheduled", url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["id"], e["event_name"], e["payload"]["n"]) for e in listed] == [
+        ("drop", "invoice.reminder", 2),  # soonest first
+        ("keep", "reservation.expire", 1),
+    ]
+    assert all(e["due_at"] > e["created_at"] for e in listed)
+    assert main(["spool", "scheduled", url]) == 0
+    text = capsys.readouterr().out
+    assert "scheduled: 2" in text
+    assert "invoice.reminder" in text
+
+    assert main(["spool", "cancel", url, "--id", "drop"]) == 0
+    assert "cancelled 1" in capsys.readouterr().out
+    assert main(["spool", "cancel", url, "--id", "drop", "--json"]) == 1  # gone already: says so
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"cancelled": 0}
+    assert "not found" in captured.err
+    assert main(["spool", "scheduled", str(tmp_path / "spool.db")]) == 2
+    assert "give its database URL" in capsys.readouterr().err
+
+    clock = Clock()
+    app, _ = make_delayed_app(engine, [clock], poll_interval=60)
+    with TestClient(app):
+        wait_for(lambda: len(clock.handled) == 1, timeout=30, message="the event not cancelled")
+        time.sleep(0.5)
+    assert clock.ids() == ["keep"]
+    assert count_rows(engine) == 0
+    engine.dispose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
@@ -13,6 +15,8 @@ import pytest
 from fastapi_events.delivery import RetryPolicy
 from fastapi_events.delivery._spool import SpoolDB
 from fastapi_events.delivery._spool_writer import SpoolWriter
+from fastapi_events.delivery._store import DeadLetter
+from fastapi_events.delivery._transport import OutboundMessage
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.handlers.aws import SQSForwardHandler
 from tests._loop_lag import loop_lag, stalls
@@ -93,6 +97,49 @@ def test_one_process_per_spool_file(spool_path: str) -> None:
     finally:
         first.close()
     SpoolDB(spool_path, lock=True).close()  # released on close (and by the kernel on kill -9)
+
+
+# Another process (the command line) reading the spool and closing its connection. SQLite lets the last connection
+# to a file checkpoint and delete the WAL; it must see the app's connection and leave the WAL alone.
+_OTHER_READER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+print(conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+conn.close()
+"""
+
+
+@pytest.mark.parametrize("opened", ["reader", "writer", "forwarder's default"])
+def test_opening_the_spool_in_the_process_keeps_the_app_writers_locks(spool_path: str, opened: str) -> None:
+    app_writer = SpoolDB(spool_path, lock=True)
+    try:
+        dead = [DeadLetter(OutboundMessage("e1", "order.placed", b"[]", {}, None), "refused")]
+        with app_writer.transaction():
+            app_writer.insert_dead("orders", dead, 0.0)
+        # The inspector (listing, or replaying) opens and closes the same file in the same process meanwhile:
+        # closing a descriptor of the file outside SQLite would drop the app's locks on it.
+        if opened == "forwarder's default":
+            other = SpoolDB(spool_path)
+        else:
+            other = SpoolDB(spool_path, readonly=opened == "reader", create=False)
+        other.close()
+        result = subprocess.run(
+            [sys.executable, "-c", _OTHER_READER, spool_path], capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.strip() == "1", result.stderr
+        assert os.path.exists(spool_path + "-wal")  # the other process knew it was not the last connection
+        with app_writer.transaction():  # and the app's writer carries on, on an intact file
+            app_writer.insert_dead("orders", dead, 0.0)
+        assert app_writer.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert app_writer.count_dead() == 2
+    finally:
+        app_writer.close()
+
+
+def test_a_reader_never_creates_the_file(spool_path: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        SpoolDB(spool_path, readonly=True)
+    assert not os.path.exists(spool_path)
 
 
 @pytest.mark.anyio

@@ -1,10 +1,14 @@
-"""Outbox dead letters in the inspector: listed with their handler and reason, replayed and purged by POST."""
+"""Outbox dead letters in the inspector: listed with their handler and reason, replayed and purged by POST;
+scheduled events listed and cancelled."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from fastapi_events.delivery import RetryPolicy
@@ -12,6 +16,8 @@ from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.inspector import Inspector
 from tests._servers import wait_for
 from tests.outbox._app import Database, Recorder, count_rows, create_orders, make_app
+from tests.outbox._delayed import Clock
+from tests.outbox._delayed import make_app as make_delayed_app
 
 from .conftest import page_token
 
@@ -94,3 +100,43 @@ def test_an_event_dispatched_through_the_outbox_shows_the_handlers_that_ran(tmp_
         ("order.placed", '{"order_id": 1, "i": 1}', "ok"),
     ]
     assert all([run["handler"].rsplit(".", 1)[1] for run in e["handlers"]] == ["fulfil"] for e in events)
+
+
+def test_scheduled_events_are_listed_and_cancelled_by_a_protected_post(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    clock = Clock()
+    app, outbox = make_delayed_app(engine, [clock], poll_interval=60)
+    inspector = Inspector(authorize=lambda connection: True)
+    app.mount("/_events", inspector.app)
+    events = [
+        {"name": "invoice.reminder", "delay": 2.0, "id": "reminder-7", "payload": {"invoice": 7}},
+        {"name": "reservation.expire", "delay": 2.5, "id": "hold-3", "payload": {"reservation": 3}},
+    ]
+    try:
+        with TestClient(app) as client:
+            assert client.post("/schedule", json={"events": events}).status_code == 200
+            listing = client.get("/_events/api/scheduled").json()
+            (source,) = [s for s in listing["sources"] if s["label"] == repr(outbox)]
+            assert [(e["id"], e["event"]) for e in source["items"]] == [
+                ("reminder-7", "invoice.reminder"),
+                ("hold-3", "reservation.expire"),
+            ]
+            assert json.loads(source["items"][0]["payload"])["invoice"] == 7
+            assert source["items"][0]["due"] > source["items"][0]["dispatched"]
+
+            cancel = {"source": source["id"], "ids": ["reminder-7"]}
+            # Changing state needs the page's token and its origin, as replay and purge do.
+            assert client.post("/_events/api/scheduled/cancel", json=cancel).status_code == 403
+            token = page_token(client.get("/_events/").text)
+            foreign = {"x-inspector-token": token, "origin": "http://evil.example"}
+            assert client.post("/_events/api/scheduled/cancel", json=cancel, headers=foreign).status_code == 403
+            headers = {"x-inspector-token": token, "origin": "http://testserver"}
+            assert client.post("/_events/api/scheduled/cancel", json=cancel, headers=headers).json() == {"cancelled": 1}
+            after = client.get("/_events/api/scheduled").json()["sources"]
+            assert [[e["id"] for e in s["items"]] for s in after if s["id"] == source["id"]] == [["hold-3"]]
+            wait_for(lambda: len(clock.handled) == 1, timeout=30, message="the event not cancelled")
+            time.sleep(0.3)
+        assert clock.ids() == ["hold-3"]
+    finally:
+        inspector.recorder.stop()
+        engine.dispose()

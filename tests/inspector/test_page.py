@@ -87,6 +87,23 @@ def test_events_appear_live_and_a_failing_handler_counts_up(page: Page, start: A
     expect(page.locator("#events tr.event")).to_have_count(6, timeout=WAIT_MS)
 
 
+def test_a_page_opened_after_ten_events_shows_them_and_their_counts(page: Page, start: Any) -> None:  # noqa: F811
+    app = start()
+    for order_id in range(8):
+        assert app.http.post(f"/orders/{order_id}").status_code == 200
+    app.emit("payment.captured", {"fail": True}, {"fail": False})
+    app.open(page)
+    expect(page.locator("#events tr.event")).to_have_count(10, timeout=WAIT_MS)
+    expect(page.locator("#events tr.outcome-failed")).to_have_count(1)
+    expect(page.locator("#events tr.outcome-failed .run.failed")).to_contain_text("card declined")
+    tab(page, "handlers")
+    charge = page.locator('#local tr[data-function$=".charge"]')
+    expect(charge.locator("td.handled")).to_have_text("2", timeout=WAIT_MS)
+    expect(charge.locator("td.failures")).to_have_text("1")
+    audit = page.locator('#local tr[data-function$=".audit"]')
+    expect(audit.locator("td.handled")).to_have_text("8")
+
+
 def test_xss_payload_is_shown_as_text(page: Page, start: Any) -> None:  # noqa: F811
     app = start()
     app.open(page)

@@ -63,6 +63,12 @@ class Fixture:
             for n in orders:
                 assert client.post(f"/orders/{n}", params={"events": events}).status_code == 200
 
+    def post_orders_delayed(self, base_url: str, n: int, events: int, delay: float, spread: float = 0.0) -> None:
+        """Order ``n`` with ``events`` delayed events, event ``i`` due ``delay + i * spread`` seconds from now."""
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            params = {"events": events, "delay": delay, "spread": spread}
+            assert client.post(f"/orders/{n}", params=params).status_code == 200
+
     def delivered(self) -> list[tuple[str, str, int]]:
         with self.check.connect() as conn:
             return [

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlsplit
 
 from ...consumer import Source
 from ...errors import ConfigurationError
-from .._urlparse import path_parts, query, reject_unknown
+from .._registry import path_parts, query, reject_unknown
 
 SCHEMES = ("pubsub",)
 #: The URL form and its options, for ``consume --help``.

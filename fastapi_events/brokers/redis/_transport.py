@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
@@ -27,6 +28,31 @@ _PERMANENT_PREFIXES = ("WRONGTYPE", "ERR")
 # Errors about the server or our access to it (auth or ACL changed, replica, loading, failover, out of memory):
 # when every entry of a batch gets one, it is an outage - waited out without spending the retry budget.
 _UNAVAILABLE_PREFIXES = ("NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
+
+
+# One round trip, one reply for a whole batch: the script XADDs every entry and answers only with the entries
+# the server refused ({index, error, ...}), so a delivered batch costs one tiny reply to parse instead of one per
+# entry. ARGV: maxlen ("" for none), then per entry its number of field/value pairs and the pairs.
+_XADD_ALL = """
+local stream, maxlen, i, refused, entry = KEYS[1], ARGV[1], 2, {}, 0
+while i <= #ARGV do
+  entry = entry + 1
+  local pairs = tonumber(ARGV[i])
+  local args = {stream}
+  if maxlen ~= '' then args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen end
+  args[#args + 1] = '*'
+  for f = i + 1, i + 2 * pairs do args[#args + 1] = ARGV[f] end
+  i = i + 1 + 2 * pairs
+  local reply = redis.pcall('XADD', unpack(args))
+  if type(reply) == 'table' and reply.err then
+    refused[#refused + 1] = entry
+    refused[#refused + 1] = reply.err
+  end
+end
+return refused
+"""
+# Scripting refused (ACLs, a proxy without EVAL): the transport falls back to a pipeline of XADDs for good.
+_NO_SCRIPTING_PREFIXES = ("NOPERM", "ERR unknown command", "NOSCRIPT")
 
 
 class RedisUnavailableError(ConnectionError):
@@ -56,6 +82,8 @@ class RedisStreamTransport:
         self.maxlen = maxlen
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scripting = True  # until the server refuses scripts
+        self._script: AsyncScript | None = None
 
     def message_size(self, message: OutboundMessage) -> int:
         size = len(message.body) + len(message.key or "")
@@ -71,6 +99,8 @@ class RedisStreamTransport:
         # A client's connections belong to the event loop that made them: an app running a loop per request
         # (TestClient without ``with``) gets a fresh client on each; the old loop is closed, so is its socket.
         self._client, self._loop = client, asyncio.get_running_loop()
+        if self._scripting:
+            self._script = client.register_script(_XADD_ALL)
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         if self._client is None:
@@ -78,8 +108,38 @@ class RedisStreamTransport:
         if self._loop is not asyncio.get_running_loop():
             await self.open()
             assert self._client is not None
+        if self._script is not None:
+            try:
+                return await self._send_scripted(self._client, batch)
+            except ResponseError as exc:
+                if _unavailable(exc):
+                    raise RedisUnavailableError(f"{self.destination}: {exc}") from exc
+                if not str(exc).startswith(_NO_SCRIPTING_PREFIXES):
+                    raise
+                logger.info("Redis refuses Lua scripts (%s); XADD pipelines from now on", exc)
+                self._script, self._scripting = None, False
+        return await self._send_pipelined(self._client, batch)
+
+    async def _send_scripted(self, client: aioredis.Redis, batch: Sequence[OutboundMessage]) -> list[EntryResult]:
+        assert self._script is not None
+        args: list[Any] = [b"" if self.maxlen is None else self.maxlen]
+        for message in batch:
+            fields = stream_fields(message)
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += (name, value)
+        refused = await self._script(keys=[self.destination], args=args, client=client)
+        results: list[EntryResult] = [DELIVERED] * len(batch)
+        errors = [bytes(e).decode("utf-8", "replace") if isinstance(e, bytes) else str(e) for e in refused[1::2]]
+        for index, error in zip(refused[0::2], errors, strict=True):
+            results[int(index) - 1] = self._result(ResponseError(error))
+        if len(errors) == len(batch) and all(_unavailable(ResponseError(error)) for error in errors):
+            raise RedisUnavailableError(f"{self.destination}: {errors[0]}")
+        return results
+
+    async def _send_pipelined(self, client: aioredis.Redis, batch: Sequence[OutboundMessage]) -> list[EntryResult]:
         # No MULTI: entries are independent, and one refused entry must not take the others with it.
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             for message in batch:
                 pipe.xadd(self.destination, stream_fields(message), maxlen=self.maxlen, approximate=True)
             replies = await pipe.execute(raise_on_error=False)

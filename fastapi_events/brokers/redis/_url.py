@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from ...consumer import Source
 from ...errors import ConfigurationError
-from .._urlparse import path_parts, query, reject_unknown, take_float
+from .._registry import path_parts, query, reject_unknown, take_float
 
 SCHEMES = ("redis", "rediss")
 #: The URL form and its options, for ``consume --help``.

@@ -261,15 +261,59 @@
     const data = await getJSON("api/dead-letters");
     const container = document.getElementById("dead-sources");
     container.replaceChildren(...data.sources.map(deadSource));
-    if (!data.sources.length) container.appendChild(el("p", { class: "muted" }, "No spool or outbox in this process."));
+    if (!data.sources.length) container.appendChild(el("p", { class: "muted" }, "No spool or outbox in this app."));
     const total = data.sources.reduce((sum, s) => sum + (s.total || 0), 0);
     document.getElementById("dead-count").textContent = total ? String(total) : "";
     fill(
       document.getElementById("dead-recent"),
       data.recent.slice().reverse().map((d) => el("tr", {}, cell(clock(d.time)), cell(d.event), cell(d.where), cell(d.reason, "error"))),
-      "None since the page opened.",
+      "None yet.",
       4,
     );
+  }
+
+  // -- scheduled (delayed outbox events not due yet) ------------------------------------------------------------
+  async function cancelScheduled(source, ids) {
+    try {
+      const result = await post("api/scheduled/cancel", { source: source, ids: ids });
+      notice("cancelled " + result.cancelled);
+    } catch (error) {
+      notice("cancel failed: " + error.message, true);
+    }
+    await loadScheduled();
+  }
+  function scheduledSource(source) {
+    const rows = source.items.map((s) =>
+      el(
+        "tr",
+        { "data-id": s.id },
+        cell(clock(s.due)),
+        cell(s.event),
+        el("td", {}, el("code", {}, s.id)),
+        el("td", {}, el("code", { class: "payload" }, s.payload)),
+        cell(clock(s.dispatched)),
+        el("td", { class: "actions" }, el("button", { type: "button", class: "cancel", onclick: () => cancelScheduled(source.id, [s.id]) }, "Cancel")),
+      ),
+    );
+    const body = el("tbody", {});
+    fill(body, rows, source.error ? "Cannot read: " + source.error : "Nothing scheduled.", 6);
+    return el(
+      "div",
+      { class: "source", "data-source": source.id },
+      el("h2", {}, "outbox: " + source.label + " (" + source.items.length + ")"),
+      el(
+        "table",
+        { class: "grid" },
+        el("thead", {}, el("tr", {}, ...["Due", "Event", "Id", "Payload", "Dispatched", ""].map((h) => el("th", {}, h)))),
+        body,
+      ),
+    );
+  }
+  async function loadScheduled() {
+    const data = await getJSON("api/scheduled");
+    const container = document.getElementById("scheduled-sources");
+    container.replaceChildren(...data.sources.map(scheduledSource));
+    if (!data.sources.length) container.appendChild(el("p", { class: "muted" }, "No outbox in this process."));
   }
 
   // -- catalog -------------------------------------------------------------------------------------------------
@@ -293,10 +337,10 @@
   }
 
   // -- wiring --------------------------------------------------------------------------------------------------
-  const loaders = { handlers: loadHandlers, dead: loadDead, catalog: loadCatalog };
+  const loaders = { handlers: loadHandlers, dead: loadDead, scheduled: loadScheduled, catalog: loadCatalog };
   // Seconds between reloads of each view: dead letters are read from the spool files, and a re-rendered catalog
   // would keep resetting the schema the user is reading.
-  const every = { handlers: 1, dead: 2, catalog: 10, events: 5 };
+  const every = { handlers: 1, dead: 2, scheduled: 2, catalog: 10, events: 5 };
   let ticks = 0;
   async function tick(force) {
     try {

@@ -1,10 +1,12 @@
-"""A loop per request (``TestClient`` without ``with``): every request's events are acknowledged when it returns."""
+"""When a request's events are handed over to Kafka: once librdkafka holds them on a loop that outlives the request
+(the app's lifespan ran on it), once acknowledged on a loop per request (``TestClient`` without ``with``)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from fastapi_events.codec import decode_event
@@ -23,3 +25,42 @@ def test_each_request_on_its_own_loop_has_its_events_acknowledged_when_it_return
         assert (stats.delivered, stats.queued) == (request * 50, 0)
     messages = read_all(kafka_broker.bootstrap_servers, topic, 150)
     assert sorted(decode_event(m.value())[1] for m in messages) == list(range(150))
+
+
+LINGER_MS = 5000  # librdkafka holds what it was given this long before it sends anything
+
+
+@pytest.mark.anyio
+async def test_after_startup_a_call_returns_once_librdkafka_holds_its_events_and_reports_settle_them_later(
+    kafka_broker: Any,
+) -> None:
+    topic = f"buffered-{uuid.uuid4().hex[:8]}"
+    handler = KafkaForwardHandler(topic, kafka_broker.bootstrap_servers, config={"linger.ms": LINGER_MS})
+    await handler.startup()  # what the app's lifespan does: this loop outlives the calls
+    try:
+        await handler.handle_many([("warmup", -1)])
+        await handler.flush(60)
+        for start in range(0, 30, 10):
+            await handler.handle_many([("tick", n) for n in range(start, start + 10)])
+        # Three calls returned one after another, none waiting for the broker: librdkafka still lingers on their
+        # events (nothing sent yet), so no delivery report came in.
+        assert (handler.stats.delivered, handler.stats.queued) == (1, 30)
+        await handler.flush(60)  # the delivery reports settle them
+        stats = handler.stats
+        assert (stats.delivered, stats.queued, stats.dropped) == (31, 0, 0)
+    finally:
+        await handler.shutdown(10)
+    messages = read_all(kafka_broker.bootstrap_servers, topic, 31)
+    assert sorted(decode_event(m.value())[1] for m in messages) == list(range(-1, 30))
+
+
+@pytest.mark.anyio
+async def test_without_startup_a_call_waits_for_the_delivery_reports(kafka_broker: Any) -> None:
+    # A loop that may end with its call (no lifespan ran on it): only the broker's acknowledgement hands over.
+    topic = f"unbuffered-{uuid.uuid4().hex[:8]}"
+    handler = KafkaForwardHandler(topic, kafka_broker.bootstrap_servers, config={"linger.ms": LINGER_MS})
+    try:
+        await handler.handle_many([("tick", n) for n in range(10)])
+        assert handler.stats.delivered == 10  # returned only once the reports said so, linger and all
+    finally:
+        await handler.shutdown(10)

@@ -1,0 +1,48 @@
+"""Scheduled (delayed, not yet due) events of this process's outboxes: list them, cancel them by event id.
+
+Sources are the outbox sources of :mod:`._deadletters` (the outboxes of live middlewares), named by the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ._deadletters import MAX_LISTED, Source, sources
+
+_PAYLOAD_CHARS = 4000
+
+
+def _item(event: Any) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "event": event.event_name,
+        "due": event.due_at,
+        "dispatched": event.created_at,
+        "key": event.key,
+        "payload": json.dumps(event.payload, ensure_ascii=False, default=str)[:_PAYLOAD_CHARS],
+    }
+
+
+async def listing() -> dict[str, Any]:
+    """``GET /api/scheduled``: per outbox, its delayed events that are not due yet, soonest first."""
+    listed = []
+    for source in sources():
+        if source.kind != "outbox":
+            continue
+        entry: dict[str, Any] = {"id": source.id, "label": source.label}
+        try:
+            entry.update(items=[_item(event) for event in await source.target.scheduled(MAX_LISTED)], error=None)
+        except Exception as exc:  # one unreadable outbox must not hide the others
+            entry.update(items=[], error=f"{type(exc).__name__}: {exc}")
+        listed.append(entry)
+    return {"sources": listed}
+
+
+async def cancel(source: Source, ids: Sequence[str]) -> dict[str, Any]:
+    """``POST /api/scheduled/cancel`` (``source`` is an outbox's)."""
+    return {"cancelled": await source.target.cancel_scheduled(list(ids))}
+
+
+__all__ = ["cancel", "listing"]
