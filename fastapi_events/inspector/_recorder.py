@@ -25,8 +25,8 @@ from .. import _hooks, _runtime
 from .._names import event_name_str
 from ..handlers.local import LocalHandler
 from ..typing import Event
-from ._history import MAX_KEYS, History, count_name, describe_error, remove_hook
-from ._stats import ChannelStats, HandlerStats
+from ._history import History, count_name, remove_hook
+from ._stats import MAX_KEYS, Channels, ChannelStats, HandlerStats, describe_error
 
 _monotonic = time.monotonic
 _time = time.time
@@ -108,7 +108,6 @@ class Recorder:
         self.watching_since: float | None = None
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.handlers: dict[str, HandlerStats] = {}
-        self.channels: dict[tuple[str, str, str], ChannelStats] = {}
         # runtime id -> event name (as dispatched) -> times seen while watching
         self._seen: dict[int | None, dict[Any, int]] = {}
         self.lag: dict[tuple[str, str, str], int] = {}
@@ -124,10 +123,12 @@ class Recorder:
         self._by_id: dict[int, EventRecord] = {}
         self._aliases: dict[int, tuple[Event, EventRecord]] = {}  # handled copies of events (outbox, consumers)
         self._lock = threading.Lock()  # counters updated from worker threads (sync handlers)
+        self._channels = Channels(self._lock)
+        self.channels: dict[tuple[str, str, str], ChannelStats] = self._channels.stats
         self._fold_lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
-        self.history = History(history, self.dead) if history > 0 else None
+        self.history = History(history, self.dead, self._channels) if history > 0 else None
         if self.history is not None:
             self.history.install()
             weakref.finalize(self, self.history.uninstall)
@@ -144,10 +145,10 @@ class Recorder:
                 self._take_history()
             # In place: the hot paths hold aliases of these lists.
             _hooks.on_handle.append(self.on_handle)
-            _hooks.on_forward_batch.append(self.on_forward_batch)
             _hooks.on_consume.append(self.on_consume)
             _hooks.on_consumer_lag.append(self.on_consumer_lag)
-            if self.history is None:  # else the history's hook records them, page open or not
+            if self.history is None:  # else the history's hooks record them, page open or not
+                _hooks.on_forward_batch.append(self.on_forward_batch)
                 _hooks.on_dead_letter.append(self.on_dead_letter)
         # Last, so that the event seen here is the one handlers get (tracing wraps it in a new tuple).
         dispatch_hooks = _hooks.on_dispatch
@@ -229,16 +230,10 @@ class Recorder:
                 stats.add(seconds, error)
             if error is not None and consuming is not None:
                 # The consumer catches it (retry, dead letter): count it for the consumer.
-                channel = self._channel(consuming)
+                channel = self._channels.get(consuming)
                 if channel is not None:
                     channel.failures += 1
                     channel.last_error = error
-
-    def _channel(self, key: tuple[str, str, str]) -> ChannelStats | None:
-        stats = self.channels.get(key)
-        if stats is None and len(self.channels) < _MAX_KEYS:
-            stats = self.channels[key] = ChannelStats()
-        return stats
 
     def on_forward_batch(self, system: str, destination: str, messages: Sequence[Any]) -> _ChannelScope:
         return _ChannelScope(self, ("forwarder", system, destination), len(messages))
@@ -251,20 +246,7 @@ class Recorder:
         return _ChannelScope(self, ("consumer", system, destination), 1)
 
     def channel_done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
-        with self._lock:
-            stats = self._channel(key)
-            if stats is None:
-                return
-            stats.batches += 1
-            stats.messages += size
-            if exc is None:
-                stats.reachable = True
-            else:
-                stats.failures += 1
-                stats.last_error = describe_error(exc)
-                # A consumer's handler failing says nothing about the broker; a failed send does.
-                if key[0] == "forwarder":
-                    stats.reachable = False
+        self._channels.done(key, size, exc)
 
     def on_consumer_lag(self, system: str, destination: str, partition: str, lag: int) -> None:
         if len(self.lag) < _MAX_KEYS:
