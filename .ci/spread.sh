@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: the supported spread of tox.ini. The core environments (py310-oldest, then starlette-only) run in the
-# background while the full suite (newest) runs in the foreground - the full suite mostly waits on its servers -
-# then the documentation site is built. The background output is printed as one block once it is done, so the log
-# reads environment by environment. Every environment runs even after another one failed, so one log shows all of
+# `make test`: the supported spread of tox.ini. The core environments (py310-oldest, then starlette-only) and the
+# documentation site (docs) run one after the other in the background while the full suite (newest) runs in the
+# foreground - the full suite mostly waits on its servers, its pytest process uses a few % of a CPU. The
+# background output is printed as one block once it is done, so the log reads environment by environment. Every environment runs even after another one failed, so one log shows all of
 # the spread; the summary at the end says which failed.
 #   SPREAD_PARALLEL=0   run everything one after the other
 #   TOX=path            the tox to use (default: the Makefile's bootstrap one, see .ci/tox.sh)
@@ -18,9 +18,11 @@ started=$SECONDS
 core_log="$(mktemp)"
 trap 'rm -f "$core_log"' EXIT
 
+BACKGROUND=(py310-oldest starlette-only docs)
+
 run_core() {
     local env
-    for env in py310-oldest starlette-only; do
+    for env in "${BACKGROUND[@]}"; do
         echo "===== tox -e $env ====="
         tox run -e "$env"
         echo "$env=$?"
@@ -28,7 +30,7 @@ run_core() {
 }
 
 if [ "${SPREAD_PARALLEL:-1}" = 1 ]; then
-    echo "spread: py310-oldest and starlette-only run in the background; their output follows the newest run's"
+    echo "spread: ${BACKGROUND[*]} run in the background; their output follows the newest run's"
     run_core >"$core_log" 2>&1 </dev/null &
     core_pid=$!
     echo "===== tox -e newest ====="
@@ -42,15 +44,11 @@ else
     tox run -e newest
     status[newest]=$?
 fi
-for env in py310-oldest starlette-only; do
+for env in "${BACKGROUND[@]}"; do
     # The exit status of each background run is its line "<env>=<status>"; none means it never finished.
     status[$env]="$(sed -n "s/^$env=\([0-9]*\)$/\1/p" "$core_log" | tail -n 1)"
     status[$env]="${status[$env]:-1}"
 done
-
-echo "===== tox -e docs ====="
-tox run -e docs
-status[docs]=$?
 
 echo "===== spread: $((SECONDS - started)) s ====="
 failed=0

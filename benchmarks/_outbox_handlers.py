@@ -1,4 +1,5 @@
-"""Handlers the standalone relays of ``bench_outbox.py`` run (``--handlers _outbox_handlers:forward``)."""
+"""Handlers the standalone relays of ``bench_outbox.py`` and ``bench_delayed.py`` run (``--handlers
+_outbox_handlers:forward``)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ async def seen(event: Any, meta: EventMeta = Depends(event_meta)) -> None:
     now = time.time()
     if _out is not None:
         _out.write(f"{meta.id} {now!r}\n")
+
+
+delayed = LocalHandler()  # bench_delayed.py: the due time travels in the payload
+
+
+@delayed.register(event_name="*")
+async def due(event: Any, meta: EventMeta = Depends(event_meta)) -> None:
+    now = time.time()
+    if _out is not None:
+        _out.write(f"{meta.id} {event[1]['due']!r} {now!r} {os.getpid()}\n")

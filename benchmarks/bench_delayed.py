@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 from _common import Figure, emit, load_note, median, package_info  # noqa: E402
+from bench_outbox import start_relay, stop  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from fastapi_events import EventHandlerASGIMiddleware, dispatch  # noqa: E402
@@ -50,29 +48,6 @@ async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
 def percentiles(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def start_relay(url: str, out: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "fastapi_events", "relay", url, "--handlers", "_delayed_handlers:seen"]
-    command += ["--poll-interval", "60"]
-    with open(log, "ab") as sink:
-        return subprocess.Popen(
-            command,
-            cwd=BENCH_DIR,
-            env={**os.environ, "BENCH_OUT": str(out), "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(BENCH_DIR)])},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def write_schedule(engine: sa.Engine, events: int, window: float) -> None:
@@ -100,7 +75,8 @@ def relay_round(pg: PostgresServer, relays: int, events: int, window: float, wor
     with engine.begin() as conn:
         outbox.table.create(conn)
     out = workdir / f"seen-{relays}-{time.monotonic_ns()}.txt"
-    procs = [start_relay(pg.url(database, "asyncpg"), out, workdir / "relays.log") for _ in range(relays)]
+    url, env, log = pg.url(database, "asyncpg"), {"BENCH_OUT": str(out)}, workdir / "relays.log"
+    procs = [start_relay(url, "_outbox_handlers:delayed", env, log, poll_interval=60) for _ in range(relays)]
     try:
         time.sleep(4)  # the relays are up and listening
         write_schedule(engine, events, window)

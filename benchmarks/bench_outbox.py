@@ -128,8 +128,11 @@ def fill(engine: sa.Engine, middleware_id: int, events: int) -> None:
             session.commit()
 
 
-def start_relay(url: str, handlers: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "fastapi_events", "relay", url, "--handlers", handlers, "--poll-interval", "1"]
+def start_relay(
+    url: str, handlers: str, env: dict[str, str], log: Path, poll_interval: float = 1.0
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "fastapi_events", "relay", url, "--handlers", handlers]
+    command += ["--poll-interval", str(poll_interval)]
     with open(log, "ab") as out:
         return subprocess.Popen(
             command,

@@ -46,7 +46,7 @@ def color(series: str, order: list[str]) -> str:
 def grouped_bars(ax: Any, bars: list[Bar], unit: str, *, log: bool = False) -> None:
     """Horizontal bars: one group per category (top to bottom in first-seen order), one bar per series."""
     categories = list(dict.fromkeys(category for category, *_ in bars))
-    series = list(dict.fromkeys(name for _, name, *_ in bars))
+    series = sorted(dict.fromkeys(name for _, name, *_ in bars), key=lambda name: not name.startswith("ours"))
     height = 0.8 / len(series)
     for index, name in enumerate(series):
         mine = [(categories.index(c), v, r) for c, s, v, r in bars if s == name]

@@ -90,6 +90,11 @@ def test_every_example_is_run_and_shown() -> None:
     assert not unexercised, f"examples no test runs: {sorted(unexercised)}"
 
 
+def test_readme_is_a_landing_page() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines: move details into docs/"
+
+
 def test_readme_examples_are_parts_of_tested_files() -> None:
     readme = (ROOT / "README.md").read_text()
     sources = [(ROOT / name).read_text() for name in EXAMPLES]

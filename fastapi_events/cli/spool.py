@@ -103,11 +103,8 @@ def _scheduled(args: argparse.Namespace) -> int:
         return 0
     print(f"scheduled: {len(events)}")
     rows = [(e.id, e.event_name, _when(e.due_at), _when(e.created_at), json.dumps(e.payload)[:60]) for e in events]
-    headers = ("ID", "EVENT", "DUE (UTC)", "DISPATCHED (UTC)", "PAYLOAD")
     if rows:
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-        for row in [headers, *rows]:
-            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        _print_table(("ID", "EVENT", "DUE (UTC)", "DISPATCHED (UTC)", "PAYLOAD"), rows)
     return 0
 
 
@@ -141,7 +138,11 @@ def _print_records(title: str, records: Sequence[StoredRecord], reason_header: s
     if not records:
         return
     rows = [(r.id, r.event_name, r.destination, str(r.attempts), _when(r.created_at), r.reason or "-") for r in records]
-    headers = ("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header)
+    _print_table(("ID", "EVENT", "DESTINATION", "ATTEMPTS", "TIME (UTC)", reason_header), rows)
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns aligned; the last one (free text) is not padded."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:-1])]
     for row in [headers, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])

@@ -16,7 +16,8 @@ from .. import _runtime
 from .._report import qualified_name
 from ..delivery import ForwardHandler
 from ..handlers.local import LocalHandler, Registration
-from ._recorder import ChannelStats, Recorder
+from ._recorder import Recorder
+from ._stats import ChannelStats
 
 
 def mounting_runtimes() -> list[_runtime.Runtime]:

@@ -6,7 +6,8 @@ inspector takes its hooks with it):
 - on dispatch: the event, its time and the middleware it went through, into a ring of the last ``size`` events,
   and a count per event name (at most ``MAX_KEYS`` names per middleware);
 - on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters;
-- on a dead letter: the notification, into the recorder's own list.
+- on a dead letter: the notification, into the recorder's own list;
+- around a forwarder's batch send: the destination's counters (reachable, batches, failures), also the recorder's.
 
 Successful handler runs cost nothing here: which functions handled an event follows from its name and the
 middleware's registrations. Latencies are measured only while a page is open (the recorder's ``on_handle`` hook).
@@ -16,30 +17,22 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _hooks
 from .._names import event_name_str
 from .._runtime import event_store
 from ..typing import Event
+from ._stats import MAX_KEYS, Channels, describe_error
 
-MAX_KEYS = 4096
 _ERROR_CHARS = 500
-
-
-def describe_error(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not turn into a failure of the handler being observed
-        text = f"<{type(exc).__name__} whose str() raised>"
-    return f"{type(exc).__name__}: {text}"[:_ERROR_CHARS]
 
 
 class History:
     """The ring of recent events and the counters since start, filled while no page is open."""
 
-    def __init__(self, size: int, dead: deque[dict[str, Any]]) -> None:
+    def __init__(self, size: int, dead: deque[dict[str, Any]], channels: Channels) -> None:
         self.size = size
         #: ``(event, unix time, id of the middleware's runtime or None)``, oldest first.
         self.events: deque[tuple[Event, float, int | None]] = deque(maxlen=size)
@@ -52,12 +45,15 @@ class History:
         self.remember = _dispatch_hook(self.events, self.seen)
         self._failure = _failure_hook(self.failures, self.failed)
         self._dead = _dead_hook(dead)
+        self._batch = _batch_hook(channels)
         self.recording = False
 
     def install(self) -> None:
-        """Record from now on (dispatches and failures); dead letters are recorded from the first call on."""
+        """Record from now on (dispatches and failures); dead letters and forwarder batches, from the first call
+        on and also while a page is open."""
         if self._dead not in _hooks.on_dead_letter:
             _hooks.on_dead_letter.append(self._dead)
+            _hooks.on_forward_batch.append(self._batch)
         if not self.recording:
             self.recording = True
             _hooks.on_dispatch.append(self.remember)
@@ -67,12 +63,13 @@ class History:
         """A page is open: the recorder's own hooks take over (dead letters stay with this one)."""
         if self.recording:
             self.recording = False
-            _remove(_hooks.on_dispatch, self.remember)
-            _remove(_hooks.on_handler_failure, self._failure)
+            remove_hook(_hooks.on_dispatch, self.remember)
+            remove_hook(_hooks.on_handler_failure, self._failure)
 
     def uninstall(self) -> None:
         self.pause()
-        _remove(_hooks.on_dead_letter, self._dead)
+        remove_hook(_hooks.on_dead_letter, self._dead)
+        remove_hook(_hooks.on_forward_batch, self._batch)
 
     def take(self) -> tuple[list[tuple[Event, float, int | None]], dict[int, dict[str, str]]]:
         """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
@@ -99,22 +96,27 @@ def _dispatch_hook(ring: deque[tuple[Event, float, int | None]], seen: dict[int 
         buffer = get_buffer(None)
         runtime = None if buffer is None else id(buffer.runtime)
         ring.append((event, now(), runtime))
-        names = seen.get(runtime)
-        if names is None:
-            names = seen[runtime] = {}
-        key = event[0]
-        try:
-            count = names.get(key)
-        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
-            key = event_name_str(key)
-            count = names.get(key)
-        if count is not None:
-            names[key] = count + 1
-        elif len(names) < MAX_KEYS:
-            names[key] = 1
+        count_name(seen, runtime, event[0])
         return event
 
     return remember
+
+
+def count_name(seen: dict[int | None, dict[Any, int]], runtime: int | None, key: Any) -> None:
+    """One more event named ``key`` through ``runtime``. Names are counted as given (an Enum member, usually a
+    str): converting them is left to the reader. Two threads racing may lose a count, nothing worse."""
+    names = seen.get(runtime)
+    if names is None:
+        names = seen[runtime] = {}
+    try:
+        count = names.get(key)
+    except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
+        key = event_name_str(key)
+        count = names.get(key)
+    if count is not None:
+        names[key] = count + 1
+    elif len(names) < MAX_KEYS:
+        names[key] = 1
 
 
 def _failure_hook(failures: deque[tuple[Event, str, str]], failed: dict[str, list[Any]]) -> Any:
@@ -139,11 +141,33 @@ def _dead_hook(dead: deque[dict[str, Any]]) -> Any:
     return remember_dead_letter
 
 
-def _remove(hooks: list[Any], hook: Any) -> None:
+class _Batch:
+    __slots__ = ("_channels", "_key", "_size")
+
+    def __init__(self, channels: Channels, key: tuple[str, str, str], size: int) -> None:
+        self._channels = channels
+        self._key = key
+        self._size = size
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._channels.done(self._key, self._size, exc)
+
+
+def _batch_hook(channels: Channels) -> Any:
+    def remember_batch(system: str, destination: str, messages: Sequence[Any]) -> _Batch:
+        return _Batch(channels, ("forwarder", system, destination), len(messages))
+
+    return remember_batch
+
+
+def remove_hook(hooks: list[Any], hook: Any) -> None:
     for index, registered in enumerate(hooks):
         if registered == hook:  # bound methods compare equal, not identical
             del hooks[index]
             return
 
 
-__all__ = ["MAX_KEYS", "History", "describe_error"]
+__all__ = ["History", "count_name", "remove_hook"]

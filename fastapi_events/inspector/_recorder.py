@@ -25,14 +25,14 @@ from .. import _hooks, _runtime
 from .._names import event_name_str
 from ..handlers.local import LocalHandler
 from ..typing import Event
-from ._history import MAX_KEYS, History, describe_error
+from ._history import History, count_name, remove_hook
+from ._stats import MAX_KEYS, Channels, ChannelStats, HandlerStats, describe_error
 
 _monotonic = time.monotonic
 _time = time.time
 
 #: Seconds of per-second event counts kept for the chart.
 RATE_WINDOW = 300
-_LATENCY_SAMPLES = 1024
 _MAX_KEYS = MAX_KEYS  # distinct handler names / event names / destinations remembered
 _ERROR_CHARS = 500
 _MATCH_WINDOW = 200  # recent records searched for the dispatch an outbox delivery belongs to
@@ -59,42 +59,6 @@ class EventRecord:
         self.name = name
         self.source = source
         self.runs: list[HandlerRun] = []
-
-
-class HandlerStats:
-    __slots__ = ("failures", "handled", "last_error", "latencies")
-
-    def __init__(self) -> None:
-        self.handled = 0
-        self.failures = 0
-        self.last_error: str | None = None
-        self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
-
-    def add(self, seconds: float, error: str | None) -> None:
-        self.handled += 1
-        self.latencies.append(seconds)
-        if error is not None:
-            self.failures += 1
-            self.last_error = error
-
-    def percentile(self, fraction: float) -> float | None:
-        samples = sorted(self.latencies)
-        if not samples:
-            return None
-        return samples[min(len(samples) - 1, int(fraction * len(samples)))]
-
-
-class ChannelStats:
-    """A forwarder destination or a consumer source, as seen through the hooks."""
-
-    __slots__ = ("batches", "failures", "last_error", "messages", "reachable")
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.messages = 0
-        self.failures = 0
-        self.reachable: bool | None = None
-        self.last_error: str | None = None
 
 
 class _HandleScope:
@@ -144,7 +108,6 @@ class Recorder:
         self.watching_since: float | None = None
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.handlers: dict[str, HandlerStats] = {}
-        self.channels: dict[tuple[str, str, str], ChannelStats] = {}
         # runtime id -> event name (as dispatched) -> times seen while watching
         self._seen: dict[int | None, dict[Any, int]] = {}
         self.lag: dict[tuple[str, str, str], int] = {}
@@ -160,10 +123,12 @@ class Recorder:
         self._by_id: dict[int, EventRecord] = {}
         self._aliases: dict[int, tuple[Event, EventRecord]] = {}  # handled copies of events (outbox, consumers)
         self._lock = threading.Lock()  # counters updated from worker threads (sync handlers)
+        self._channels = Channels(self._lock)
+        self.channels: dict[tuple[str, str, str], ChannelStats] = self._channels.stats
         self._fold_lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
-        self.history = History(history, self.dead) if history > 0 else None
+        self.history = History(history, self.dead, self._channels) if history > 0 else None
         if self.history is not None:
             self.history.install()
             weakref.finalize(self, self.history.uninstall)
@@ -180,15 +145,15 @@ class Recorder:
                 self._take_history()
             # In place: the hot paths hold aliases of these lists.
             _hooks.on_handle.append(self.on_handle)
-            _hooks.on_forward_batch.append(self.on_forward_batch)
             _hooks.on_consume.append(self.on_consume)
             _hooks.on_consumer_lag.append(self.on_consumer_lag)
-            if self.history is None:  # else the history's hook records them, page open or not
+            if self.history is None:  # else the history's hooks record them, page open or not
+                _hooks.on_forward_batch.append(self.on_forward_batch)
                 _hooks.on_dead_letter.append(self.on_dead_letter)
         # Last, so that the event seen here is the one handlers get (tracing wraps it in a new tuple).
         dispatch_hooks = _hooks.on_dispatch
         if not dispatch_hooks or dispatch_hooks[-1] != self.on_dispatch:
-            _remove(dispatch_hooks, self.on_dispatch)
+            remove_hook(dispatch_hooks, self.on_dispatch)
             dispatch_hooks.append(self.on_dispatch)
 
     @property
@@ -201,12 +166,12 @@ class Recorder:
             return
         self._installed = False
         self.watching_since = None
-        _remove(_hooks.on_dispatch, self.on_dispatch)
-        _remove(_hooks.on_handle, self.on_handle)
-        _remove(_hooks.on_forward_batch, self.on_forward_batch)
-        _remove(_hooks.on_consume, self.on_consume)
-        _remove(_hooks.on_consumer_lag, self.on_consumer_lag)
-        _remove(_hooks.on_dead_letter, self.on_dead_letter)
+        remove_hook(_hooks.on_dispatch, self.on_dispatch)
+        remove_hook(_hooks.on_handle, self.on_handle)
+        remove_hook(_hooks.on_forward_batch, self.on_forward_batch)
+        remove_hook(_hooks.on_consume, self.on_consume)
+        remove_hook(_hooks.on_consumer_lag, self.on_consumer_lag)
+        remove_hook(_hooks.on_dead_letter, self.on_dead_letter)
         if self.history is not None:
             self.history.install()
 
@@ -239,22 +204,8 @@ class Recorder:
         buffer = _runtime.event_store.get(None)
         runtime = None if buffer is None else id(buffer.runtime)
         self._fresh.append((event, now, runtime))
-        # The chart and the catalog count every event, also those the tail has no room for. Two threads racing
-        # may lose a count; nothing else can go wrong without a lock here. Names are counted as given (an Enum
-        # member, usually a str): converting them is left to the reader.
-        key = event[0]
-        names = self._seen.get(runtime)
-        if names is None:
-            names = self._seen[runtime] = {}
-        try:
-            count = names.get(key)
-        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
-            key = event_name_str(key)
-            count = names.get(key)
-        if count is not None:
-            names[key] = count + 1
-        elif len(names) < _MAX_KEYS:
-            names[key] = 1
+        # The chart and the catalog count every event, also those the tail has no room for.
+        count_name(self._seen, runtime, event[0])
         second = int(now)
         rate = self._rate
         if rate and rate[-1][0] == second:
@@ -279,16 +230,10 @@ class Recorder:
                 stats.add(seconds, error)
             if error is not None and consuming is not None:
                 # The consumer catches it (retry, dead letter): count it for the consumer.
-                channel = self._channel(consuming)
+                channel = self._channels.get(consuming)
                 if channel is not None:
                     channel.failures += 1
                     channel.last_error = error
-
-    def _channel(self, key: tuple[str, str, str]) -> ChannelStats | None:
-        stats = self.channels.get(key)
-        if stats is None and len(self.channels) < _MAX_KEYS:
-            stats = self.channels[key] = ChannelStats()
-        return stats
 
     def on_forward_batch(self, system: str, destination: str, messages: Sequence[Any]) -> _ChannelScope:
         return _ChannelScope(self, ("forwarder", system, destination), len(messages))
@@ -301,20 +246,7 @@ class Recorder:
         return _ChannelScope(self, ("consumer", system, destination), 1)
 
     def channel_done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
-        with self._lock:
-            stats = self._channel(key)
-            if stats is None:
-                return
-            stats.batches += 1
-            stats.messages += size
-            if exc is None:
-                stats.reachable = True
-            else:
-                stats.failures += 1
-                stats.last_error = describe_error(exc)
-                # A consumer's handler failing says nothing about the broker; a failed send does.
-                if key[0] == "forwarder":
-                    stats.reachable = False
+        self._channels.done(key, size, exc)
 
     def on_consumer_lag(self, system: str, destination: str, partition: str, lag: int) -> None:
         if len(self.lag) < _MAX_KEYS:
@@ -442,13 +374,6 @@ def local_functions(runtime: Any, name: str) -> list[str]:
         for registration in handler.registrations
         if registration.regex.match(name)
     ]
-
-
-def _remove(hooks: list[Any], hook: Any) -> None:
-    for index, registered in enumerate(hooks):
-        if registered == hook:  # bound methods compare equal, not identical
-            del hooks[index]
-            return
 
 
 __all__ = ["RATE_WINDOW", "EventRecord", "HandlerStats", "Recorder", "describe_error", "local_functions"]

@@ -80,7 +80,7 @@ async def test_tail_is_read_incrementally_filtered_and_bounded(client_for: Clien
 
 
 async def test_memory_stays_bounded_with_a_page_open(client_for: ClientFactory) -> None:
-    from fastapi_events.inspector import _recorder
+    from fastapi_events.inspector import _recorder, _stats
 
     app = make_app(max_events=50)
     recorder = app.state.inspector.recorder
@@ -95,7 +95,7 @@ async def test_memory_stays_bounded_with_a_page_open(client_for: ClientFactory) 
     assert len(recorder.events) == 50
     assert len(recorder._by_id) <= 2 * 50 + 1
     assert len(recorder.seen()) == _recorder._MAX_KEYS
-    assert all(len(stats.latencies) <= _recorder._LATENCY_SAMPLES for stats in recorder.handlers.values())
+    assert all(len(stats.latencies) <= _stats._LATENCY_SAMPLES for stats in recorder.handlers.values())
     assert len(recorder.rate) <= _recorder.RATE_WINDOW
 
 

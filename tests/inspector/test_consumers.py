@@ -40,12 +40,15 @@ async def test_consumed_events_failures_and_dead_letters_show_up(client_for: Cli
     assert "card declined" in dead["reason"]
 
 
-async def test_forwarder_counts_and_a_broker_refusal(client_for: ClientFactory) -> None:
+@pytest.mark.parametrize("page", ["open before", "opened later"])
+async def test_forwarder_counts_and_a_broker_refusal(client_for: ClientFactory, page: str) -> None:
     broker = InMemoryBroker()
     forwarder = broker.forwarder("audit")
     app = make_app(forwarder=forwarder)
     async with client_for(app) as client:
-        await client.get("/_events/api/handlers")
+        if page == "open before":
+            await client.get("/_events/api/handlers")
+        # else the inspector's history keeps the forwarder's counters and the dead letter for a later page
         broker.fail_next("audit", permanent=True)
         await client.post("/events/order.noted", json=[1, 2])
         await drain(5)
@@ -58,5 +61,6 @@ async def test_forwarder_counts_and_a_broker_refusal(client_for: ClientFactory) 
     assert row["spool_path"] is None
     assert (row["delivered"], row["dead_lettered"], row["queued"]) == (1, 1, 0)
     assert row["reachable"] is True
+    assert row["messages"] == 2
     assert [d["event"] for d in recent] == ["order.noted"]
     assert len(broker.messages("audit")) == 1

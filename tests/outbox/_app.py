@@ -61,10 +61,10 @@ class Database:
         return sa.create_engine(url)
 
 
-def make_app(
+def outbox_app(
     engine: sa.Engine | AsyncEngine, handlers: Sequence[Any], **outbox_options: Any
 ) -> tuple[FastAPI, SQLAlchemyOutbox]:
-    """``POST /orders/{n}?events=k&fail=stage`` writes order ``n`` and ``k`` events, then commits (or not)."""
+    """An app (no routes yet) whose middleware has ``handlers`` and an outbox on ``engine``."""
     outbox = SQLAlchemyOutbox(engine, **outbox_options)
 
     @asynccontextmanager
@@ -76,6 +76,14 @@ def make_app(
 
     app = FastAPI(lifespan=lifespan)
     app.add_middleware(EventHandlerASGIMiddleware, handlers=list(handlers), outbox=outbox)
+    return app, outbox
+
+
+def make_app(
+    engine: sa.Engine | AsyncEngine, handlers: Sequence[Any], **outbox_options: Any
+) -> tuple[FastAPI, SQLAlchemyOutbox]:
+    """``POST /orders/{n}?events=k&fail=stage`` writes order ``n`` and ``k`` events, then commits (or not)."""
+    app, outbox = outbox_app(engine, handlers, **outbox_options)
 
     def write(session: Any, n: int, events: int) -> None:
         session.execute(orders.insert().values(id=n))
@@ -124,4 +132,4 @@ def count_rows(engine: sa.Engine, table: str = "fastapi_events_outbox", where: s
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table} {where}")).scalar_one())
 
 
-__all__ = ["Database", "Recorder", "count_rows", "create_orders", "make_app", "orders"]
+__all__ = ["Database", "Recorder", "count_rows", "create_orders", "make_app", "orders", "outbox_app"]

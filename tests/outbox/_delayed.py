@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +12,11 @@ from fastapi import Body, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from fastapi_events import EventHandlerASGIMiddleware, dispatch
+from fastapi_events import dispatch
 from fastapi_events.handlers.base import BaseEventHandler
 from fastapi_events.outbox import SQLAlchemyOutbox
 from fastapi_events.typing import Event
+from tests.outbox._app import outbox_app
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,11 @@ def schedule(session: Any, outbox: SQLAlchemyOutbox, request: dict[str, Any]) ->
         options: dict[str, Any] = {}
         if "id" in item:
             options["event_id"] = item["id"]
-        delay = float(item.get("delay", 0.0))
+        if "delay" in item:  # without: an event handled at once (still with the caller's id, if any)
+            options["delay"] = float(item["delay"])
         # The due time the test checks against is taken before the call, so never later than the event's own.
-        payload = {**item.get("payload", {}), "due": time.time() + delay}
-        dispatch(item["name"], payload, session=session, delay=delay, **options)
+        payload = {**item.get("payload", {}), "due": time.time() + options.get("delay", 0.0)}
+        dispatch(item["name"], payload, session=session, **options)
     for event_id in request.get("cancel", []):
         outbox.cancel(session, event_id)
 
@@ -66,16 +67,7 @@ def make_app(
     engine: sa.Engine | AsyncEngine, handlers: Sequence[Any], **outbox_options: Any
 ) -> tuple[FastAPI, SQLAlchemyOutbox]:
     """``POST /schedule {"events": [{"name", "delay", "id"?, "payload"?}], "cancel": [ids], "end": "commit"}``."""
-    outbox = SQLAlchemyOutbox(engine, **outbox_options)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if isinstance(engine, AsyncEngine):
-            await engine.dispose()
-
-    app = FastAPI(lifespan=lifespan)
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=list(handlers), outbox=outbox)
+    app, outbox = outbox_app(engine, handlers, **outbox_options)
 
     if isinstance(engine, AsyncEngine):
 

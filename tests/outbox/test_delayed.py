@@ -58,8 +58,6 @@ def test_handled_not_before_the_due_time_and_on_time(database: Database) -> None
         post(client, events=[{"name": "later", "delay": 2.5}])
         # Committed after the relay set its timer for "later": its own commit sets it again, for this one.
         post(client, events=[{"name": "sooner", "delay": 1.0}, {"name": "between", "delay": 1.8}])
-        time.sleep(0.5)
-        assert clock.handled == []
         wait_for(lambda: len(clock.handled) == 3, timeout=30, message="three delayed events")
     assert sorted(clock.names()) == ["between", "later", "sooner"]
     assert_on_time(report(f"on time ({database.url.split(':')[0]})", clock.handled))

@@ -29,6 +29,7 @@ def start_app(tmp_path: Path) -> Iterator[StartApp]:
     processes.close()
 
 
+@pytest.mark.fastapi  # the app process (tests/webhooks/_app.py) is a FastAPI app
 def test_sigkill_while_the_endpoint_is_down_then_the_next_process_delivers_everything(
     tmp_path: Path, start_app: StartApp, serve: Callable[..., ThreadServer]
 ) -> None:
