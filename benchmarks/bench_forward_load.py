@@ -42,7 +42,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(BENCH_DIR), str(REPO_ROOT)]
 
 from _common import Figure, emit, load_note, median, package_info  # noqa: E402
-from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wrk  # noqa: E402
+from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wait_answering, wrk  # noqa: E402
 
 EVENTS_PER_REQUEST = 10
 MODES = ("none", "ours", "hand")
@@ -371,15 +371,7 @@ class Server:
         spec = f"{broker.name}:{mode}:{self.dest}"
         cmd = [sys.executable, __file__, "--serve", spec, "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, cwd=BENCH_DIR, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.stats()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn {spec} did not come up") from None
-                time.sleep(0.1)
+        wait_answering(self.proc, f"http://127.0.0.1:{self.port}/stats", f"uvicorn {spec}")
 
     def stats(self) -> dict[str, int]:
         result: dict[str, int] = get_json(f"http://127.0.0.1:{self.port}/stats", timeout=60.0)

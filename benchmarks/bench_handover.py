@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wrk
+from bench_uvicorn import free_port, get_json, process_cpu_seconds, stop_process, wait_answering, wrk
 
 CONFIGS = ("before", "after", "spool")
 EVENTS_PER_REQUEST = 10
@@ -94,15 +94,7 @@ class Server:
         self.port = free_port()
         cmd = [sys.executable, __file__, "--serve", config, "--port", str(self.port), "--redis", redis_url]
         self.proc = subprocess.Popen([*cmd, "--spool-dir", spool_dir], cwd=Path(__file__).parent)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.stats()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn ({config}) did not come up") from None
-                time.sleep(0.1)
+        wait_answering(self.proc, f"http://127.0.0.1:{self.port}/stats", f"uvicorn ({config})")
 
     def stats(self) -> dict[str, int]:
         # Generous: a server working off a backlog answers late.

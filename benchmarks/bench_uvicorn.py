@@ -203,6 +203,19 @@ def get_json(url: str, timeout: float = 2.0) -> Any:
         return json.loads(response.read())
 
 
+def wait_answering(proc: subprocess.Popen[Any], url: str, what: str, timeout: float = 60.0) -> None:
+    """Block until the server started as ``proc`` answers ``url`` (JSON); RuntimeError when it died or timed out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            get_json(url, timeout=30.0)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not come up") from None
+            time.sleep(0.1)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
     try:
