@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
+import certifi
 import httpcore
 import httpx
 
@@ -174,8 +175,8 @@ class WebhookTransport:
 
 
 def ssl_context() -> ssl.SSLContext:
-    """Certificates verified against httpx's CA bundle (certifi), never against SSL_CERT_FILE & co."""
-    return httpx.create_ssl_context(trust_env=False)
+    """Certificates verified against certifi's CA bundle (httpx's default), never against SSL_CERT_FILE & co."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _guarded_pool(limit: int) -> httpcore.AsyncConnectionPool:

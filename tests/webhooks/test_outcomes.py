@@ -12,6 +12,8 @@ from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 from tests.webhooks._endpoint import SECRET, Recorder, Reply
 from tests.webhooks._send import DeadLetters, events, send
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 Endpoint = Callable[..., tuple[Recorder, str]]
 QUICK = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=0.2)
 
