@@ -25,6 +25,7 @@ class Inbox(Protocol):
 
     async def claim_async(self, session: AsyncSession, event: Any, handler: str) -> bool: ...
 
+
 logger = logging.getLogger("fastapi_events.webhooks")
 
 _ID_LIMIT = 256  # characters of a webhook-id we are prepared to remember
