@@ -63,6 +63,7 @@ BENCHMARKS: dict[str, list[Run]] = {
     "stream": [("ours", "bench_stream.py", [], ["--subscribers", "50", "--rates", "10,50", "--duration", "1"])],
     "outbox": [("ours", "bench_outbox.py", [], ["--events", "1000", "--rounds", "3", "--samples", "30"])],
     "delayed": [("ours", "bench_delayed.py", [], ["--events", "1000", "--window", "3", "--rounds", "1"])],
+    "webhooks": [("ours", "bench_webhooks.py", [], ["--events", "300", "--rounds", "1"])],
 }
 
 

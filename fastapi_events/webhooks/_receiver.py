@@ -8,7 +8,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..dispatcher import dispatch
 from ..errors import ConfigurationError, NoEventContextError
@@ -17,9 +17,14 @@ from ._mount import serve_bare_mount_paths
 from ._signing import decode_secret, signature_matches
 
 if TYPE_CHECKING:  # SQLAlchemy is optional (the outbox extra)
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-    from ..outbox import Inbox
+
+class Inbox(Protocol):
+    """What the receiver needs of :class:`fastapi_events.outbox.Inbox` (the outbox sits above this layer)."""
+
+    async def claim_async(self, session: AsyncSession, event: Any, handler: str) -> bool: ...
+
 
 logger = logging.getLogger("fastapi_events.webhooks")
 

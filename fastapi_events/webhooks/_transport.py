@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
+import certifi
 import httpcore
 import httpx
 
@@ -35,6 +36,9 @@ MAX_RETRY_AFTER = 3600.0  # seconds; an endpoint asking for more must not park a
 _RESPONSE_BYTES = 64 * 1024  # read to keep the connection reusable; more is not worth the time
 _RETRIED_STATUSES = frozenset({408, 429})
 USER_AGENT = "fastapi-events-webhooks"
+# Due again at once: the delivery layer's key order then parks it behind the failed event of its key, so the
+# two come back in the same round, in order (a backoff of its own could bring it back first).
+_HELD_BACK = EntryResult(Outcome.RETRY, "not sent: an earlier event of the same key was not delivered", retry_after=0.0)
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -57,7 +61,10 @@ class WebhookTransport:
     """POSTs to one :class:`WebhookEndpoint` over its own pooled HTTP client."""
 
     system = "webhook"
-    max_batch_count = 1  # one POST per event; the delivery layer runs up to max_concurrent_batches at once
+    # Up to 10 events per batch and max_concurrency batches at once, so that a delivery round holds 100 events
+    # and one slow POST holds up the round's end less; the POSTs themselves share the endpoint's
+    # max_concurrency slots (a semaphore), so short backlogs still use every slot.
+    max_batch_count = 10
     max_batch_bytes = 4 * 1024 * 1024
     max_message_bytes = 4 * 1024 * 1024
 
@@ -71,6 +78,7 @@ class WebhookTransport:
         self._key = endpoint.key
         self._idle: list[httpx.AsyncClient] = []  # clients (one connection each) not in use right now
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots = asyncio.Semaphore(endpoint.max_concurrency)
 
     @property
     def active(self) -> bool:
@@ -102,13 +110,28 @@ class WebhookTransport:
         if self._loop is not loop:
             # Connections belong to the loop that opened them; the old loop may be closed already.
             self._idle, self._loop = [], loop
+            self._slots = asyncio.Semaphore(self.endpoint.max_concurrency)
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         if self._loop is not asyncio.get_running_loop():
             await self.open()
-        if len(batch) == 1:
-            return [await self._post(batch[0])]
-        return await asyncio.gather(*(self._post(message) for message in batch))
+        # Events of one key go one after another (and stop at the first not delivered); all else in parallel.
+        results: list[EntryResult] = [DELIVERED] * len(batch)
+        chains: dict[object, list[int]] = {}
+        for index, message in enumerate(batch):
+            chains.setdefault(message.key if message.key is not None else index, []).append(index)
+
+        async def run(indices: list[int]) -> None:
+            for position, index in enumerate(indices):
+                async with self._slots:
+                    results[index] = await self._post(batch[index])
+                if results[index].outcome is not Outcome.DELIVERED:
+                    for later in indices[position + 1 :]:
+                        results[later] = _HELD_BACK
+                    return
+
+        await asyncio.gather(*(run(indices) for indices in chains.values()))
+        return results
 
     async def _post(self, message: OutboundMessage) -> EntryResult:
         if self.disabled_reason is not None:
@@ -174,8 +197,8 @@ class WebhookTransport:
 
 
 def ssl_context() -> ssl.SSLContext:
-    """Certificates verified against httpx's CA bundle (certifi), never against SSL_CERT_FILE & co."""
-    return httpx.create_ssl_context(trust_env=False)
+    """Certificates verified against certifi's CA bundle (httpx's default), never against SSL_CERT_FILE & co."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _guarded_pool(limit: int) -> httpcore.AsyncConnectionPool:

@@ -14,7 +14,7 @@ import pytest
 from tests._servers import free_port, wait_for
 from tests.webhooks._endpoint import SECRET, ThreadServer
 
-pytestmark = pytest.mark.fastapi
+pytestmark = [pytest.mark.servers, pytest.mark.fastapi]
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs_src" / "webhooks"

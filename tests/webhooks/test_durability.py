@@ -19,6 +19,8 @@ from tests._servers import free_port, wait_for
 from tests.webhooks._endpoint import SECRET, Recorder, Reply, ThreadServer
 from tests.webhooks._send import DeadLetters, events, wait_until
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

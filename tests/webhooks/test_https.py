@@ -18,6 +18,8 @@ from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler, _ssr
 from tests.webhooks._endpoint import SECRET, Recorder, ThreadServer
 from tests.webhooks._send import DeadLetters, events, send
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 Serve = Callable[..., ThreadServer]
 
 

@@ -18,7 +18,7 @@ from tests._servers import wait_for
 from tests.inspector.conftest import page_token
 from tests.webhooks._endpoint import SECRET, Recorder, Reply
 
-pytestmark = pytest.mark.fastapi
+pytestmark = [pytest.mark.servers, pytest.mark.fastapi]
 
 
 def test_endpoints_are_listed_with_state_and_counts_and_their_dead_letters_replayed(

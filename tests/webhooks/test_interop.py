@@ -18,6 +18,8 @@ from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler, Webh
 from tests.webhooks._endpoint import SECRET, Recorder, ThreadServer
 from tests.webhooks._send import send
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 
 @pytest.mark.anyio
 async def test_the_reference_library_verifies_what_we_send(endpoint: Callable[..., tuple[Recorder, str]]) -> None:

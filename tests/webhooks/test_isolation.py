@@ -10,6 +10,8 @@ from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 from tests.webhooks._endpoint import SECRET, Recorder, Reply
 from tests.webhooks._send import events, wait_until
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 
 @pytest.mark.anyio
 async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(endpoint: Callable[..., tuple[Recorder, str]]) -> None:

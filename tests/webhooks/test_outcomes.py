@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -11,6 +12,8 @@ from fastapi_events import RetryPolicy
 from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 from tests.webhooks._endpoint import SECRET, Recorder, Reply
 from tests.webhooks._send import DeadLetters, events, send
+
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
 
 Endpoint = Callable[..., tuple[Recorder, str]]
 QUICK = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=0.2)
@@ -132,3 +135,15 @@ async def test_only_matching_events_go_to_an_endpoint(endpoint: Endpoint) -> Non
     assert len(everything.deliveries) == 3
     # One event, one id: the same webhook-id reaches every endpoint it goes to.
     assert set(orders.ids()) <= set(everything.ids())
+
+
+@pytest.mark.anyio
+async def test_events_of_one_key_arrive_in_order_even_when_one_is_retried(endpoint: Endpoint) -> None:
+    recorder, url = endpoint(script=[Reply(503)])
+    forwarder = WebhookForwardHandler(
+        [WebhookEndpoint(url, SECRET)], allow_private_networks=True, retry=QUICK, key=lambda event: "customer-1"
+    )
+    await send(forwarder, events("order.placed", 6))
+    seen = [json.loads(d.body)["data"]["n"] for d in recorder.deliveries]
+    assert seen[0] == 0  # answered 503: nothing of that key went out before its retry
+    assert seen[1:] == [0, 1, 2, 3, 4, 5]

@@ -22,6 +22,8 @@ from fastapi_events.webhooks import WebhookReceiver
 from tests._servers import wait_for
 from tests.webhooks._endpoint import SECRET, ThreadServer
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
+
 WRONG_SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
 
 

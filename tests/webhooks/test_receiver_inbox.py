@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -33,7 +34,7 @@ def receiving_app(database: str, received: list[Any]) -> Starlette:
 
     app = Starlette()
     app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
-    engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{database}", poolclass=NullPool)  # nothing left open
     app.mount("/webhooks", WebhookReceiver(secret=SECRET, inbox=Inbox(), engine=engine).app)
     return app
 

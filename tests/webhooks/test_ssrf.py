@@ -18,6 +18,8 @@ from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 from tests.webhooks._endpoint import SECRET, Recorder
 from tests.webhooks._send import DeadLetters, events, send
 
+pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback, subprocesses in network namespaces
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.1)
 
