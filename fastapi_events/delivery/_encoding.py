@@ -42,7 +42,7 @@ def encode_events(
         name = event_name_str(event[0])
         event_id = stable_id(event, id_generator)
         carried = getattr(event, "trace_context", None)
-        if isinstance(carried, Mapping):
+        if carried is not None and isinstance(carried, Mapping):  # ABC isinstance is slow; most events are tuples
             attributes = trace_context(event)
         else:
             if current is None:

@@ -125,7 +125,8 @@ class KafkaTransport:
         self._generation = 0  # of the producer: callbacks of a replaced one must not touch its successor
 
     def message_size(self, message: OutboundMessage) -> int:
-        headers = sum(len(k) + len(v) for k, v in message.attributes.items())
+        attributes = message.attributes
+        headers = sum(map(len, attributes)) + sum(map(len, attributes.values()))  # no Python frame per header
         return len(message.body) + len((message.key or "").encode()) + headers + _HEADER_OVERHEAD
 
     async def _in_thread(self, func: Any, *args: Any) -> Any:
