@@ -51,6 +51,14 @@ BENCHMARKS: dict[str, list[Run]] = {
     "forwarders": [("ours", "bench_forwarders.py", [], ["--requests", "60", "--old-timeout", "5"])],
     "handover": [("ours", "bench_handover.py", [], ["--rounds", "1", "--duration", "1"])],
     "consumers": [("ours", "bench_consumers.py", [], ["--events", "2000", "--processes", "1,2", "--brokers", "redis"])],
+    "forward_load": [
+        (
+            "ours",
+            "bench_forward_load.py",
+            [],
+            ["--rounds", "1", "--duration", "1", "--warmup", "0.5", "--connections", "4", "--brokers", "redis,kafka"],
+        )
+    ],
     "inspector": [("ours", "bench_inspector.py", [], ["--rounds", "5"])],
     "stream": [("ours", "bench_stream.py", [], ["--subscribers", "50", "--rates", "10,50", "--duration", "1"])],
     "outbox": [("ours", "bench_outbox.py", [], ["--events", "1000", "--rounds", "3", "--samples", "30"])],

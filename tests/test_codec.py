@@ -7,12 +7,14 @@ import datetime
 import decimal
 import enum
 import json
+import os
+import sys
 import uuid
 
 import pydantic
 import pytest
 
-from fastapi_events.codec import decode_event, encode_event
+from fastapi_events.codec import decode_event, encode_event, new_event_id
 from fastapi_events.errors import MalformedMessageError, SerializationError
 
 
@@ -117,3 +119,31 @@ def test_decode_rejects_malformed_bodies_precisely(body: bytes, reason: str) -> 
 def test_decode_accepts_str_and_bytes() -> None:
     assert decode_event('["a", [1, 2]]') == ("a", [1, 2])
     assert decode_event(bytearray(b'["a", null]')) == ("a", None)
+
+
+def test_event_ids_are_distinct_random_uuid4_hex() -> None:
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids:
+        parsed = uuid.UUID(hex=event_id)
+        assert parsed.hex == event_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork")
+def test_a_forked_worker_does_not_repeat_its_parents_event_ids() -> None:
+    new_event_id()  # ids drawn ahead of time now wait in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.close(read)
+        os.write(write, " ".join(new_event_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_event_id() for _ in range(10)}
+    assert len(child) == 10
+    assert not child & parent

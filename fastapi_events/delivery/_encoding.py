@@ -11,7 +11,7 @@ from ..codec import ATTR_EVENT_ID, ATTR_EVENT_NAME, Serializer, encode_event, ne
 from ..errors import SerializationError
 from ..typing import Event
 from ._store import DeadLetter
-from ._transport import OutboundMessage, Transport
+from ._transport import OutboundMessage, Transport, message_size
 
 KeyFunction = Callable[[Event], "str | None"]
 
@@ -69,7 +69,7 @@ def encode_events(
             # Replayable: replaying sends it without a key, which is the operator's call to make.
             out.dead.append(DeadLetter(message, key_error, 0, replayable=True))
             continue
-        size = transport.message_size(message)
+        size = message_size(transport, message)
         if size > limit:
             reason = f"message is {size} bytes, over the {limit}-byte limit of {transport.system}"
             out.dead.append(DeadLetter(message, str(SerializationError(name, reason)), 0, replayable=True))

@@ -11,7 +11,7 @@ from ._batching import Batches, split_batches
 from ._ordering import KeyOrder
 from ._retry import RetryPolicy
 from ._store import DeadLetter, Entry, Retry
-from ._transport import EntryResult, OutboundMessage, Outcome, Submitted, Transport, submitter
+from ._transport import EntryResult, OutboundMessage, Outcome, Submitted, Transport, message_size, submitter
 
 Sent = list[tuple[list[Entry], Sequence[EntryResult] | None, str]]
 
@@ -20,7 +20,7 @@ def split_for(transport: Transport, entries: Sequence[Entry]) -> Batches[Entry]:
     """``entries`` in batches within ``transport``'s count and size limits (oversize ones set apart)."""
     return split_batches(
         entries,
-        size=lambda e: transport.message_size(e.message),
+        size=lambda e: message_size(transport, e.message),
         max_count=transport.max_batch_count,
         max_bytes=transport.max_batch_bytes,
         max_message_bytes=transport.max_message_bytes,

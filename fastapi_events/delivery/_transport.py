@@ -17,6 +17,8 @@ class OutboundMessage:
     body: bytes  # from the codec: JSON ["event name", payload] (or the user's serializer)
     attributes: dict[str, str] = field(default_factory=dict)  # event name, event id, trace context
     key: str | None = None  # ordering / partition / message-group key
+    # The transport's message_size, kept once known: it is needed at acceptance and again for every round.
+    size: int = field(default=-1, init=False, compare=False, repr=False)
 
 
 class Outcome(enum.Enum):
@@ -76,6 +78,15 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def message_size(transport: Transport, message: OutboundMessage) -> int:
+    """``transport.message_size(message)``, computed once per message."""
+    size = message.size
+    if size < 0:
+        size = transport.message_size(message)
+        object.__setattr__(message, "size", size)  # a cache, not a change of the (frozen) message
+    return size
+
+
 Submitted = tuple[int, Awaitable[Sequence[EntryResult]]]  # what ``Transport.submit`` returns (see there)
 
 
@@ -85,4 +96,13 @@ def submitter(transport: Transport) -> Callable[[Sequence[OutboundMessage]], Sub
     return submit if callable(submit) else None
 
 
-__all__ = ["DELIVERED", "EntryResult", "OutboundMessage", "Outcome", "Submitted", "Transport", "submitter"]
+__all__ = [
+    "DELIVERED",
+    "EntryResult",
+    "OutboundMessage",
+    "Outcome",
+    "Submitted",
+    "Transport",
+    "message_size",
+    "submitter",
+]
