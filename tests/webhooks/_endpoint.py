@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
+from fastapi_events import EventHandlerASGIMiddleware
+from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.typing import Receive, Scope, Send
+from fastapi_events.webhooks import WebhookReceiver
 from tests._servers import free_port, wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
@@ -72,6 +76,22 @@ class Recorder:
         await send({"type": "http.response.body", "body": b""})
 
 
+def receiving_app(receiver: WebhookReceiver, path: str = "/webhooks") -> tuple[Starlette, list[tuple[str, Any]]]:
+    """A receiving app: the middleware, ``receiver`` mounted at ``path``, and the list its handler records
+    every dispatched event in."""
+    received: list[tuple[str, Any]] = []
+    handler = LocalHandler()
+
+    @handler.register(event_name="*")
+    def record(event: tuple[str, Any]) -> None:
+        received.append(event)
+
+    app = Starlette()
+    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+    app.mount(path, receiver.app)
+    return app, received
+
+
 class ThreadServer:
     """uvicorn serving ``app`` on 127.0.0.1 from a thread of this process."""
 
@@ -96,4 +116,4 @@ class ThreadServer:
             self.thread.join(15)
 
 
-__all__ = ["SECRET", "Delivery", "Recorder", "Reply", "ThreadServer"]
+__all__ = ["SECRET", "Delivery", "Recorder", "Reply", "ThreadServer", "receiving_app"]

@@ -10,12 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 from standardwebhooks import Webhook
-from starlette.applications import Starlette
 
-from fastapi_events import EventHandlerASGIMiddleware
-from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler, WebhookReceiver
-from tests.webhooks._endpoint import SECRET, Recorder, ThreadServer
+from tests.webhooks._endpoint import SECRET, Recorder, ThreadServer, receiving_app
 from tests.webhooks._send import send
 
 pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
@@ -44,16 +41,7 @@ async def test_the_reference_library_verifies_what_we_send(endpoint: Callable[..
 
 
 def test_our_receiver_accepts_what_the_reference_library_signs(serve: Callable[..., ThreadServer]) -> None:
-    received: list[tuple[str, object]] = []
-    handler = LocalHandler()
-
-    @handler.register(event_name="*")
-    def record(event: tuple[str, object]) -> None:
-        received.append(event)
-
-    app = Starlette()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
-    app.mount("/webhooks", WebhookReceiver(secret=SECRET, tolerance=300).app)
+    app, received = receiving_app(WebhookReceiver(secret=SECRET, tolerance=300))
     server = serve(app)
 
     signer = Webhook(SECRET)

@@ -13,14 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
-from fastapi_events import EventHandlerASGIMiddleware
 from fastapi_events.errors import ConfigurationError
-from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.webhooks import WebhookReceiver
 from tests._servers import wait_for
-from tests.webhooks._endpoint import SECRET, ThreadServer
+from tests.webhooks._endpoint import SECRET, ThreadServer, receiving_app
 
 pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
 
@@ -51,16 +48,7 @@ class Receiving:
 
 @pytest.fixture
 def receiving(serve: Callable[..., ThreadServer]) -> Iterator[Receiving]:
-    received: list[tuple[str, Any]] = []
-    handler = LocalHandler()
-
-    @handler.register(event_name="*")
-    def record(event: tuple[str, Any]) -> None:
-        received.append(event)
-
-    app = Starlette()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
-    app.mount("/webhooks", WebhookReceiver(secret=SECRET, tolerance=300).app)
+    app, received = receiving_app(WebhookReceiver(secret=SECRET, tolerance=300))
     server = serve(app)
     with httpx.Client(timeout=30, follow_redirects=False) as client:
         yield Receiving(server.url, received, client)
@@ -139,16 +127,7 @@ def test_the_secret_is_checked_when_the_receiver_is_built() -> None:
 def test_the_bare_mount_path_is_served_without_a_redirect_with_or_without_lifespan(lifespan: bool) -> None:
     from starlette.testclient import TestClient
 
-    received: list[tuple[str, Any]] = []
-    handler = LocalHandler()
-
-    @handler.register(event_name="*")
-    def record(event: tuple[str, Any]) -> None:
-        received.append(event)
-
-    app = Starlette()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
-    app.mount("/hooks/in", WebhookReceiver(secret=SECRET).app)
+    app, received = receiving_app(WebhookReceiver(secret=SECRET), "/hooks/in")
     client = TestClient(app, follow_redirects=False)
     if lifespan:
         with client:

@@ -14,39 +14,28 @@ from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from fastapi_events import EventHandlerASGIMiddleware
 from fastapi_events.errors import ConfigurationError
-from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.outbox import Inbox
 from fastapi_events.webhooks import WebhookReceiver
-from tests.webhooks._endpoint import SECRET
+from tests.webhooks._endpoint import SECRET, receiving_app
 from tests.webhooks.test_receiver import signed
 
 BODY = json.dumps({"type": "invoice.paid", "timestamp": "2026-01-01T00:00:00Z", "data": {"n": 1}}).encode()
 
 
-def receiving_app(database: str, received: list[Any]) -> Starlette:
-    handler = LocalHandler()
-
-    @handler.register(event_name="*")
-    def record(event: tuple[str, Any]) -> None:
-        received.append(event)
-
-    app = Starlette()
-    app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
+def inbox_app(database: str) -> tuple[Starlette, list[tuple[str, Any]]]:
     engine = create_async_engine(f"sqlite+aiosqlite:///{database}", poolclass=NullPool)  # nothing left open
-    app.mount("/webhooks", WebhookReceiver(secret=SECRET, inbox=Inbox(), engine=engine).app)
-    return app
+    return receiving_app(WebhookReceiver(secret=SECRET, inbox=Inbox(), engine=engine))
 
 
 def test_a_redelivery_to_a_new_receiver_is_not_dispatched_again(tmp_path: Path) -> None:
     database = str(tmp_path / "inbox.db")
     Inbox().table.create(sa.create_engine(f"sqlite:///{database}"))
-    first: list[Any] = []
-    with TestClient(receiving_app(database, first)) as client:
+    app, first = inbox_app(database)
+    with TestClient(app) as client:
         assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
-    second: list[Any] = []  # a restarted process: its memory of ids is empty
-    with TestClient(receiving_app(database, second)) as client:
+    app, second = inbox_app(database)  # a restarted process: its memory of ids is empty
+    with TestClient(app) as client:
         assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
         assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_b")).status_code == 204
     assert first == [("invoice.paid", {"n": 1})]
