@@ -12,7 +12,7 @@ httptools + uvloop, no access log), each with a destination of its own:
   in a worker thread; 10 Pub/Sub ``publish()`` calls (futures not awaited in the route).
 
 A round loads the three servers of a broker in random order (``wrk -t1 -c20``, 5 s after a 1 s warm-up; SQS
-``-c4`` 1 s after 0.5 s and Pub/Sub ``-c8`` 2 s after 0.5 s, whose emulators work off a backlog slowly - see
+``-c4`` 1 s and Pub/Sub ``-c8`` 2 s, each after a 1 s warm-up, whose emulators work off a backlog slowly - see
 ``LOAD``; ``--duration``/``--warmup``/``--connections`` set one load for every broker). After
 each run the script waits until the server holds nothing more and counts at the broker (``XLEN``, the topic's
 messages read back, the queue's message count, messages pulled from a subscription) what arrived against what the
@@ -58,8 +58,8 @@ RPS_TARGET = {"redis": 1.0, "kafka": 1.0}
 LOAD = {
     "redis": {"duration": 5.0, "warmup": 1.0, "connections": 20},
     "kafka": {"duration": 5.0, "warmup": 1.0, "connections": 20},
-    "sqs": {"duration": 1.0, "warmup": 0.5, "connections": 4},
-    "pubsub": {"duration": 2.0, "warmup": 0.5, "connections": 8},
+    "sqs": {"duration": 1.0, "warmup": 1.0, "connections": 4},
+    "pubsub": {"duration": 2.0, "warmup": 1.0, "connections": 8},
 }
 
 
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, help="seconds of wrk load per run (default: per broker, LOAD)")
-    parser.add_argument("--warmup", type=float, help="seconds of wrk warm-up per run (default: per broker)")
+    parser.add_argument("--warmup", type=float, help="whole seconds of wrk warm-up per run (default: per broker)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, help="wrk connections (default: per broker)")
     parser.add_argument("--json", action="store_true")

@@ -56,7 +56,7 @@ BENCHMARKS: dict[str, list[Run]] = {
             "ours",
             "bench_forward_load.py",
             [],
-            ["--rounds", "1", "--duration", "1", "--warmup", "0.5", "--connections", "4", "--brokers", "redis,kafka"],
+            ["--rounds", "1", "--duration", "1", "--warmup", "1", "--connections", "4", "--brokers", "redis,kafka"],
         )
     ],
     "inspector": [("ours", "bench_inspector.py", [], ["--rounds", "5"])],
