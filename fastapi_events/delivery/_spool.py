@@ -261,11 +261,15 @@ class SpoolDB:
         )
 
     def count_pending(self, destination: str | None = None) -> int:
+        return self._count("pending", destination)
+
+    def _count(self, table: str, destination: str | None) -> int:
+        # ``table`` is one of this module's two table names, never user input.
         if not self._has_schema:
             return 0
         if destination is None:
-            return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
-        sql = "SELECT COUNT(*) FROM pending WHERE destination = ?"
+            return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        sql = f"SELECT COUNT(*) FROM {table} WHERE destination = ?"
         return int(self.conn.execute(sql, (destination,)).fetchone()[0])
 
     # -- administration (StoreAdmin: the command line, the inspector) ------------------------------------------
@@ -305,12 +309,7 @@ class SpoolDB:
         return records
 
     def count_dead(self, destination: str | None = None) -> int:
-        if not self._has_schema:
-            return 0
-        if destination is None:
-            return int(self.conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
-        sql = "SELECT COUNT(*) FROM dead_letters WHERE destination = ?"
-        return int(self.conn.execute(sql, (destination,)).fetchone()[0])
+        return self._count("dead_letters", destination)
 
     def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
         """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
