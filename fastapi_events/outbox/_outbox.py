@@ -144,6 +144,12 @@ class SQLAlchemyOutbox:
             # WAL lets the app's transactions, relays and the command line read while one of them writes.
             with contextlib.suppress(sa.exc.DBAPIError):
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        if self.db.is_postgres:
+            # Replicas deployed together would otherwise race to create (or upgrade) the table, and PostgreSQL
+            # fails all but one of them on its catalog's unique index. Held until this transaction commits.
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"fastapi_events:{self.table}"}
+            )
         if sa.inspect(conn).has_table(self.table_name, schema=self.table.schema):
             self._upgrade_table(conn)
             return

@@ -59,7 +59,7 @@ def test_two_relays_handle_200_delayed_events_exactly_once(faults: Fixture) -> N
     for _ in range(2):
         faults.start_relay(*POLL)
     # Relays already waiting: their timers are set by NOTIFY as the app commits.
-    wait_for(lambda: all("started" in faults.relay_log(i) for i in range(2)), timeout=60, message="relays up")
+    wait_for(faults.relays_started, timeout=60, message="relays up")
     _, url = faults.start_app(FE_RELAY="0")  # writes only
     for n in range(1, 21):
         faults.post_orders_delayed(url, n, events=10, delay=3.0 + 0.1 * n, spread=0.01)

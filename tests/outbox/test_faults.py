@@ -58,6 +58,13 @@ class Fixture:
     def relay_log(self, index: int) -> str:
         return (self.tmp_path / f"relay-{index}.log").read_text()
 
+    def relays_started(self) -> bool:
+        """Whether every relay has logged its start; a relay that exited instead fails the test with its log."""
+        for index, proc in enumerate(self.relays):
+            if proc.poll() is not None:
+                pytest.fail(f"relay {index} exited with {proc.returncode}:\n{self.relay_log(index)}")
+        return all("started" in self.relay_log(i) for i in range(len(self.relays)))
+
     def post_orders(self, base_url: str, orders: range, events: int = 1) -> None:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             for n in orders:

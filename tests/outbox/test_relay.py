@@ -149,3 +149,32 @@ def test_a_commit_wakes_relays_of_other_processes_through_listen_notify(pg_url: 
         write_only(database, range(1, 4))
         wait_for(lambda: len(recorder.events) == 3, timeout=20, message="3 events woken by NOTIFY")
     assert sorted(p["order_id"] for p in recorder.payloads()) == [1, 2, 3]
+
+
+def test_processes_starting_at_once_on_a_fresh_database_all_start(pg_url: Any) -> None:
+    """Several relays (or app replicas) deployed together each create the missing table: none may fail."""
+    import asyncio
+    import threading
+
+    from fastapi_events.outbox import SQLAlchemyOutbox
+
+    url = pg_url("psycopg")
+    outboxes = [SQLAlchemyOutbox(sa.create_engine(url), relay=False) for _ in range(8)]
+    barrier = threading.Barrier(len(outboxes))
+    errors: list[BaseException] = []
+
+    def start(outbox: SQLAlchemyOutbox) -> None:
+        barrier.wait()
+        try:
+            asyncio.run(outbox.start())
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(o,)) for o in outboxes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with sa.create_engine(url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM fastapi_events_outbox").scalar_one() == 0
