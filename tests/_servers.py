@@ -301,9 +301,7 @@ class ManagedServer:
             except Exception as exc:
                 problem = f"readiness probe raised {exc!r}"
             if time.monotonic() >= deadline:
-                problem = (
-                    f"not ready after {self.startup_timeout:.1f}s ({problem or 'probe never succeeded'})"
-                )
+                problem = f"not ready after {self.startup_timeout:.1f}s ({problem or 'probe never succeeded'})"
                 break
             time.sleep(0.05)
         self.kill()
@@ -461,9 +459,7 @@ class MotoServer(ManagedServer):
 
 
 PUBSUB_EMULATOR_PACKAGE = "google-cloud-cli-pubsub-emulator"
-PUBSUB_EMULATOR_LAUNCHER = Path(
-    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-)
+PUBSUB_EMULATOR_LAUNCHER = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 
 
 class PubSubEmulator(ManagedServer):
@@ -485,8 +481,7 @@ class PubSubEmulator(ManagedServer):
         if self._launcher() is None:
             _fail_missing(
                 f"The Pub/Sub emulator ({PUBSUB_EMULATOR_LAUNCHER})",
-                f"apt-get install {PUBSUB_EMULATOR_PACKAGE} (Google Cloud apt repository), "
-                "or run .ci/install-deps.sh",
+                f"apt-get install {PUBSUB_EMULATOR_PACKAGE} (Google Cloud apt repository), or run .ci/install-deps.sh",
             )
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             _fail_missing("Java (needed by the Pub/Sub emulator)", "apt-get install default-jre-headless")

@@ -69,9 +69,7 @@ def _pubsub_roundtrip(server: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -
         subscription = subscriber.subscription_path(server.project, _unique("sub"))
         publisher.create_topic(name=topic)
         subscriber.create_subscription(name=subscription, topic=topic)
-        message_id = publisher.publish(topic, b'["user.signed_up", {}]', event_name="user.signed_up").result(
-            timeout=10
-        )
+        message_id = publisher.publish(topic, b'["user.signed_up", {}]', event_name="user.signed_up").result(timeout=10)
         assert message_id
         response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
         assert len(response.received_messages) == 1
@@ -84,9 +82,7 @@ def _pubsub_roundtrip(server: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -
         publisher.transport.close()
 
 
-def test_pubsub_emulator_publish_and_pull(
-    pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pubsub_emulator_publish_and_pull(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pubsub_emulator.host == f"127.0.0.1:{pubsub_emulator.port}"
     assert pubsub_emulator.env == {"PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     _pubsub_roundtrip(pubsub_emulator, monkeypatch)
