@@ -285,11 +285,17 @@ class KafkaTransport:
             report = failed(f"producer failed: {error.str()}")
         else:
             report = (classify(error), error.code())
-        if threading.get_ident() == reports.thread:
-            reports.settle(index, report)
-        else:  # served by a worker thread (a full queue, purging, closing): settled on the batch's loop
+        if threading.get_ident() != reports.thread:
+            # Served by a worker thread (a full queue, purging, closing): settled on the batch's loop.
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
                 reports.loop.call_soon_threadsafe(reports.settle, index, report)
+            return
+        slots = reports.reports  # Reports.settle, inline: this runs once per message
+        if slots[index] is None:
+            slots[index] = report
+            reports.left -= 1
+            if not reports.left:
+                self._complete(reports)
 
     def _refused(self, exc: KafkaException) -> Report:
         error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
