@@ -12,8 +12,7 @@ the :func:`event_meta` dependency::
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,25 +92,46 @@ def event_meta(event: Event) -> EventMeta:
 
 
 # Plain tuples cannot carry attributes, and minting an id on every dispatch would cost every dispatch: the id is
-# made on first request and kept while the event is recent (keyed by the object's id, which the value pins).
-_local_ids: OrderedDict[int, tuple[Event, str]] = OrderedDict()
+# made on first request and kept while the event is recent (keyed by the object's id, which the value pins). A
+# plain dict keeps insertion order; it is trimmed to its newest _LOCAL_IDS_LIMIT entries once it holds twice that,
+# so that keeping an id costs one dict store.
+_local_ids: dict[int, tuple[Event, str]] = {}
 _LOCAL_IDS_LIMIT = 4096
 
 
 def stable_id(event: Event, generator: Callable[[], str] = new_event_id) -> str:
     """The event's id: its own (:class:`IdentifiedEvent`), else one minted with ``generator`` on first request."""
-    own = getattr(event, "event_id", None)
-    if own is not None:
-        return str(own)
-    key = id(event)
-    found = _local_ids.get(key)
-    if found is not None and found[0] is event:
-        return found[1]
-    event_id = generator()
-    _local_ids[key] = (event, event_id)
-    while len(_local_ids) > _LOCAL_IDS_LIMIT:
-        _local_ids.popitem(last=False)
-    return event_id
+    return stable_ids((event,), generator)[0]
+
+
+def stable_ids(events: Sequence[Event], generator: Callable[[], str] = new_event_id) -> list[str]:
+    """:func:`stable_id` of each of ``events``, in one pass."""
+    ids: list[str] = []
+    known = _local_ids
+    minted = 0
+    for event in events:
+        if type(event) is not tuple:  # a plain dispatch() is a tuple: no attribute to look up (that costs)
+            own = getattr(event, "event_id", None)
+            if own is not None:
+                ids.append(str(own))
+                continue
+        found = known.get(id(event))
+        if found is not None and found[0] is event:
+            ids.append(found[1])
+            continue
+        event_id = generator()
+        known[id(event)] = (event, event_id)
+        minted += 1
+        ids.append(event_id)
+    if minted and len(known) > 2 * _LOCAL_IDS_LIMIT:
+        _trim()
+    return ids
+
+
+def _trim() -> None:
+    newest = list(_local_ids.items())[-_LOCAL_IDS_LIMIT:]
+    _local_ids.clear()
+    _local_ids.update(newest)
 
 
 def received(event: Event, attributes: Mapping[str, str], message_id: str, attempt: int) -> IdentifiedEvent:
@@ -119,4 +139,4 @@ def received(event: Event, attributes: Mapping[str, str], message_id: str, attem
     return IdentifiedEvent(event[0], event[1], attributes.get(ATTR_EVENT_ID) or message_id, None, attempt)
 
 
-__all__ = ["EventMeta", "IdentifiedEvent", "event_meta", "received", "stable_id"]
+__all__ = ["EventMeta", "IdentifiedEvent", "event_meta", "received", "stable_id", "stable_ids"]

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from ._names import event_name_str
@@ -74,6 +75,31 @@ _ENCODER = json.JSONEncoder(default=json_default, ensure_ascii=False, separators
 
 def _dumps(obj: Any) -> bytes:
     return _ENCODER.encode(obj).encode("utf-8")
+
+
+# The C encoder behind _ENCODER, built once: ``JSONEncoder.encode`` builds one per call. Without a markers dict
+# (which a shared encoder could not share between threads) a circular payload ends in RecursionError instead of
+# ValueError; ``encode_bodies`` hands any failure to ``encode_event``, which says what is wrong.
+_C_ENCODE: Callable[[Any, int], Any] | None = (
+    c_make_encoder(None, json_default, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def encode_bodies(events: Sequence[Event], names: Sequence[str]) -> list[bytes | None]:
+    """The default wire bodies of ``events`` (their names already resolved), in one pass; None for an event that
+    cannot be encoded - :func:`encode_event` then raises the error that names it."""
+    encode = _C_ENCODE
+    if encode is None:  # pragma: no cover - an interpreter without the C accelerator
+        return [_dumps([name, event[1]]) for event, name in zip(events, names, strict=True)]
+    bodies: list[bytes | None] = []
+    for event, name in zip(events, names, strict=True):
+        try:
+            bodies.append("".join(encode([name, event[1]], 0)).encode("utf-8"))
+        except Exception:  # RecursionError included: reported by encode_event
+            bodies.append(None)
+    return bodies
 
 
 def encode_payload(value: Any) -> bytes:
@@ -152,11 +178,6 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
     return (name, payload)
 
 
-# What uuid.uuid4() does to 128 random bits (version 4, RFC 4122 variant), without building a UUID object.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
 # One os.urandom call per _ID_CHUNK ids instead of one system call per event. The pool is emptied in a forked
 # child, which would otherwise hand out the same ids as its parent.
 _ID_CHUNK = 64
@@ -164,12 +185,18 @@ _id_pool: list[str] = []
 os.register_at_fork(after_in_child=_id_pool.clear)
 
 
+# Byte tables setting the version nibble (byte 6: 0x4_) and the RFC 4122 variant bits (byte 8: 0b10__ ____).
+_VERSION_BYTE = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT_BYTE = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
 def _fill_id_pool() -> None:
-    random = os.urandom(16 * _ID_CHUNK)
-    _id_pool.extend(
-        "%032x" % ((int.from_bytes(random[start : start + 16], "big") & _UUID4_CLEAR) | _UUID4_SET)
-        for start in range(0, 16 * _ID_CHUNK, 16)
-    )
+    # In C, a chunk at a time: translate the two fixed bytes of every id, hex the lot, slice it.
+    random = bytearray(os.urandom(16 * _ID_CHUNK))
+    random[6::16] = random[6::16].translate(_VERSION_BYTE)
+    random[8::16] = random[8::16].translate(_VARIANT_BYTE)
+    text = random.hex()
+    _id_pool.extend([text[start : start + 32] for start in range(0, 32 * _ID_CHUNK, 32)])
 
 
 def new_event_id() -> str:
@@ -230,6 +257,7 @@ __all__ = [
     "Serializer",
     "attributes_for",
     "decode_event",
+    "encode_bodies",
     "encode_event",
     "encode_payload",
     "json_default",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -17,7 +16,8 @@ from .._report import report_failure
 from ..codec import encode_event
 from ..handlers.base import WHOLE, Answers, BaseEventHandler, describe
 from ..typing import Event
-from ._deadletters import DeadLetterCallback, report_dead_letters, report_dropped
+from ._deadletters import DeadLetterCallback, report_dropped
+from ._direct import DirectSubmit
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
 from ._inflight import RoundsInFlight
@@ -25,9 +25,9 @@ from ._memory import MemoryStore
 from ._options import DeliveryKwargs, DeliveryOptions, split_options
 from ._ordering import KeyOrder
 from ._outage import Outage
-from ._rounds import classify, send_batches, send_now, split_for
+from ._rounds import send_now
 from ._spool_writer import SpoolStore, acquire
-from ._store import DeadLetter, Entry, PendingStore, Retry
+from ._store import Entry, PendingStore
 from ._transport import OutboundMessage, Transport, submitter
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class ForwarderStats:
     waiting: int = 0  # events of dispatching requests waiting for room in the full in-memory queue (backpressure)
 
 
-class ForwardHandler(BaseEventHandler):
+class ForwardHandler(DirectSubmit, BaseEventHandler):
     """Forwards events to a broker :class:`~fastapi_events.delivery.Transport`; never loses one silently.
 
     ``handle_many`` encodes the events and hands them over before it returns - so before the request that
@@ -110,6 +110,10 @@ class ForwardHandler(BaseEventHandler):
         self._resume_at = 0.0  # time.monotonic() before which the sender pauses (the broker is down)
         self._lasting_loop: asyncio.AbstractEventLoop | None = None  # the loop startup() ran on
         self._counts = {"accepted": 0, "delivered": 0, "retried": 0, "dead_lettered": 0, "dropped": 0}
+        self._unsubmitted = 0
+        self._submit = None
+        self._max_batch_count = transport.max_batch_count
+        self._max_batch_bytes = transport.max_batch_bytes
 
     @property
     def outage_log_interval(self) -> float:
@@ -145,6 +149,7 @@ class ForwardHandler(BaseEventHandler):
             self._flushes = Flushes()
             self._handovers = Handovers()
             self._rounds.forget()
+            self._unsubmitted = 0
             if isinstance(self._store, MemoryStore):
                 self._store.reset_in_flight()
         if self._starting is None:
@@ -172,14 +177,21 @@ class ForwardHandler(BaseEventHandler):
                 self._store = store
             else:
                 self._store = MemoryStore(self.max_queue_size, self.transport.destination)
+                # A buffering SDK takes a request's events on the request's call (see _direct.py).
+                self._submit = submitter(self.transport)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._run_sender(), name=f"forward:{self}")
 
     async def flush(self, timeout: float | None = None) -> None:
-        if not self._outstanding or self._loop is not asyncio.get_running_loop():
+        if self._loop is not asyncio.get_running_loop():
+            return
+        waiting = set(self._outstanding)
+        if isinstance(self._store, MemoryStore):
+            waiting.update(self._store.direct_ids())
+        if not waiting:
             return
         timeout = self.flush_timeout if timeout is None else timeout
-        done = self._flushes.register(self._outstanding)
+        done = self._flushes.register(waiting)
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)
@@ -189,7 +201,7 @@ class ForwardHandler(BaseEventHandler):
                 "%s: flush timed out after %.1fs with %d event(s) not delivered (%s)",
                 self,
                 timeout,
-                len(self._outstanding),
+                self._queued() if self._store is not None and not self._store.durable else len(self._outstanding),
                 where,
             )
         finally:
@@ -206,6 +218,8 @@ class ForwardHandler(BaseEventHandler):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._sender = self._starting = None
+        self._unsubmitted = 0
+        self._submit = None
         store, self._store = self._store, None
         if isinstance(store, MemoryStore):
             self._counts["dropped"] += store.report_lost()
@@ -228,13 +242,14 @@ class ForwardHandler(BaseEventHandler):
         if not events:
             return
         self._counts["accepted"] += len(events)
-        try:
-            await self._ensure_started()
-        except Exception as exc:
-            self._counts["dropped"] += len(events)
-            for event in events:
-                report_failure(event, self, exc)
-            return
+        if not self._started_here():
+            try:
+                await self._ensure_started()
+            except Exception as exc:
+                self._counts["dropped"] += len(events)
+                for event in events:
+                    report_failure(event, self, exc)
+                return
         assert self._store is not None
         try:
             encoded = encode_events(
@@ -247,31 +262,49 @@ class ForwardHandler(BaseEventHandler):
             return
         messages, sources, dead = encoded.messages, encoded.sources, encoded.dead
         handed: asyncio.Future[bool | None] | None = None
+        ids: list[str] = []
         if messages:
-            ids = [message.id for message in messages]
-            # Registered before they are stored: room may free piece by piece while this call waits for it, and
-            # the sender can deliver the first pieces before the call resumes.
-            self._outstanding.update(ids)
-            if not self._store.durable:
-                handed = self._handovers.register(ids)
-            try:
-                dropped = await self._store_all(messages)
-            except Exception as exc:  # e.g. disk full: these events are lost, say so for each
-                self._counts["dropped"] += len(messages)
-                for event in sources:
-                    report_failure(event, self, exc)
-                dropped = messages
-            if dropped:
-                self._unregister(message.id for message in dropped)
-                await self._drop(dropped)
+            rest = self._submit_direct(messages)
+            if rest is not None:  # the SDK holds them, but for ``rest``
+                ids = [message.id for message in rest]
+                if ids:
+                    handed = self._handovers.register(ids)
+            else:
+                ids = [message.id for message in messages]
+                # Registered before they are stored: room may free piece by piece while this call waits for it,
+                # and the sender can deliver the first pieces before the call resumes.
+                self._outstanding.update(ids)
+                if not self._store.durable:
+                    handed = self._handovers.register(ids)
+                try:
+                    dropped = await self._store_all(messages)
+                except Exception as exc:  # e.g. disk full: these events are lost, say so for each
+                    self._counts["dropped"] += len(messages)
+                    for event in sources:
+                        report_failure(event, self, exc)
+                    dropped = messages
+                if dropped:
+                    self._unregister(message.id for message in dropped)
+                    await self._drop(dropped)
+                self._wake.set()
         if dead:
             await self._dead_letter(dead, stored=False)
-        self._wake.set()
         if handed is not None:
             if self._outage.active:
                 self._handovers.forget(ids)
             else:
                 await self._hand_over(handed, ids)
+
+    def _started_here(self) -> bool:
+        """Started on the running loop, successfully (``_ensure_started`` would return at once, at more cost)."""
+        starting = self._starting
+        return (
+            starting is not None
+            and starting.done()
+            and self._loop is asyncio.get_running_loop()
+            and not starting.cancelled()
+            and starting.exception() is None
+        )
 
     async def deliver(self, events: Sequence[Event], answers: Answers | None = None) -> None:
         """Without ``answers``: :meth:`handle_many`. With them, the caller keeps the durable copy (the outbox's
@@ -372,166 +405,6 @@ class ForwardHandler(BaseEventHandler):
                     self.transport.destination,
                     self.flush_timeout,
                 )
-
-    # -- delivering ----------------------------------------------------------------------------------------
-    async def _run_sender(self) -> None:
-        try:
-            await self._open_transport()
-            while True:
-                try:
-                    pause = self._resume_at - time.monotonic()
-                    if pause > 0:
-                        await asyncio.sleep(pause)
-                    self._wake.clear()
-                    store = self._store
-                    assert store is not None
-                    entries, next_at = await store.due(time.time(), self._window)
-                    if entries:
-                        if self._overlapping(store):
-                            await self._rounds.start(functools.partial(self._watched_round, entries))
-                        else:
-                            await self._watched_round(entries)
-                        continue
-                    await self._sleep_until(next_at)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the sender must outlive any bug or I/O error, or events would pile up forever
-                    logger.exception("%s: delivery round failed; retrying", self)
-                    await asyncio.sleep(1.0)
-        except asyncio.CancelledError:
-            await self._rounds.cancel_all()
-            queued = self._store.queued() if self._store is not None else 0
-            if queued and not self._stopping:
-                # The event loop is closing under the sender (TestClient without ``with``, asyncio.run ending).
-                logger.warning(
-                    "%s: event loop closing with %d event(s) not delivered to %s; they are sent when this "
-                    "forwarder next runs on a loop (or lost at exit without spool_path)",
-                    self,
-                    queued,
-                    self.transport.destination,
-                )
-            raise
-
-    async def _watched_round(self, entries: list[Entry], submitted: asyncio.Future[None] | None = None) -> None:
-        """One delivery round, logging now and then while the broker takes long to answer; after a failed
-        send, the outage pause (the whole sender: it would only hammer a broker that is down)."""
-        round_task = asyncio.ensure_future(self._send_round(entries, submitted))
-        started = time.monotonic()
-        try:
-            while not round_task.done():
-                await asyncio.wait((round_task,), timeout=self._outage.log_interval)
-                if not round_task.done():
-                    self._outage.still_waiting(time.monotonic() - started, self._queued())
-            error = round_task.result()
-        finally:
-            round_task.cancel()
-        if error:
-            self._broker_down()
-            pause = self._outage.failed("reach", error, self._queued())
-            self._resume_at = max(self._resume_at, time.monotonic() + pause)
-            await asyncio.sleep(pause)
-        elif self._outage.active:
-            self._outage.recovered(self._queued())
-
-    def _overlapping(self, store: PendingStore) -> bool:
-        """Whether rounds may overlap: a buffering SDK, on a loop that outlives requests (see ``startup``), and
-        entries being sent kept out of ``due`` (the memory queue does, the spool does not)."""
-        return submitter(self.transport) is not None and not store.durable and self._lasting_loop is self._loop
-
-    def _broker_down(self) -> None:
-        """Waiting cannot get events to the broker sooner: requests waiting for the hand-over go on, those
-        waiting for room give up what does not fit (reported by each of them)."""
-        self._handovers.release_all()
-        if isinstance(self._store, MemoryStore):
-            self._store.release_waiters()
-
-    def _queued(self) -> int:
-        return self._store.queued() if self._store is not None else 0
-
-    async def _open_transport(self) -> None:
-        while not self._transport_open:
-            self._transport_touched = True
-            try:
-                await self.transport.open()
-                self._transport_open = True
-            except Exception as exc:
-                self._broker_down()
-                await asyncio.sleep(self._outage.open_failed(exc, self._queued()))
-        if self._outage.active:
-            self._outage.recovered(self._queued())
-
-    async def _sleep_until(self, next_at: float | None) -> None:
-        timeout = None if next_at is None else max(0.0, next_at - time.time())
-        if self._store is not None and self._store.durable:
-            # Poll the spool now and then: ``spool replay`` adds entries behind this process's back.
-            timeout = self.relay_interval if timeout is None else min(timeout, self.relay_interval)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-
-    async def _send_round(self, entries: list[Entry], submitted: asyncio.Future[None] | None = None) -> str:
-        """Send due entries and file the results; returns the error when the broker could not be reached.
-        ``submitted`` is set once a buffering SDK holds the round's entries (their requests may go on then)."""
-        t = self.transport
-        entries, held = self._order.hold_back(entries)
-        split = split_for(t, entries)
-        dead = [
-            (e, DeadLetter(e.message, f"message is {n} bytes, over the limit of {t.system}", e.attempts))
-            for e, n in split.oversize
-        ]
-        on_submitted = None
-        if submitted is not None:
-
-            def on_submitted(held: list[Entry]) -> None:
-                self._handovers.resolve({entry.message.id for entry in held})
-                if not submitted.done():
-                    submitted.set_result(None)
-
-        sent, deferred = await send_batches(self.transport, split.batches, on_submitted)
-        now = time.time()
-        delivered: list[Entry] = []
-        retries: list[Retry] = []
-        failed_sends = [error for _, _, error in sent if error]
-        for batch, results, error in sent:
-            if results is None:
-                for entry in batch:  # due again as soon as the sender's outage pause is over
-                    entry.last_error = error
-                    retries.append(Retry(entry, now))
-                continue
-            for entry, result in zip(batch, results, strict=True):
-                classify(entry, result, now, self.retry, delivered, retries, dead)
-        self._order.update(
-            (r for r in retries if r.entry.attempts and r.next_attempt_at > now), [*delivered, *(e for e, _ in dead)]
-        )
-        free, behind = self._order.hold_back(deferred)
-        held += behind + [Retry(entry, now) for entry in free]
-        assert self._store is not None
-        await self._store.resolve(delivered, [*retries, *held], dead)
-        self._counts["delivered"] += len(delivered)
-        self._counts["retried"] += len(retries)
-        self._resolved(e.message.id for e in delivered)
-        if dead:
-            await self._dead_letter([d for _, d in dead], stored=True)
-        return failed_sends[0] if failed_sends else ""
-
-    async def _dead_letter(self, dead: list[DeadLetter], *, stored: bool) -> None:
-        self._counts["dead_lettered"] += len(dead)
-        await report_dead_letters(
-            dead,
-            where=repr(self),
-            destination=self.transport.destination,
-            store=self._store,
-            stored=stored,
-            callback=self.on_dead_letter,
-        )
-        self._resolved(d.message.id for d in dead)
-
-    def _resolved(self, ids: Iterable[str]) -> None:
-        done = set(ids)
-        if not done:
-            return
-        self._handovers.resolve(done)
-        self._flushes.resolve(done)
-        self._outstanding -= done
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"

@@ -87,6 +87,9 @@ class Flushes:
     def __init__(self) -> None:
         self._waiting: list[tuple[set[str], asyncio.Future[None]]] = []
 
+    def __len__(self) -> int:
+        return len(self._waiting)
+
     def register(self, ids: Iterable[str]) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((set(ids), future))

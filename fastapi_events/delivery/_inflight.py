@@ -34,11 +34,15 @@ class RoundsInFlight:
         or ended, and fewer than ``limit`` rounds wait for their reports."""
         submitted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(make_round(submitted))
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        self.track(task)
         await asyncio.wait((task, submitted), return_when=asyncio.FIRST_COMPLETED)
         while len(self._tasks) >= self.limit:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep ``task`` (the filing of a batch a request handed to the SDK) with the rounds: cancelled with them."""
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

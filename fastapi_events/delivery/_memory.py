@@ -33,11 +33,14 @@ class MemoryStore:
         self._fresh: deque[Entry] = deque()
         self._waiting: list[tuple[float, int, Entry]] = []
         self._in_flight: dict[int, Entry] = {}
+        # Batches requests handed to the broker themselves, by token (their first seq), until reported on.
+        self._direct: dict[int, Sequence[OutboundMessage]] = {}
+        self._direct_count = 0
         self._seq = 0
         self._line: RoomLine[OutboundMessage, Entry] = RoomLine()
 
     def __len__(self) -> int:
-        return len(self._fresh) + len(self._waiting) + len(self._in_flight)
+        return len(self._fresh) + len(self._waiting) + len(self._in_flight) + self._direct_count
 
     def queued(self) -> int:
         return len(self)
@@ -74,6 +77,39 @@ class MemoryStore:
         self._seq = seq + len(accepted)
         self._fresh.extend(accepted)
         return accepted
+
+    def can_bypass(self, count: int) -> bool:
+        """Whether ``count`` new events may be handed to the broker at once (:meth:`admit_in_flight`): nothing
+        waits to go before them and they fit."""
+        return not self._fresh and not self._line and len(self) + count <= self.max_size
+
+    def admit_in_flight(self, messages: Sequence[OutboundMessage]) -> int:
+        """Hold ``messages`` as being sent already: a request hands them to the broker itself. Returns the batch's
+        token. They become entries only when their reports are not all "delivered" (:meth:`take_direct`)."""
+        token = self._seq + 1
+        self._seq += len(messages)
+        self._direct[token] = messages
+        self._direct_count += len(messages)
+        return token
+
+    def forget(self, token: int) -> Sequence[OutboundMessage]:
+        """A directly sent batch was delivered: it leaves. Returns its messages."""
+        messages = self._direct.pop(token, ())
+        self._direct_count -= len(messages)
+        if self._line:
+            self._make_room()
+        return messages
+
+    def take_direct(self, token: int) -> list[Entry]:
+        """A directly sent batch as entries being sent, to be filed as a round's are (:meth:`resolve`)."""
+        messages = self._direct.pop(token, ())
+        self._direct_count -= len(messages)
+        entries = [Entry(token + index, message) for index, message in enumerate(messages)]
+        self._in_flight.update([(entry.seq, entry) for entry in entries])
+        return entries
+
+    def direct_ids(self) -> list[str]:
+        return [message.id for messages in self._direct.values() for message in messages]
 
     def _make_room(self) -> None:
         if self._line:
@@ -112,6 +148,8 @@ class MemoryStore:
     def drain_all(self) -> list[Entry]:
         """Remove and return every entry held, including those whose send was cut short (used at shutdown to
         report what is lost)."""
+        for token in list(self._direct):
+            self.take_direct(token)
         entries = list(self._in_flight.values()) + list(self._fresh) + [item[2] for item in self._waiting]
         self._in_flight.clear()
         self._fresh.clear()
@@ -134,6 +172,8 @@ class MemoryStore:
 
     def reset_in_flight(self) -> None:
         """Requeue entries of a sender task that died with its event loop: they may not have been sent."""
+        for token in list(self._direct):
+            self.take_direct(token)
         for entry in sorted(self._in_flight.values(), key=lambda e: e.seq, reverse=True):
             self._fresh.appendleft(entry)
         self._in_flight.clear()

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboundMessage:
-    """One encoded event on its way to a broker."""
+    """One encoded event on its way to a broker (treat as read-only: not frozen, since that would triple the cost
+    of making one, and one is made per event)."""
 
     id: str  # stable per-event id (uuid4 hex): deduplication id, message id
     event_name: str
@@ -83,7 +84,7 @@ def message_size(transport: Transport, message: OutboundMessage) -> int:
     size = message.size
     if size < 0:
         size = transport.message_size(message)
-        object.__setattr__(message, "size", size)  # a cache, not a change of the (frozen) message
+        message.size = size
     return size
 
 

@@ -1,14 +1,16 @@
 """Kafka :class:`~fastapi_events.delivery.Transport` on confluent-kafka's idempotent producer (``acks=all``).
 
 An entry counts as delivered only when its delivery report says so. librdkafka runs those reports inside
-``poll``/``flush``; a poller thread of our own calls them, and each report resolves an asyncio future through
-``call_soon_threadsafe`` - the event loop never blocks on the producer.
+``poll``/``flush``; the transport polls on the event loop that submitted them - after each submit, as a
+hand-written producer does, and on a short timer while reports are due - so a report settles its batch where the
+batch's future lives, without a thread of its own or a hand-off per report. The event loop never blocks on the
+producer: ``produce`` only appends to librdkafka's queue, and what can block (a full queue, purging, closing) runs
+in a worker thread, whose reports are passed to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import logging
@@ -19,59 +21,22 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ...concurrency import BlockingExecutor, start_thread
+from ...concurrency import BlockingExecutor
 from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
 from ...errors import ConfigurationError
 from ._admin import ensure_topics
+from ._reports import OK, TOPIC_MISSING, UNREACHABLE, Report, Reports, classify, failed
 
 logger = logging.getLogger("fastapi_events.kafka")
 
-# Errors about the message or our rights: resending the same bytes can never succeed.
-_PERMANENT = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.INVALID_MSG,
-        KafkaError.INVALID_RECORD,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError._INVALID_ARG,
-    }
-)
-# Nothing reached the cluster, or the topic cannot be used (missing, not allowed): an outage, which must not use
-# up the events' retry budget - the topic may be (re)created, the ACL fixed, a minute later.
-_FATAL = -100_000  # not a librdkafka code: "the producer died", which is no fault of the message either
-_UNREACHABLE = frozenset(
-    {
-        KafkaError._MSG_TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError._PURGE_QUEUE,
-        KafkaError._PURGE_INFLIGHT,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        _FATAL,
-    }
-)
 _ALL_DOWN_GRACE = 1.0  # seconds "all brokers down" must stand, without a delivery, before sends fail
-_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
 # Overridable defaults: reconnect within a second of the broker's return (librdkafka's default backs off to 10 s).
 # A broker that drops packets instead of refusing counts as down after 10 s, not librdkafka's 30.
 _DEFAULTS = {"linger.ms": 5, "reconnect.backoff.max.ms": 1000, "socket.connection.setup.timeout.ms": 10_000}
 _RECREATE_AFTER = 3  # batches in a row that reached no broker
 _HEADER_OVERHEAD = 64  # record framing, varints, timestamps: a safe upper bound per record
-
-
-# The entry's result and the librdkafka error code behind it (None: delivered or refused before sending).
-_Report = tuple[EntryResult, "int | None"]
-_OK: _Report = (DELIVERED, None)
-
-
-def classify(error: KafkaError) -> EntryResult:
-    reason = f"{error.name()}: {error.str()}"
-    if error.code() in _PERMANENT:
-        return EntryResult(Outcome.PERMANENT, reason)
-    return EntryResult(Outcome.RETRY, reason)
+_POLL_INTERVAL = 0.005  # seconds between polls on the loop while reports are due (librdkafka lingers 5 ms)
+_CHECK_INTERVAL = 0.25  # seconds between looks for reports overdue or a cluster gone
 
 
 class KafkaUnreachableError(ConnectionError):
@@ -112,11 +77,11 @@ class KafkaTransport:
         self._report_timeout = int(self.config["message.timeout.ms"]) / 1000 + 15
         self._producer: Any = None
         self._thread = BlockingExecutor("kafka-transport")
-        self._stop_polling = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[_Reports] = set()
-        self._reports: collections.deque[tuple[_Reports, int, _Report]] = collections.deque()
-        self._drain_scheduled = False
+        self._pending: set[Reports] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._checked_at = 0.0
         self._fatal: str | None = None
         self._unreachable_rounds = 0
         self._topic_missing = False
@@ -147,16 +112,6 @@ class KafkaTransport:
         self._producer = Producer({**self.config, "error_cb": on_error})
         self._fatal = None
         self._all_down_since = None
-        self._stop_polling = threading.Event()
-        start_thread("kafka-transport-poll", self._poll_forever, self._producer, self._stop_polling)
-
-    def _poll_forever(self, producer: Any, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                producer.poll(0.1)  # runs delivery reports
-            except KafkaException as exc:
-                self._on_fatal(f"{exc}")
-                return
 
     def _on_error(self, generation: int, error: KafkaError) -> None:
         if generation == self._generation:
@@ -185,12 +140,10 @@ class KafkaTransport:
                 loop.call_soon_threadsafe(self._fail_pending, self._fatal or reason)
 
     def _fail_pending(self, reason: str) -> None:
-        self._drain_reports()  # the reports that did come in count
         for reports in list(self._pending):
-            reports.fail_rest((EntryResult(Outcome.RETRY, f"producer failed: {reason}"), _FATAL))
+            reports.fail_rest(failed(f"producer failed: {reason}"))
 
     def _recreate_sync(self) -> None:
-        self._stop_polling.set()
         old = self._producer
         try:
             old.purge()  # what it still holds was failed already; the delivery layer resends it
@@ -206,18 +159,41 @@ class KafkaTransport:
     def submit(self, batch: Sequence[OutboundMessage]) -> tuple[int, asyncio.Future[Sequence[EntryResult]]]:
         """Hand ``batch`` to librdkafka on the event loop (``produce`` only appends to its queue); returns how
         many messages it holds and a future of their results, settled by the delivery reports."""
-        if self._producer is None:
+        producer = self._producer
+        if producer is None:
             raise RuntimeError("KafkaTransport is not open")
         if self._fatal is not None:  # a fresh producer first: purging and flushing the old one blocks
             return 0, asyncio.ensure_future(self._recreate_and_send(batch))
         # The loop of this send: an app running a loop per request (TestClient without ``with``) moves on.
         loop = self._loop = asyncio.get_running_loop()
-        reports = _Reports(loop, len(batch))
+        if not batch:
+            done: asyncio.Future[Sequence[EntryResult]] = loop.create_future()
+            done.set_result([])
+            return 0, done
+        reports = Reports(loop, len(batch), time.monotonic() + self._report_timeout, self._complete)
         self._pending.add(reports)
+        produce, topic, on_report = producer.produce, self.destination, self._on_report
         count = 0
-        while count < len(batch) and self._produce_one(batch[count], reports, count, blocking=False):
+        for message in batch:
+            try:
+                # Headers straight from the attributes: confluent-kafka takes a dict of str values as it is.
+                produce(
+                    topic,
+                    message.body,
+                    message.key,
+                    headers=message.attributes,
+                    on_delivery=functools.partial(on_report, reports, count),
+                )
+            except BufferError:  # librdkafka's queue is full: the rest waits for room in the worker thread
+                break
+            except KafkaException as exc:
+                reports.settle(count, self._refused(exc))
             count += 1
-        return count, asyncio.ensure_future(self._results(batch, reports, count))
+        self._poll(producer)  # the reports of earlier batches, as a hand-written producer serves them
+        self._keep_polling(loop)
+        if count < len(batch):
+            return count, asyncio.ensure_future(self._produce_rest(batch, reports, count))
+        return count, reports.future
 
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         return await self.submit(batch)[1]
@@ -226,24 +202,28 @@ class KafkaTransport:
         await self._in_thread(self._recreate_sync)
         return await self.send_batch(batch)
 
-    async def _results(
-        self, batch: Sequence[OutboundMessage], reports: _Reports, produced: int
+    async def _produce_rest(
+        self, batch: Sequence[OutboundMessage], reports: Reports, start: int
     ) -> Sequence[EntryResult]:
-        try:
-            if produced < len(batch):  # librdkafka's queue was full: wait for room in the worker thread
-                await self._in_thread(self._produce_rest, batch, reports, produced)
-            if self._fatal is not None:  # the producer failed before these were queued
-                self._fail_pending(self._fatal)
-            if not await self._wait_for_reports(reports):
-                # librdkafka does not time out messages already sent to a broker that then vanished (an
-                # idempotent producer cannot know whether they were written): start over with a new client.
-                self._fatal = "no delivery report in time"
-                reports.fail_rest((EntryResult(Outcome.RETRY, "no delivery report in time"), _FATAL))
-        finally:
-            self._pending.discard(reports)
+        await self._in_thread(self._produce_blocking, batch, reports, start)
+        if self._fatal is not None:  # the producer failed before these were queued
+            self._fail_pending(self._fatal)
+        return await reports.future
+
+    def _complete(self, reports: Reports) -> None:
+        """Every report of a batch is in: its results, or the error saying the broker could not be reached."""
+        self._pending.discard(reports)
+        future = reports.future
+        if future.done() or reports.loop.is_closed():
+            return
         settled = reports.settled
-        if settled and all(code in _UNREACHABLE for _, code in settled):
-            self._topic_missing = any(code in _TOPIC_MISSING for _, code in settled)
+        if settled.count(OK) == len(settled):
+            self._unreachable_rounds = 0
+            self._topic_missing = False
+            future.set_result([DELIVERED] * len(settled))
+            return
+        if settled and all(code in UNREACHABLE for _, code in settled):
+            self._topic_missing = any(code in TOPIC_MISSING for _, code in settled)
             if self._topic_missing:
                 self._fatal = self._fatal or "topic missing"
             self._unreachable_rounds += 1
@@ -252,90 +232,106 @@ class KafkaTransport:
                 # producer id it forgot); a fresh one costs nothing during an outage and heals those cases.
                 self._fatal = f"{self._unreachable_rounds} batches in a row timed out"
                 self._unreachable_rounds = 0
-            raise KafkaUnreachableError(settled[0][0].reason)
+            future.set_exception(KafkaUnreachableError(settled[0][0].reason))
+            return
         self._unreachable_rounds = 0
         self._topic_missing = False
-        return [result for result, _ in settled]
+        future.set_result([result for result, _ in settled])
 
-    async def _wait_for_reports(self, reports: _Reports) -> bool:
-        """True once every report is in; False when some are missing after the report timeout."""
-        deadline = time.monotonic() + self._report_timeout
-        while not reports.future.done() and time.monotonic() < deadline:
-            await asyncio.wait((reports.future,), timeout=_ALL_DOWN_GRACE)
-            down_since = self._all_down_since
-            if (
-                not reports.future.done()
-                and down_since is not None
-                and time.monotonic() - down_since >= _ALL_DOWN_GRACE
-            ):
-                self._fatal = self._fatal or self._all_down  # the next send starts a fresh producer
-                self._fail_pending(self._all_down)
-        return reports.future.done()
+    def _poll(self, producer: Any) -> None:
+        try:
+            producer.poll(0)  # runs delivery reports and error callbacks, here
+        except KafkaException as exc:
+            self._on_fatal(f"{exc}")
 
-    def _on_report(self, reports: _Reports, index: int, error: KafkaError | None, _msg: Any) -> None:
-        # In the poller thread: queue the report; the loop applies every report queued so far in one call.
+    def _keep_polling(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer_loop = loop
+            self._timer = loop.call_later(_POLL_INTERVAL, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """While reports are due: poll, and now and then fail what waits in vain (see ``_check``)."""
+        if self._timer_loop is loop:
+            self._timer = None
+        if self._producer is not None:
+            self._poll(self._producer)
+        now = time.monotonic()
+        if now - self._checked_at >= _CHECK_INTERVAL:
+            self._checked_at = now
+            self._check(now)
+        if self._pending and not loop.is_closed() and self._timer is None:
+            self._timer_loop = loop
+            self._timer = loop.call_later(_POLL_INTERVAL, self._tick, loop)
+
+    def _check(self, now: float) -> None:
+        for reports in [r for r in self._pending if r.loop.is_closed()]:
+            self._pending.discard(reports)  # nobody waits for them any more
+        down_since = self._all_down_since
+        if self._pending and down_since is not None and now - down_since >= _ALL_DOWN_GRACE:
+            self._fatal = self._fatal or self._all_down  # the next send starts a fresh producer
+            self._fail_pending(self._all_down)
+        for reports in [r for r in self._pending if now >= r.deadline]:
+            # librdkafka does not time out messages already sent to a broker that then vanished (an idempotent
+            # producer cannot know whether they were written): start over with a new client.
+            self._fatal = "no delivery report in time"
+            reports.fail_rest(failed("no delivery report in time"))
+
+    def _on_report(self, reports: Reports, index: int, error: KafkaError | None, _msg: Any) -> None:
         if error is None:
             self._all_down_since = None  # a broker answered after all
-            report = _OK
+            report = OK
         elif error.fatal():
             self._on_fatal(error.str())
-            report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
+            report = failed(f"producer failed: {error.str()}")
         else:
             report = (classify(error), error.code())
-        self._reports.append((reports, index, report))
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
+        if threading.get_ident() != reports.thread:
+            # Served by a worker thread (a full queue, purging, closing): settled on the batch's loop.
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                reports.loop.call_soon_threadsafe(self._drain_reports)
+                reports.loop.call_soon_threadsafe(reports.settle, index, report)
+            return
+        slots = reports.reports  # Reports.settle, inline: this runs once per message
+        if slots[index] is None:
+            slots[index] = report
+            reports.left -= 1
+            if not reports.left:
+                self._complete(reports)
 
-    def _drain_reports(self) -> None:
-        self._drain_scheduled = False  # before draining: a report queued meanwhile schedules another call
-        queued = self._reports
-        while queued:
-            reports, index, report = queued.popleft()
-            reports.settle(index, report)
+    def _refused(self, exc: KafkaException) -> Report:
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and error.fatal():
+            self._on_fatal(error.str())
+            return failed(f"producer failed: {error.str()}")
+        if error is not None:
+            return (classify(error), None)
+        return (EntryResult(Outcome.PERMANENT, f"{exc}"), None)
 
-    def _produce_rest(self, batch: Sequence[OutboundMessage], reports: _Reports, start: int) -> None:
+    def _produce_blocking(self, batch: Sequence[OutboundMessage], reports: Reports, start: int) -> None:
+        """In the worker thread: append the rest of ``batch``, waiting for room in librdkafka's queue."""
         for index in range(start, len(batch)):
-            self._produce_one(batch[index], reports, index, blocking=True)
-
-    def _produce_one(self, message: OutboundMessage, reports: _Reports, index: int, *, blocking: bool) -> bool:
-        """Append one message to librdkafka's queue; False when the queue is full and ``blocking`` is not set."""
-        headers = [(name, value.encode()) for name, value in message.attributes.items()]
-        key = message.key.encode() if message.key is not None else None
-        on_delivery = functools.partial(self._on_report, reports, index)
-        while True:
-            try:
-                self._producer.produce(
-                    self.destination, value=message.body, key=key, headers=headers, on_delivery=on_delivery
-                )
-                return True
-            except BufferError:
-                if not blocking:
-                    return False
-                # The local queue is full: wait for reports to free room (the poller runs them too).
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if error is not None and error.fatal():
-                    self._on_fatal(error.str())
-                    report: _Report = (EntryResult(Outcome.RETRY, f"producer failed: {error.str()}"), _FATAL)
-                elif error is not None:
-                    report = (classify(error), None)
-                else:
-                    report = (EntryResult(Outcome.PERMANENT, f"{exc}"), None)
-                if blocking:
+            message = batch[index]
+            on_delivery = functools.partial(self._on_report, reports, index)
+            while True:
+                try:
+                    self._producer.produce(
+                        self.destination, message.body, message.key, headers=message.attributes, on_delivery=on_delivery
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # reports free room
+                except KafkaException as exc:
                     with contextlib.suppress(RuntimeError):
-                        reports.loop.call_soon_threadsafe(reports.settle, index, report)
-                else:
-                    reports.settle(index, report)
-                return True
+                        reports.loop.call_soon_threadsafe(reports.settle, index, self._refused(exc))
+                    break
 
     async def close(self) -> None:
         try:
             await self._in_thread(self._close_sync)
         finally:
             self._thread.shutdown()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _close_sync(self) -> None:
         if self._producer is None:
@@ -343,7 +339,6 @@ class KafkaTransport:
         left = self._producer.flush(10)
         if left:
             logger.warning("%d message(s) for %s not confirmed at close", left, self.destination)
-        self._stop_polling.set()
         self._producer = None
 
 
@@ -363,36 +358,6 @@ def validate_producer_config(config: Mapping[str, Any]) -> None:
         error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else exc
         detail = error.str() if isinstance(error, KafkaError) else str(error)
         raise ConfigurationError(f"Kafka producer setting rejected by librdkafka: {detail}") from exc
-
-
-class _Reports:
-    """The delivery reports of one submitted batch, settled on its event loop."""
-
-    __slots__ = ("future", "left", "loop", "reports")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.reports: list[_Report | None] = [None] * count
-        self.left = count
-        if not count:
-            self.future.set_result(None)
-
-    @property
-    def settled(self) -> list[_Report]:
-        return [report for report in self.reports if report is not None]
-
-    def settle(self, index: int, report: _Report) -> None:
-        if self.reports[index] is None:
-            self.reports[index] = report
-            self.left -= 1
-            if not self.left and not self.future.done():
-                self.future.set_result(None)
-
-    def fail_rest(self, report: _Report) -> None:
-        for index, known in enumerate(self.reports):
-            if known is None:
-                self.settle(index, report)
 
 
 __all__ = ["KafkaTransport", "KafkaUnreachableError", "classify", "validate_producer_config"]

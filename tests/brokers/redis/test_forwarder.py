@@ -95,3 +95,26 @@ async def test_wrong_key_type_is_a_permanent_failure(redis_server: Any) -> None:
     await forwarder.shutdown()
     assert len(dead) == 1
     assert "WRONGTYPE" in dead[0]
+
+
+async def test_bodies_arrive_byte_for_byte_whether_text_or_binary(redis_server: Any) -> None:
+    # Text bodies travel in one JSON argument per batch, decoded by the server; anything else one argument per
+    # field. Either way the stream holds exactly the bytes the serializer made.
+    stream = f"bytes-{uuid.uuid4().hex[:8]}"
+    bodies = {
+        "escapes": 'é😀 \x00\n\t"quoted" \\ \x7f \u2028'.encode(),
+        "json": '["e",{"x":"\\u0000 \\"q\\" é"}]'.encode(),
+        "binary": b"\xff\xfe\x00 not utf-8",
+    }
+    forwarder = RedisStreamForwardHandler(stream, redis_server.url, serializer=lambda event: bodies[event[0]])
+    await forwarder.startup()
+    await forwarder.handle_many([("escapes", 1), ("json", 2)])  # one batch of text
+    await forwarder.handle_many([("binary", 3), ("escapes", 4)])  # a batch with a binary body
+    await forwarder.flush(30)
+    await forwarder.shutdown()
+    client = aioredis.from_url(redis_server.url)
+    entries = await client.xrange(stream)
+    await client.aclose()
+    got = [(fields[b"event_name"].decode(), fields[b"body"]) for _, fields in entries]
+    assert got == [(name, bodies[name]) for name in ("escapes", "json", "binary", "escapes")]
+    assert all(list(fields)[-1] == b"body" for _, fields in entries)  # attributes first, body last, either way
