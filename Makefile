@@ -5,7 +5,8 @@
 #
 # The supported spread is defined once, in tox.ini (`tox -l` lists it): py310-oldest, starlette-only, newest, lint
 # and docs. tox and tox-uv live in a bootstrap virtualenv (.venv-tox) made here; uv builds the environments in .tox/.
-#   make test           the full suite (newest), and beside it the core environments and the docs (.ci/spread.sh)
+#   make test           the full suite (newest, on pytest-xdist workers, then the `serial` tests alone), and beside
+#                       it the core environments and the docs (.ci/spread.sh)
 #   make test-newest / test-oldest / test-starlette-only    one environment; PYTEST_ARGS="..." goes to pytest
 #   make lint           ruff, ruff format, mypy, lint-imports
 #   make docs           the documentation site, strict, into site/
