@@ -199,6 +199,15 @@ def _fill_id_pool() -> None:
     _id_pool.extend([text[start : start + 32] for start in range(0, 32 * _ID_CHUNK, 32)])
 
 
+def new_event_ids(count: int) -> list[str]:
+    """``count`` fresh event ids at once (see :func:`new_event_id`)."""
+    pop = _id_pool.pop
+    try:
+        return [pop() for _ in range(count)]  # each pop atomic, as new_event_id's
+    except IndexError:  # the pool ran dry on the way (what was popped is simply not used)
+        return [new_event_id() for _ in range(count)]
+
+
 def new_event_id() -> str:
     """A fresh stable event id (random uuid4 hex): message id and deduplication id on every broker."""
     while True:
@@ -228,8 +237,10 @@ def _inject_current() -> dict[str, str]:
     if "opentelemetry.trace" not in sys.modules:
         return {}
     try:
-        from opentelemetry import propagate
+        from opentelemetry import context, propagate
     except ImportError:
+        return {}
+    if not context.get_current():  # no span, no baggage: nothing a propagator could write (and it costs)
         return {}
     carrier: dict[str, str] = {}
     try:
@@ -262,5 +273,6 @@ __all__ = [
     "encode_payload",
     "json_default",
     "new_event_id",
+    "new_event_ids",
     "trace_context",
 ]
