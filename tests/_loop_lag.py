@@ -7,6 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+# The reason tests measuring stalls are marked ``serial``: beside parallel test workers on a shared CPU, the OS
+# deschedules the loop for longer than a stall, whatever the code under test does.
+LOOP_TIMING = "measures event-loop stalls of 20 ms: parallel test workers on a shared CPU cause them too"
+
 
 @asynccontextmanager
 async def loop_lag() -> AsyncIterator[list[float]]:

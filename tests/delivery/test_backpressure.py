@@ -50,7 +50,7 @@ async def test_a_broker_slower_than_the_requests_slows_them_down_and_every_event
     broker.slow_down("orders", 0.05)  # at most MAX_QUEUE events per 50 ms: far below what the clients send
     handler = broker.forwarder("orders", max_queue_size=MAX_QUEUE)
     with ThreadServer(make_app(handler), limit_concurrency=LIMIT_CONCURRENCY) as server, Sampler(handler) as peaks:
-        sent = await drive(server.url, LOAD_SECONDS)
+        sent = await drive(server.url, LOAD_SECONDS, at_least=10 * MAX_QUEUE + 1)
         await until(lambda: handler.stats.queued == 0, 60, "the forwarder to deliver everything")
     assert len(sent) > 10 * MAX_QUEUE
     assert sorted(_numbers(broker, "orders")) == sorted(sent)

@@ -19,7 +19,7 @@ from fastapi_events.delivery._store import DeadLetter
 from fastapi_events.delivery._transport import OutboundMessage
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.handlers.aws import SQSForwardHandler
-from tests._loop_lag import loop_lag, stalls
+from tests._loop_lag import LOOP_TIMING, loop_lag, stalls
 from tests._sqs import Queue
 
 
@@ -212,6 +212,7 @@ async def test_replayed_dead_letters_are_relayed_by_the_running_forwarder(spool_
 
 
 @pytest.mark.anyio
+@pytest.mark.serial(reason=LOOP_TIMING)
 async def test_spooling_and_delivering_never_stall_the_event_loop(spool_path: str, sqs_queue: Queue) -> None:
     handler = SQSForwardHandler(sqs_queue.name, sqs_queue.region, spool_path=spool_path, **sqs_queue.handler_kwargs)
     await handler.startup()

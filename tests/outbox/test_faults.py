@@ -129,6 +129,10 @@ def test_sigkill_right_after_commit_then_the_next_process_delivers(faults: Fixtu
     assert_exactly_once(faults.delivered(), 30)
 
 
+@pytest.mark.serial(
+    reason="the kill must land while both relays hold a batch; beside parallel workers on a shared CPU the two "
+    "relays' start-up and batch timing drift (it failed under pytest-xdist)"
+)
 def test_sigkill_a_relay_mid_batch_while_another_runs(faults: Fixture) -> None:
     _, url = faults.start_app(FE_RELAY="0")  # writes only
     faults.post_orders(url, range(1, 31), events=10)

@@ -20,10 +20,15 @@ def test_each_request_on_its_own_loop_has_its_events_acknowledged_when_it_return
     topic = f"handover-{uuid.uuid4().hex[:8]}"
     handler = KafkaForwardHandler(topic, kafka_broker.bootstrap_servers)
     client = TestClient(make_app(handler))
-    for request in range(1, 4):
-        assert client.post("/events/tick", json=list(range((request - 1) * 50, request * 50))).status_code == 200
-        stats = handler.stats
-        assert (stats.delivered, stats.queued) == (request * 50, 0)
+    try:
+        for request in range(1, 4):
+            assert client.post("/events/tick", json=list(range((request - 1) * 50, request * 50))).status_code == 200
+            stats = handler.stats
+            assert (stats.delivered, stats.queued) == (request * 50, 0)
+    finally:
+        # No lifespan ran, so nothing else stops its producer: left open, it would outlive the session's broker
+        # and keep logging refused connections until the interpreter exits.
+        asyncio.run(handler.shutdown(10))
     messages = read_all(kafka_broker.bootstrap_servers, topic, 150)
     assert sorted(decode_event(m.value())[1] for m in messages) == list(range(150))
 

@@ -18,7 +18,7 @@ from fastapi_events.codec import (
     encode_event,
 )
 from fastapi_events.delivery import OutboundMessage, Outcome
-from tests._loop_lag import loop_lag, stalls
+from tests._loop_lag import LOOP_TIMING, loop_lag, stalls
 from tests._servers import MotoServer
 from tests._sqs import Queue
 
@@ -132,6 +132,7 @@ async def test_unreachable_broker_raises_so_the_batch_is_retried() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.serial(reason=LOOP_TIMING)
 async def test_sending_never_blocks_the_event_loop(sqs_queue: Queue) -> None:
     transport = SQSTransport(sqs_queue.url, sqs_queue.region, **sqs_queue.handler_kwargs)
     await transport.open()
