@@ -237,10 +237,15 @@ def _inject_current() -> dict[str, str]:
     if "opentelemetry.trace" not in sys.modules:
         return {}
     try:
-        from opentelemetry import context, propagate
+        from opentelemetry import baggage, context, propagate, trace
     except ImportError:
         return {}
-    if not context.get_current():  # no span, no baggage: nothing a propagator could write (and it costs)
+    # Without a valid span or baggage there is nothing to propagate: skip the propagators (they cost, and a web
+    # framework's own context entries are not for them).
+    current = context.get_current()
+    if not current or (
+        not trace.get_current_span(current).get_span_context().is_valid and not baggage.get_all(current)
+    ):
         return {}
     carrier: dict[str, str] = {}
     try:
