@@ -180,7 +180,7 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
 
 # One os.urandom call per _ID_CHUNK ids instead of one system call per event. The pool is emptied in a forked
 # child, which would otherwise hand out the same ids as its parent.
-_ID_CHUNK = 64
+_ID_CHUNK = 256
 _id_pool: list[str] = []
 os.register_at_fork(after_in_child=_id_pool.clear)
 
