@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _hooks
 from ._names import event_name_str
-from .codec import ATTR_EVENT_ID, new_event_id
+from .codec import ATTR_EVENT_ID, new_event_id, new_event_ids
 from .typing import Event, EventName
 
 
@@ -108,7 +108,9 @@ def stable_ids(events: Sequence[Event], generator: Callable[[], str] = new_event
     """:func:`stable_id` of each of ``events``, in one pass."""
     ids: list[str] = []
     known = _local_ids
-    minted = 0
+    # The default generator's ids are taken in one go (most events need a fresh one); a custom one is called.
+    fresh = iter(new_event_ids(len(events))).__next__ if generator is new_event_id else generator
+    minted = False
     for event in events:
         if type(event) is not tuple:  # a plain dispatch() is a tuple: no attribute to look up (that costs)
             own = getattr(event, "event_id", None)
@@ -119,9 +121,9 @@ def stable_ids(events: Sequence[Event], generator: Callable[[], str] = new_event
         if found is not None and found[0] is event:
             ids.append(found[1])
             continue
-        event_id = generator()
+        event_id = fresh()
         known[id(event)] = (event, event_id)
-        minted += 1
+        minted = True
         ids.append(event_id)
     if minted and len(known) > 2 * _LOCAL_IDS_LIMIT:
         _trim()

@@ -180,7 +180,7 @@ def decode_event(body: bytes | bytearray | memoryview | str) -> Event:
 
 # One os.urandom call per _ID_CHUNK ids instead of one system call per event. The pool is emptied in a forked
 # child, which would otherwise hand out the same ids as its parent.
-_ID_CHUNK = 64
+_ID_CHUNK = 256
 _id_pool: list[str] = []
 os.register_at_fork(after_in_child=_id_pool.clear)
 
@@ -197,6 +197,15 @@ def _fill_id_pool() -> None:
     random[8::16] = random[8::16].translate(_VARIANT_BYTE)
     text = random.hex()
     _id_pool.extend([text[start : start + 32] for start in range(0, 32 * _ID_CHUNK, 32)])
+
+
+def new_event_ids(count: int) -> list[str]:
+    """``count`` fresh event ids at once (see :func:`new_event_id`)."""
+    pop = _id_pool.pop
+    try:
+        return [pop() for _ in range(count)]  # each pop atomic, as new_event_id's
+    except IndexError:  # the pool ran dry on the way (what was popped is simply not used)
+        return [new_event_id() for _ in range(count)]
 
 
 def new_event_id() -> str:
@@ -228,8 +237,15 @@ def _inject_current() -> dict[str, str]:
     if "opentelemetry.trace" not in sys.modules:
         return {}
     try:
-        from opentelemetry import propagate
+        from opentelemetry import baggage, context, propagate, trace
     except ImportError:
+        return {}
+    # Without a valid span or baggage there is nothing to propagate: skip the propagators (they cost, and a web
+    # framework's own context entries are not for them).
+    current = context.get_current()
+    if not current or (
+        not trace.get_current_span(current).get_span_context().is_valid and not baggage.get_all(current)
+    ):
         return {}
     carrier: dict[str, str] = {}
     try:
@@ -262,5 +278,6 @@ __all__ = [
     "encode_payload",
     "json_default",
     "new_event_id",
+    "new_event_ids",
     "trace_context",
 ]

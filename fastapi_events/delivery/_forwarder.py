@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,7 +15,8 @@ from .._report import report_failure
 from ..codec import encode_event
 from ..handlers.base import WHOLE, Answers, BaseEventHandler, describe
 from ..typing import Event
-from ._deadletters import DeadLetterCallback, report_dropped
+from ._admission import Admission
+from ._deadletters import DeadLetterCallback
 from ._direct import DirectSubmit
 from ._encoding import KeyFunction, encode_events
 from ._handover import Flushes, Handovers
@@ -28,7 +28,7 @@ from ._outage import Outage
 from ._rounds import send_now
 from ._spool_writer import SpoolStore, acquire
 from ._store import Entry, PendingStore
-from ._transport import OutboundMessage, Transport, submitter
+from ._transport import Transport, submitter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -50,7 +50,7 @@ class ForwarderStats:
     waiting: int = 0  # events of dispatching requests waiting for room in the full in-memory queue (backpressure)
 
 
-class ForwardHandler(DirectSubmit, BaseEventHandler):
+class ForwardHandler(Admission, DirectSubmit, BaseEventHandler):
     """Forwards events to a broker :class:`~fastapi_events.delivery.Transport`; never loses one silently.
 
     ``handle_many`` encodes the events and hands them over before it returns - so before the request that
@@ -351,60 +351,6 @@ class ForwardHandler(DirectSubmit, BaseEventHandler):
             if loop.time() >= deadline:
                 raise ConnectionError(f"{self!r}: transport not open (broker unreachable?)")
             await asyncio.sleep(0.02)
-
-    def _unregister(self, ids: Iterable[str]) -> None:
-        gone = set(ids)
-        self._outstanding -= gone
-        self._handovers.resolve(gone)
-        self._flushes.resolve(gone)
-
-    async def _store_all(self, messages: list[OutboundMessage]) -> list[OutboundMessage]:
-        """Store ``messages``; when the in-memory queue is full, wait in line for room (backpressure on the
-        dispatching request). Returns what could not be stored: the broker is known to be down."""
-        store = self._store
-        assert store is not None
-        _, over = await store.add(messages)
-        if not over or self._outage.active or not isinstance(store, MemoryStore):
-            return over
-        self._wake.set()  # the sender makes the room
-        waiter = store.wait_for_room(over)
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            # The request went away while waiting (server shutdown): what was stored stays, the rest is reported.
-            store.leave_line(waiter)
-            rest = list(waiter.remaining)
-            self._unregister(message.id for message in rest)
-            await asyncio.shield(self._drop(rest, "the dispatching request was cancelled"))
-            raise
-        return list(waiter.remaining)
-
-    async def _drop(self, messages: list[OutboundMessage], why: str = "") -> None:
-        """Give up on events never stored: logged (ERROR, each by name), counted, passed to ``on_dead_letter``."""
-        if not messages:
-            return
-        if not why:
-            why = (
-                f"{self.transport.destination} is unreachable and the in-memory queue is full "
-                f"({self.max_queue_size} events); configure spool_path= to keep events through broker outages"
-            )
-        self._counts["dropped"] += len(messages)
-        await report_dropped(messages, why, self.on_dead_letter)
-
-    async def _hand_over(self, handed: asyncio.Future[bool | None], ids: list[str]) -> None:
-        """Wait until the sender handed these events to the broker: the request's loop may close right after
-        it returns (``TestClient`` without ``with``), and a server's graceful shutdown waits for requests."""
-        if await self._handovers.wait(handed, ids, self.flush_timeout) is False:
-            now = time.monotonic()
-            if now - self._timeout_logged_at >= self._outage.log_interval:
-                self._timeout_logged_at = now
-                logger.warning(
-                    "%s: %d event(s) not accepted by %s within flush_timeout=%.1fs; the background sender carries on",
-                    self,
-                    len(ids),
-                    self.transport.destination,
-                    self.flush_timeout,
-                )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.system}:{self.transport.destination})"

@@ -70,3 +70,35 @@ async def test_without_startup_a_call_waits_for_the_delivery_reports(kafka_broke
         assert handler.stats.delivered == 10  # returned only once the reports said so, linger and all
     finally:
         await handler.shutdown(10)
+
+
+@pytest.mark.anyio
+async def test_events_librdkafka_holds_count_against_max_queue_size_until_their_reports_are_in(
+    kafka_broker: Any,
+) -> None:
+    # A call hands its events to librdkafka itself; they stay in the forwarder's bound until their delivery
+    # reports are in, so a call that would exceed it waits for room (backpressure) rather than piling up more.
+    topic = f"bounded-{uuid.uuid4().hex[:8]}"
+    handler = KafkaForwardHandler(
+        topic, kafka_broker.bootstrap_servers, max_queue_size=25, config={"linger.ms": LINGER_MS}
+    )
+    await handler.startup()
+    try:
+        await handler.handle_many([("warmup", -1)])
+        await handler.flush(60)
+        await handler.handle_many([("tick", n) for n in range(0, 10)])
+        await handler.handle_many([("tick", n) for n in range(10, 20)])
+        assert (handler.stats.delivered, handler.stats.queued) == (1, 20)  # held by librdkafka, not yet reported
+        third = asyncio.ensure_future(handler.handle_many([("tick", n) for n in range(20, 30)]))
+        await asyncio.sleep(1.0)
+        assert not third.done()  # 20 + 10 > 25: it waits for the reports of the first two
+        assert handler.stats.queued + handler.stats.waiting == 30
+        assert handler.stats.queued <= 25
+        await asyncio.wait_for(third, 60)
+        await handler.flush(60)
+        stats = handler.stats
+        assert (stats.delivered, stats.queued, stats.dropped) == (31, 0, 0)
+    finally:
+        await handler.shutdown(10)
+    messages = read_all(kafka_broker.bootstrap_servers, topic, 31)
+    assert sorted(decode_event(m.value())[1] for m in messages) == list(range(-1, 30))
