@@ -533,7 +533,7 @@ def run_broker(name: str, args: argparse.Namespace, rng: random.Random) -> list[
         "load": load,
         "hand_bodies": "encoded once" if args.hand_prebuilt else "encoded per request",
     }
-    return [
+    figures = [
         Figure("forward_load", f"{name}_lost", f"{name}: events lost, ours (max over rounds; {load})", float(max(lost)),
                "events", 0.0, "<=", {**detail, "per_round": lost,
                                      "dispatched": [run["dispatched"] for run in runs["ours"]],
@@ -544,6 +544,11 @@ def run_broker(name: str, args: argparse.Namespace, rng: random.Random) -> list[
             [run["cpu_us_per_event"] for run in runs["hand"]]), "µs", extra=detail),
         Figure("forward_load", f"{name}_cpu_ratio", f"{name}: CPU per event, ours / by hand ({load})",
                median(cpu_ratio), "x", CPU_TARGET[name], "<=", detail),
+    ]
+    if args.rate:  # the pace sets the requests/s: no figure to report
+        return figures
+    return [
+        *figures,
         Figure("forward_load", f"{name}_rps_ours", f"{name}: req/s, ours, % of no events", median(share["ours"]),
                "%", extra=detail),
         Figure("forward_load", f"{name}_rps_hand", f"{name}: req/s, by hand, % of no events", median(share["hand"]),
