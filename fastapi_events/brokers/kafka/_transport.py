@@ -140,6 +140,11 @@ class KafkaTransport:
                 loop.call_soon_threadsafe(self._fail_pending, self._fatal or reason)
 
     def _fail_pending(self, reason: str) -> None:
+        if self._pending and self._producer is not None:
+            # The delivery layer resends what is failed here: the producer must not send its copies once a broker
+            # is back (before the next send replaces it). Non-blocking: librdkafka drops them in its own thread.
+            with contextlib.suppress(Exception):
+                self._producer.purge(blocking=False)
         for reports in list(self._pending):
             reports.fail_rest(failed(f"producer failed: {reason}"))
 
