@@ -423,11 +423,9 @@ class Server:
         if rate:
             # At a paced rate the forwarder's sender works after the answers went out: its CPU counts until the
             # server holds nothing more, for ours and by hand alike.
-            after = self.settle()
-            cpu = process_cpu_seconds(self.proc.pid) - cpu_before
-        else:
-            cpu = process_cpu_seconds(self.proc.pid) - cpu_before
-            after = self.stats()
+            self.settle()
+        cpu = process_cpu_seconds(self.proc.pid) - cpu_before
+        after = self.stats()
         if result["errors"][0]:
             raise RuntimeError(f"{self.broker.name}/{self.mode}: {result['errors'][0]} non-2xx responses")
         events = after["dispatched"] - before["dispatched"]
