@@ -140,7 +140,8 @@ def milliseconds(seconds: float | None) -> float | None:
 
 
 def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) -> dict[str, Any]:
-    """Counts since start: while a page watched (the recorder's) plus while none did (the history's)."""
+    """Counts since start: while a page watched (the recorder's) plus while none did (the history's); latencies
+    since start from the registration's histogram while a history is kept, else those a page saw."""
     stats = recorder.handlers.get(registration.name)
     handled = failures = 0
     last_error = None
@@ -148,14 +149,17 @@ def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) 
     if history is not None:
         handled = history.handled(id(runtime), lambda name: registration.regex.match(name) is not None)
         failures, last_error = history.failed.get(registration.name, (0, None))
-    if stats is None:
-        return {"handled": handled, "failures": failures, "last_error": last_error, "p50_ms": None, "p99_ms": None}
+    timed: Any = registration.latency if history is not None else stats
+    if stats is not None:
+        handled += stats.handled
+        failures += stats.failures
+        last_error = stats.last_error or last_error
     return {
-        "handled": stats.handled + handled,
-        "failures": stats.failures + failures,
-        "last_error": stats.last_error or last_error,
-        "p50_ms": milliseconds(stats.percentile(0.50)),
-        "p99_ms": milliseconds(stats.percentile(0.99)),
+        "handled": handled,
+        "failures": failures,
+        "last_error": last_error,
+        "p50_ms": None if timed is None else milliseconds(timed.percentile(0.50)),
+        "p99_ms": None if timed is None else milliseconds(timed.percentile(0.99)),
     }
 
 

@@ -77,7 +77,7 @@ async def test_410_disables_that_endpoint_only(endpoint: Endpoint, caplog: pytes
     assert len(gone.deliveries) == 1  # nothing more is sent after the 410
     assert len(healthy.deliveries) == 6
     assert len(dead.items) == 6
-    assert all("410" in reason for reason in dead.reasons())
+    assert all("410" in reason and gone_url in reason for reason in dead.reasons())  # which endpoint, too
     assert any(
         "410" in r.getMessage() and r.levelno == logging.ERROR and gone_url in r.getMessage() for r in caplog.records
     )
