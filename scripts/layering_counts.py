@@ -3,10 +3,13 @@
 - imports of another subpackage's underscore modules (``brokers.kafka`` importing ``delivery._options``): must be 0;
 - imports of the top package's own underscore modules (``fastapi_events._runtime``) from a subpackage: the core's
   internals, allowed (the subpackages build on the core), counted so that their number stays visible;
-- ``getattr`` / ``hasattr`` calls per package (duck typing shows up there first).
+- ``getattr`` / ``hasattr`` calls per package (duck typing shows up there first);
+- top-level modules and packages missing from the layers contract of pyproject.toml (import-linter does not check
+  a module no layer names): must be none.
 
 Independent of import-linter (``lint-imports``), which checks the same rule from its own import graph.
-``python scripts/layering_counts.py [--json]``; exits 1 when the first count is not 0.
+``python scripts/layering_counts.py [--json]``; exits 1 when an import crosses into another package's underscore
+module or a module is in no layer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -64,6 +68,26 @@ def subpackage(module: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 2 or (ROOT / Path(*parts)).is_dir() else PACKAGE
 
 
+def unlayered() -> list[str]:
+    """Top-level modules and packages of ``fastapi_events`` that no layer of the ``layers`` contract names."""
+    try:
+        tomllib = importlib.import_module("tomllib")
+    except ImportError:  # Python 3.10: the contract is checked where import-linter runs (3.11+)
+        return []
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    layered = {
+        name.strip()
+        for contract in config["tool"]["importlinter"]["contracts"]
+        if contract["type"] == "layers"
+        for layer in contract["layers"]
+        for name in layer.replace("|", ":").split(":")
+    }
+    top = {path.stem for path in (ROOT / PACKAGE).glob("*.py")} | {
+        path.parent.name for path in (ROOT / PACKAGE).glob("*/__init__.py")
+    }
+    return sorted(top - layered - {"__init__", "__main__"})
+
+
 def count() -> dict[str, object]:
     cross: list[str] = []
     core: collections.Counter[str] = collections.Counter()
@@ -89,6 +113,7 @@ def count() -> dict[str, object]:
         "cross": cross,
         "core_private_imports_from_subpackages": dict(sorted(core.items())),
         "getattr_calls": dict(sorted(getattrs.items())),
+        "not_in_a_layer": unlayered(),
     }
 
 
@@ -105,7 +130,8 @@ def main() -> int:
         core = counts["core_private_imports_from_subpackages"]
         print(f"imports of the top package's underscore modules from subpackages: {sum(core.values())} {core}")  # type: ignore[attr-defined]
         print(f"getattr/hasattr calls per package: {counts['getattr_calls']}")
-    return 1 if counts["private_imports_across_packages"] else 0
+        print(f"top-level modules in no layer of the import-linter contract: {counts['not_in_a_layer']}")
+    return 1 if counts["private_imports_across_packages"] or counts["not_in_a_layer"] else 0
 
 
 if __name__ == "__main__":
