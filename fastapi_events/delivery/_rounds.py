@@ -36,6 +36,7 @@ async def send_batches(
     submit = submitter(transport)
     if submit is not None:
         return await _submit_batches(transport, submit, batches, on_submitted)
+    # An optional member of a transport (see Transport): ours and users' transports may leave it out.
     concurrency = max(1, int(getattr(transport, "max_concurrent_batches", 1)))
     if concurrency > 1 and not KeyOrder.spans_batches(batches):
         limit = asyncio.Semaphore(concurrency)

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .. import _hooks, _runtime
+from .._event_meta import IdentifiedEvent
 from .._names import event_name_str
 from ..handlers.local import LocalHandler
 from ..typing import Event
@@ -259,7 +260,7 @@ class Recorder:
             return alias[1]
         if consuming is not None:  # received from a broker: it enters the tail here
             record = self._add(event, _time(), f"{consuming[1]}:{consuming[2]}")
-        elif getattr(event, "event_id", None) is not None:
+        elif isinstance(event, IdentifiedEvent):
             # Delivered from the transactional outbox: handlers get a copy made after the commit, not the tuple
             # dispatch() saw. It belongs to the oldest recent dispatch of that name and payload not handled yet.
             record = self._dispatched_like(event) or self._add(event, _time(), "outbox")
