@@ -144,11 +144,16 @@ class WebhookTransport:
 
     async def _post_with(self, client: httpx.AsyncClient, message: OutboundMessage) -> EntryResult:
         timestamp = int(time.time())
+        keys = self._keys
+        if len(keys) == 1:
+            signed = signature(keys[0], message.id, timestamp, message.body)
+        else:  # rotating: one signature per secret, space-separated; the receiver may hold any of them
+            signed = " ".join(signature(key, message.id, timestamp, message.body) for key in keys)
         headers = {
             "content-type": "application/json",
             "webhook-id": message.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(signature(key, message.id, timestamp, message.body) for key in self._keys),
+            "webhook-signature": signed,
         }
         try:
             async with client.stream("POST", self.endpoint.url, content=message.body, headers=headers) as reply:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
+from standardwebhooks import Webhook
 
 from fastapi_events import RetryPolicy
 from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
@@ -20,9 +23,12 @@ QUICK = RetryPolicy(max_attempts=5, initial_delay=0.05, max_delay=0.2)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("status", [503, 429, 408])
-async def test_a_transient_answer_is_retried_after_the_retry_after_seconds(endpoint: Endpoint, status: int) -> None:
-    recorder, url = endpoint(script=[Reply(status, {"retry-after": "2"})])
+@pytest.mark.parametrize(("status", "form"), [(503, "seconds"), (429, "seconds"), (408, "seconds"), (503, "date")])
+async def test_a_transient_answer_is_retried_after_the_retry_after_seconds(
+    endpoint: Endpoint, status: int, form: str
+) -> None:
+    wait = "2" if form == "seconds" else email.utils.formatdate(time.time() + 6, usegmt=True)
+    recorder, url = endpoint(script=[Reply(status, {"retry-after": wait})])
     dead = DeadLetters()
     forwarder = WebhookForwardHandler(
         [WebhookEndpoint(url, SECRET)], allow_private_networks=True, retry=QUICK, on_dead_letter=dead
@@ -31,10 +37,17 @@ async def test_a_transient_answer_is_retried_after_the_retry_after_seconds(endpo
 
     first, second = recorder.deliveries
     assert dead.items == []
-    # The backoff alone would have retried within 0.05 s; the endpoint asked for 2.
-    assert second.at - first.at >= 1.9
+    # The backoff alone would have retried within 0.05 s; the endpoint asked for 2 s, or a date seconds ahead.
+    if form == "seconds":
+        assert second.at - first.at >= 1.9
+    else:  # not before the date the endpoint named (whole seconds, so up to a second less than the 6 s above)
+        assert second.at >= email.utils.parsedate_to_datetime(wait).timestamp() - 0.05
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.body == second.body
+    # Each attempt is stamped and signed anew: the second one's signature is valid with its own later timestamp.
+    assert int(second.headers["webhook-timestamp"]) >= int(first.headers["webhook-timestamp"]) + 1
+    for delivery in (first, second):
+        assert Webhook(SECRET).verify(delivery.body, delivery.headers)["data"] == {"id": 1}
     assert forwarder.stats.delivered == 1
     assert forwarder.stats.retried == 1
 

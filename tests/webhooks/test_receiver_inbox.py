@@ -116,3 +116,26 @@ def test_inbox_needs_an_engine() -> None:
         WebhookReceiver(secret=SECRET, inbox=Inbox())
     with pytest.raises(ConfigurationError, match="Engine or AsyncEngine"):
         WebhookReceiver(secret=SECRET, inbox=Inbox(), engine="sqlite://")  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("clean_schema_registry")
+def test_a_payload_the_schema_refuses_is_400_and_leaves_no_record(inbox_database: InboxDatabase) -> None:
+    from pydantic import BaseModel
+
+    from fastapi_events.registry.payload_schema import registry
+
+    @registry.register(event_name="invoice.paid")
+    class InvoicePaid(BaseModel):
+        n: int
+
+    bad = json.dumps({"type": "invoice.paid", "data": {"n": "not a number"}}).encode()
+    app, received = inbox_app(inbox_database)
+    with TestClient(app) as client:
+        reply = client.post("/webhooks", content=bad, headers=signed(bad, "msg_a"))
+        assert reply.status_code == 400
+        assert "invoice.paid" in reply.json()["detail"]
+        assert inbox_database.recorded() == []
+        # The sender fixes the payload and sends it again under the same id: accepted, validated, dispatched.
+        assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
+    assert received == [("invoice.paid", {"n": 1})]
+    assert inbox_database.recorded() == ["msg_a"]
