@@ -140,10 +140,16 @@ SPANS = [m.group(1) for m in re.finditer(r"`([^`\n]+)`", re.sub(r"```.*?```", ""
 
 
 def test_named_files_exist() -> None:
-    paths = {span.split(":")[0] for span in SPANS if re.fullmatch(r"[\w./]+\.(py|sh)(: \w+)?", span)}
-    assert paths
-    missing = [p for p in paths if not (ROOT / p).exists() and not (PACKAGE / p).exists()]
-    assert not missing, f"docs/contracts.md names files that do not exist: {missing}"
+    named = [m.groups() for span in SPANS if (m := re.fullmatch(r"([\w./]+\.(?:py|sh))(?:: (\w+))?", span))]
+    assert named
+    missing = []
+    for name, defined in named:
+        path = ROOT / name if (ROOT / name).exists() else PACKAGE / name
+        if not path.exists():
+            missing.append(name)
+        elif defined and not re.search(rf"^\s*(async def|def|class) {defined}\b", path.read_text(), re.M):
+            missing.append(f"{name}: {defined}")
+    assert not missing, f"docs/contracts.md names files (or their functions) that do not exist: {missing}"
 
 
 def test_dotted_names_import() -> None:
