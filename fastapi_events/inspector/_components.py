@@ -13,11 +13,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .. import _runtime
+from .._latency import Latency
 from .._report import qualified_name
 from ..delivery import ForwardHandler, StoredRecord
 from ..handlers.local import LocalHandler, Registration
 from ._recorder import Recorder
-from ._stats import ChannelStats
+from ._stats import ChannelStats, HandlerStats
 
 # What the inspector relies on beyond the handler protocol, declared here because the packages that implement it
 # sit beside or above the inspector's layer (``webhooks`` needs httpx, ``outbox`` SQLAlchemy): the inspector
@@ -149,7 +150,7 @@ def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) 
     if history is not None:
         handled = history.handled(id(runtime), lambda name: registration.regex.match(name) is not None)
         failures, last_error = history.failed.get(registration.name, (0, None))
-    timed: Any = registration.latency if history is not None else stats
+    timed: Latency | HandlerStats | None = registration.latency if history is not None else stats
     if stats is not None:
         handled += stats.handled
         failures += stats.failures

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
 
 from fastapi_events import _hooks, drain
+from fastapi_events.brokers.redis import RedisStreamForwardHandler
+from fastapi_events.consumer import Consumer, source_from_url
 from fastapi_events.handlers.local import LocalHandler
 from fastapi_events.testing import InMemoryBroker
 from fastapi_events.typing import Event
 
+from .._servers import until
 from ._app import make_app, make_handler
 from .conftest import ClientFactory
 
 pytestmark = pytest.mark.anyio
 
 PAUSE = 0.02  # seconds each timed handler takes
+EVENTS = 10
 
 
 def timed_handler() -> LocalHandler:
@@ -115,3 +120,40 @@ async def test_with_history_off_no_handler_is_timed(client_for: ClientFactory) -
         await drain(5)
         assert all(r.latency.total == 0 for r in local.registrations)
         assert by_function((await client.get("/_events/api/handlers")).json())["weigh"]["p50_ms"] is None
+
+
+@pytest.mark.servers
+async def test_a_redis_consumer_and_forwarder_seen_only_through_the_history(
+    client_for: ClientFactory, redis_server: Any
+) -> None:
+    """A forwarder sends to Redis Streams and a consumer in the same process reads them back, no page open."""
+    stream = f"history-{uuid.uuid4().hex[:8]}"
+    forwarder = RedisStreamForwardHandler(stream, redis_server.url)
+    app = make_app(forwarder=forwarder)
+    consumed = make_handler()
+    base = redis_server.url.rsplit("/", 1)[0]
+    consumer = Consumer(source_from_url(f"{base}/0/{stream}?group=history"), consumed, shutdown_timeout=2)
+    async with client_for(app) as client:
+        await client.post("/events/payment.captured", json=[{"fail": False, "n": n} for n in range(EVENTS)])
+        await drain(10)
+        run = asyncio.get_running_loop().create_task(consumer.run())
+        try:
+            await until(lambda: consumer.stats.handled == EVENTS, message=f"{EVENTS} events consumed")
+            # The source reports its lag after a read, at most once a second: wait for one after the last.
+            await until(lambda: app.state.inspector.recorder.lag.get(("redis", stream, "0")) == 0, message="lag 0")
+        finally:
+            consumer.stop()
+            await run
+        assert not _hooks.on_handle  # no page was open
+        view = (await client.get("/_events/api/handlers")).json()
+    await forwarder.shutdown(5)
+    (sent,) = [f for f in view["forwarders"] if f["destination"] == stream]
+    assert (sent["messages"], sent["failures"], sent["reachable"]) == (EVENTS, 0, True)
+    (received,) = [c for c in view["consumers"] if c["destination"] == stream]
+    assert (received["system"], received["messages"], received["failures"]) == ("redis", EVENTS, 0)
+    assert received["lag"] == {"0": 0}
+    (charge,) = [h for h in by_function(view).values() if h["function"].endswith("charge")]
+    assert charge["handled"] == EVENTS  # the app's own handler, through the middleware
+    assert charge["p50_ms"] is not None
+    (consumer_charge,) = [r for r in consumed.registrations if r.name.endswith("charge")]
+    assert consumer_charge.latency.total == EVENTS  # the consumer's handler, timed as well
