@@ -87,6 +87,9 @@ class WebhookTransport:
     def enable(self) -> None:
         self.disabled_reason = None
 
+    def disable(self, reason: str) -> None:
+        self.disabled_reason = f"endpoint {self.endpoint.url} disabled: {reason}"
+
     def message_size(self, message: OutboundMessage) -> int:
         return len(message.body)
 

@@ -160,3 +160,61 @@ async def test_events_of_one_key_arrive_in_order_even_when_one_is_retried(endpoi
     seen = [json.loads(d.body)["data"]["n"] for d in recorder.deliveries]
     assert seen[0] == 0  # answered 503: nothing of that key went out before its retry
     assert seen[1:] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_enabled_after_a_410_is_sent_to_again(endpoint: Endpoint) -> None:
+    recorder, url = endpoint(script=[Reply(410)])  # then 204: its owner fixed it
+    dead = DeadLetters()
+    forwarder = WebhookForwardHandler(
+        [WebhookEndpoint(url, SECRET)], allow_private_networks=True, retry=QUICK, on_dead_letter=dead
+    )
+    await forwarder.startup()
+    try:
+        await forwarder.handle_many(events("order.placed", 1))
+        await forwarder.flush(30)
+        await forwarder.handle_many(events("order.shipped", 1))
+        await forwarder.flush(30)
+        assert len(recorder.deliveries) == 1  # the second event was not sent
+        forwarder.enable(url)
+        await forwarder.handle_many(events("order.paid", 2))
+        await forwarder.flush(30)
+        [state] = forwarder.endpoint_states()
+    finally:
+        await forwarder.shutdown(5)
+    assert [name for name, _, _ in dead.items] == ["order.placed", "order.shipped"]
+    assert len(recorder.deliveries) == 3
+    assert (state["state"], state["delivered"], state["disabled_reason"]) == ("active", 2, None)
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_disabled_by_the_application_gets_nothing_until_enabled(endpoint: Endpoint) -> None:
+    removed, removed_url = endpoint()
+    other, other_url = endpoint()
+    dead = DeadLetters()
+    forwarder = WebhookForwardHandler(
+        [WebhookEndpoint(removed_url, SECRET), WebhookEndpoint(other_url, SECRET)],
+        allow_private_networks=True,
+        on_dead_letter=dead,
+    )
+    with pytest.raises(KeyError):
+        forwarder.disable("https://hooks.example.com/unknown")
+    forwarder.disable(removed_url, "the customer removed the subscription")
+    await forwarder.startup()
+    try:
+        await forwarder.handle_many(events("order.placed", 3))
+        await forwarder.flush(30)
+        states = {state["url"]: state for state in forwarder.endpoint_states()}
+        forwarder.enable(removed_url)
+        await forwarder.handle_many(events("order.paid", 1))
+        await forwarder.flush(30)
+    finally:
+        await forwarder.shutdown(5)
+    assert states[removed_url]["state"] == "disabled"
+    assert states[other_url]["state"] == "active"
+    assert len(dead.items) == 3
+    for reason in dead.reasons():
+        assert removed_url in reason
+        assert "the customer removed the subscription" in reason
+    assert [json.loads(d.body)["type"] for d in removed.deliveries] == ["order.paid"]
+    assert len(other.deliveries) == 4
