@@ -3,7 +3,8 @@
 
 Three states, measured in the same run and interleaved round by round (as ``bench_core.py`` does):
 
-* ``none``     - FastAPI app with ``EventHandlerASGIMiddleware`` and one async no-op local handler;
+* ``none``     - FastAPI app with ``EventHandlerASGIMiddleware`` and one async no-op local handler, no inspector
+  hook installed in the process (they are process-wide: installed, they would cost this app as much);
 * ``mounted``  - an identical app with ``Inspector().app`` mounted at ``/_events``, no page open, keeping its
   history (the last 1 000 events with their outcomes, counts since start, each handler run timed into its
   latency histogram: the default) (target: at most +0.5 us per event over ``none``);
@@ -68,15 +69,24 @@ def build_app(name: str, inspector: Inspector | None) -> FastAPI:
 
 
 def enter(state: str, inspector: Inspector) -> None:
+    """Put the process in ``state``. The inspector's hooks are process-wide: while they are installed every app
+    of the process pays for them, the one without the inspector too, so ``none`` runs with none of them."""
+    history = inspector.recorder.history
+    assert history is not None, "the inspector keeps no history"
     if state == "watching":
+        history.install()
         inspector.recorder.touch()  # what every request of an open page does
         return
     inspector.recorder.stop()
-    history = inspector.recorder.history
-    assert history is not None, "the inspector keeps no history"
+    if state == "none":
+        history.uninstall()
+        assert not _hooks.on_events, "the history's hook is left"
+        assert not _hooks.time_handlers, "handler runs are still timed"
+        return
+    history.install()
     assert history.recording, "the history is not recording with no page open"
-    assert _hooks.on_dispatch == [history.remember], "a dispatch hook other than the history's is installed"
     assert not _hooks.on_handle, "a handler hook is installed with no page open"
+    assert not _hooks.on_dispatch, "a dispatch hook is installed with no page open"
     assert _hooks.time_handlers, "handler runs are not timed with no page open"
 
 

@@ -36,6 +36,11 @@ on_forward_batch: list[Callable[[str, str, Sequence[Any]], AbstractContextManage
 #: handling of one received message (headers: the message attributes, trace context included).
 on_consume: list[Callable[[str, str, str, str, Mapping[str, str]], AbstractContextManager[Any]]] = []
 
+#: ``hook(runtime, events)`` once per batch of events a middleware's runtime hands to its handlers (a request's
+#: events, usually), and once per event staged in a transactional outbox: what observers that keep a history use,
+#: costing a call per batch instead of per event.
+on_events: list[Callable[[Any, Sequence[Event]], None]] = []
+
 #: ``hook(event_name, where, reason)`` once per dead-lettered event (``where``: forwarder or consumer).
 on_dead_letter: list[Callable[[str, str, str], None]] = []
 

@@ -29,6 +29,9 @@ event_store: ContextVar[EventBuffer] = ContextVar("fastapi_context")
 
 _runtimes: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
 
+# Mutated in place, never rebound.
+_on_events = _hooks.on_events
+
 
 class EventBuffer:
     """The events of one request (or WebSocket connection, or the runtime's out-of-request stream), in order."""
@@ -177,6 +180,9 @@ class Runtime:
                 batch = tuple(events)
                 # Deleting by count (not swapping lists) keeps appends made meanwhile by other threads.
                 del events[: len(batch)]
+                if _on_events:
+                    for observe in _on_events:
+                        observe(self, batch)
                 if len(handlers) == 1:  # the usual case, without gather's tasks
                     await _run_handler(handlers[0], self.handlers[0], batch)
                 else:

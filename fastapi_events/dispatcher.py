@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - pydantic is optional for Starlette-onl
 
 # The hook lists are mutated in place, never rebound, so module-level aliases stay valid.
 _on_dispatch = _hooks.on_dispatch
+_on_events = _hooks.on_events
 _recorders = _hooks.recorders
 
 # os.environ.get() encodes the key on every call (~1 µs); the raw mapping behind os.environ is what putenv and
@@ -148,6 +149,8 @@ def dispatch(
     if staged is not None:
         outbox, row = staged
         outbox.stage(session, row, event)
+        for observe in _on_events:
+            observe(buffer.runtime, (event,))
         return
     buffer.add(event)
 

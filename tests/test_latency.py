@@ -1,10 +1,11 @@
-"""The handler latency histogram: percentiles within 1/16 of the true run time, in constant memory."""
+"""The handler latency histogram: percentiles within 1/16 of the run times, in constant memory, every run timed
+at first and one in ``STRIDE`` once ``EXACT`` were."""
 
 from __future__ import annotations
 
 import random
 
-from fastapi_events._latency import BUCKETS, Latency
+from fastapi_events._latency import BUCKETS, EXACT, STRIDE, Latency
 
 
 def true_percentile(values: list[int], fraction: float) -> float:
@@ -12,14 +13,23 @@ def true_percentile(values: list[int], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1e9
 
 
-def test_percentiles_are_within_a_sixteenth_of_the_run_times() -> None:
+def run(latency: Latency, values: list[int]) -> int:
+    """What LocalHandler does for each run: time it when due. Returns how many were timed."""
+    timed = 0
+    for value in values:
+        if latency.due():
+            latency.add(value)
+            timed += 1
+    return timed
+
+
+def test_the_first_runs_are_all_timed_within_a_sixteenth() -> None:
     rng = random.Random(7)
     # From sub-microsecond runs to multi-second ones, log-uniformly.
-    values = [int(10 ** rng.uniform(1, 10)) for _ in range(20_000)]
+    values = [int(10 ** rng.uniform(1, 10)) for _ in range(EXACT)]
     latency = Latency()
-    for value in values:
-        latency.add(value)
-    assert latency.total == len(values)
+    assert run(latency, values) == EXACT
+    assert latency.total == EXACT
     for fraction in (0.0, 0.5, 0.9, 0.99, 1.0):
         got = latency.percentile(fraction)
         want = true_percentile(values, fraction)
@@ -27,22 +37,36 @@ def test_percentiles_are_within_a_sixteenth_of_the_run_times() -> None:
         assert abs(got - want) <= want / 16 + 1e-9, (fraction, got, want)
 
 
+def test_then_one_run_in_stride_is_timed_and_stands_for_stride_runs() -> None:
+    rng = random.Random(8)
+    values = [rng.choice((1_000_000, 2_000_000, 50_000_000)) for _ in range(EXACT + 80_000)]
+    latency = Latency()
+    timed = run(latency, values)
+    assert timed == EXACT + 80_000 // STRIDE
+    assert abs(latency.total - len(values)) < STRIDE  # the count of runs is kept
+    # Every STRIDE-th run of a shuffled mix: the percentiles land on the same durations.
+    assert latency.percentile(0.1) == latency.percentile(0.3)
+    for fraction in (0.1, 0.5, 0.99):
+        got = latency.percentile(fraction)
+        want = true_percentile(values, fraction)
+        assert got is not None
+        assert abs(got - want) <= want / 16, (fraction, got, want)
+
+
 def test_no_run_no_percentile_and_exact_below_sixteen_nanoseconds() -> None:
     latency = Latency()
     assert latency.percentile(0.5) is None
-    for value in range(16):
-        latency.add(value)
+    run(latency, list(range(16)))
     assert [latency.percentile(i / 16) for i in range(16)] == [i / 1e9 for i in range(16)]
 
 
 def test_memory_does_not_grow_with_runs_or_their_length() -> None:
     latency = Latency()
     for value in (1, 10**6, 10**12, 10**14, 10**18):  # the longest beyond what the buckets reach
-        for _ in range(1000):
-            latency.add(value)
+        run(latency, [value] * 1000)
     assert len(latency.counts) == BUCKETS
-    assert latency.total == 5000
-    assert latency.counts[-1] >= 2000  # runs longer than the last bucket's start count there
+    assert abs(latency.total - 5000) < STRIDE
+    assert latency.counts[-1] >= 1900  # runs longer than the last bucket's start count there
     p99 = latency.percentile(0.99)
     assert p99 is not None
     assert p99 > 1000  # seconds: the long runs are not lost

@@ -134,15 +134,13 @@ class LocalHandler(BaseEventHandler):
                     await _run_one(registration, events)
                     return
                 # The most common shape - one event, one function - without a further coroutine frame.
+                start = clock() if _timing and registration.latency.due() else 0
                 try:
-                    if _timing:
-                        start = clock()
-                        try:
-                            await registration.plan.run(event)
-                        finally:
-                            registration.latency.add(clock() - start)
-                    else:
+                    try:
                         await registration.plan.run(event)
+                    finally:
+                        if start:
+                            registration.latency.add(clock() - start)
                 except Exception as exc:
                     report_failure(event, registration.func, exc)
                 return
@@ -190,13 +188,12 @@ class LocalHandler(BaseEventHandler):
 
 async def _observed(registration: Registration, event: Event) -> Any:
     with _hooks.observe_handler(event, registration.name):
-        if not _timing:
-            return await registration.plan.run(event)
-        start = clock()
+        start = clock() if _timing and registration.latency.due() else 0
         try:
             return await registration.plan.run(event)
         finally:
-            registration.latency.add(clock() - start)
+            if start:
+                registration.latency.add(clock() - start)
 
 
 async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
@@ -205,14 +202,13 @@ async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
         try:
             if _on_handle:
                 await _observed(registration, event)
-            elif _timing:
-                start = clock()
+            else:
+                start = clock() if _timing and registration.latency.due() else 0
                 try:
                     await plan.run(event)
                 finally:
-                    registration.latency.add(clock() - start)
-            else:
-                await plan.run(event)
+                    if start:
+                        registration.latency.add(clock() - start)
         except Exception as exc:
             report_failure(event, registration.func, exc)
 
@@ -224,7 +220,7 @@ def _run_sync_group(
     failures: list[tuple[Event, Any, Exception]] = []
     for registration, events in work:
         for event in events:
-            start = clock() if _timing else 0
+            start = clock() if _timing and registration.latency.due() else 0
             try:
                 if _on_handle:
                     with _hooks.observe_handler(event, registration.name):

@@ -3,8 +3,10 @@
 Hooks, each a closure over this object's bounded containers (never over the recorder, so that a dropped
 inspector takes its hooks with it):
 
-- on dispatch: the event, its time and the middleware it went through, into a ring of the last ``size`` events,
-  and a count per event name (at most ``MAX_KEYS`` names per middleware);
+- once per batch of events a middleware hands to its handlers (a request's events): the batch, its time and the
+  middleware, into a ring holding the last ``size`` events at least (``2 * size`` at most), and a count per event
+  name (at most ``MAX_KEYS`` names per middleware) - a call per request, not per event, counted by ``Counter``
+  in C;
 - on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters,
   and for the consumer's when a consumer was handling a message;
 - on a dead letter: the notification, into the recorder's own list;
@@ -20,14 +22,15 @@ holds this history's token: two clock reads and one bucket count into the regist
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from .. import _hooks
 from .._names import event_name_str
-from .._runtime import event_store
 from ..typing import Event
 from ._stats import MAX_KEYS, Channels, describe_error
 
@@ -45,15 +48,16 @@ class History:
         self, size: int, dead: deque[dict[str, Any]], channels: Channels, lag: dict[tuple[str, str, str], int]
     ) -> None:
         self.size = size
-        #: ``(event, unix time, id of the middleware's runtime or None)``, oldest first.
-        self.events: deque[tuple[Event, float, int | None]] = deque(maxlen=size)
-        #: runtime id -> event name (as dispatched) -> times dispatched while no page was open.
+        #: ``(events, unix time, id of the middleware's runtime)`` per batch handed to handlers, oldest first.
+        self.batches: deque[tuple[Sequence[Event], float, int | None]] = deque()
+        self._held = [0]  # events in :attr:`batches`
+        #: runtime id -> event name (as dispatched) -> times handed to handlers while no page was open.
         self.seen: dict[int | None, dict[Any, int]] = {}
         #: ``(event, handler name, error)`` of the failures among :attr:`events`.
         self.failures: deque[tuple[Event, str, str]] = deque(maxlen=size)
         #: handler name -> [failures, last error], while no page was open.
         self.failed: dict[str, list[Any]] = {}
-        self.remember = _dispatch_hook(self.events, self.seen)
+        self.remember = _events_hook(self.batches, self._held, size, self.seen)
         self._failure = _failure_hook(self.failures, self.failed, channels)
         self._dead = _dead_hook(dead)
         self._batch = _batch_hook(channels)
@@ -73,14 +77,14 @@ class History:
             _hooks.time_handlers.append(self._timing)
         if not self.recording:
             self.recording = True
-            _hooks.on_dispatch.append(self.remember)
+            _hooks.on_events.append(self.remember)
             _hooks.on_handler_failure.append(self._failure)
 
     def pause(self) -> None:
         """A page is open: the recorder's own hooks take over (dead letters stay with this one)."""
         if self.recording:
             self.recording = False
-            remove_hook(_hooks.on_dispatch, self.remember)
+            remove_hook(_hooks.on_events, self.remember)
             remove_hook(_hooks.on_handler_failure, self._failure)
 
     def uninstall(self) -> None:
@@ -93,8 +97,10 @@ class History:
 
     def take(self) -> tuple[list[tuple[Event, float, int | None]], dict[int, dict[str, str]]]:
         """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
-        events = list(self.events)
-        self.events.clear()
+        batches = list(self.batches)
+        self.batches.clear()
+        self._held[0] = 0
+        events = [(event, at, runtime) for batch, at, runtime in batches for event in batch][-self.size :]
         alive = {id(event) for event, _, _ in events}
         errors: dict[int, dict[str, str]] = {}
         for event, handler, error in list(self.failures):
@@ -107,17 +113,46 @@ class History:
         """Events dispatched through ``runtime_id`` while no page was open whose name ``matches``."""
         return sum(count for key, count in list(self.seen.get(runtime_id, {}).items()) if matches(event_name_str(key)))
 
+    @property
+    def held(self) -> int:
+        """Events in the ring (``size`` to ``2 * size`` once that many went by)."""
+        return self._held[0]
 
-def _dispatch_hook(ring: deque[tuple[Event, float, int | None]], seen: dict[int | None, dict[Any, int]]) -> Any:
-    get_buffer = event_store.get
+
+def _events_hook(
+    ring: deque[tuple[Sequence[Event], float, int | None]],
+    held: list[int],
+    size: int,
+    seen: dict[int | None, dict[Any, int]],
+) -> Any:
     now = time.time
+    name_of = itemgetter(0)
 
-    def remember(event: Event) -> Event:
-        buffer = get_buffer(None)
-        runtime = None if buffer is None else id(buffer.runtime)
-        ring.append((event, now(), runtime))
-        count_name(seen, runtime, event[0])
-        return event
+    def remember(runtime: Any, events: Sequence[Event]) -> None:
+        if len(events) > size:
+            events = events[-size:]
+        runtime_id = id(runtime)
+        ring.append((events, now(), runtime_id))
+        total = held[0] + len(events)
+        while total - len(ring[0][0]) >= size:  # the ring holds `size` events without its oldest batch
+            total -= len(ring.popleft()[0])
+        held[0] = total
+        names = seen.get(runtime_id)
+        if names is None:
+            names = seen[runtime_id] = Counter()
+        try:
+            names.update(map(name_of, events))
+        except TypeError:  # an unhashable "name" (dispatch() accepts it): those before it were counted
+            for index, event in enumerate(events):
+                try:
+                    hash(event[0])
+                except TypeError:
+                    for rest in events[index:]:
+                        count_name(seen, runtime_id, rest[0])
+                    break
+        if len(names) > MAX_KEYS:  # names built from data: keep counting the first ones only
+            for key in list(islice(names, MAX_KEYS, None)):
+                del names[key]
 
     return remember
 
@@ -127,7 +162,7 @@ def count_name(seen: dict[int | None, dict[Any, int]], runtime: int | None, key:
     str): converting them is left to the reader. Two threads racing may lose a count, nothing worse."""
     names = seen.get(runtime)
     if names is None:
-        names = seen[runtime] = {}
+        names = seen[runtime] = Counter()
     try:
         count = names.get(key)
     except TypeError:  # an unhashable "name": dispatch() accepts it, so must this

@@ -180,9 +180,8 @@ class Recorder:
     def on_dispatch(self, event: Event) -> Event:
         now = _monotonic()
         if now - self._last_seen > self.idle_after:
-            self.stop()
-            # The history's hook, just installed again, comes too late in the loop running this one.
-            return event if self.history is None else self.history.remember(event)
+            self.stop()  # the history, installed again, sees this event when it is handed to handlers
+            return event
         buffer = _runtime.event_store.get(None)
         runtime = None if buffer is None else id(buffer.runtime)
         self._fresh.append((event, now, runtime))

@@ -46,6 +46,7 @@ def no_hook_left_behind() -> Iterator[None]:
     gc.collect()  # an inspector dropped without close() takes its history's hooks with it
     lists = (
         _hooks.on_dispatch,
+        _hooks.on_events,
         _hooks.on_handle,
         _hooks.on_dead_letter,
         _hooks.on_handler_failure,

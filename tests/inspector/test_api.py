@@ -176,7 +176,7 @@ async def test_history_memory_is_bounded(client_for: ClientFactory) -> None:
         await client.post("/generated/3000")  # 3 000 distinct names, more than the ring holds
         await drain(5)
         history = app.state.inspector.recorder.history
-        assert len(history.events) == 50
+        assert 50 <= history.held <= 100  # the last 50 at least, in whole batches
         tail = (await client.get("/_events/api/events?limit=1000")).json()["events"]
         assert [e["name"] for e in tail] == [f"generated.{i}" for i in range(2950, 3000)]
 
