@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .._schedule import check_event_id
 from ..delivery import StoredRecord
 from . import _store
 from ._db import Database, make_engine
@@ -85,18 +86,21 @@ class OutboxAdmin:
     def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
         return self.db.run_blocking(_store.purge, self.table, self._ids(ids, destination), pending)
 
-    def list_scheduled(self) -> list[ScheduledEvent]:
-        """Delayed events not due yet, soonest first."""
+    def list_scheduled(self, event_name: str | None = None) -> list[ScheduledEvent]:
+        """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
         upgrade = self.db.run_blocking(upgrade_statements, self.table)
         if upgrade:
             # A table of 1.0 has no delayed events (and no column to list them by) until an app upgrades it.
             return []
-        rows = self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None)
+        rows = self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None, event_name)
         return [scheduled_event(row) for row in rows]
 
     def cancel(self, ids: Sequence[str]) -> int:
-        """Cancel undelivered events by id (a relay handing one over right now still finishes it)."""
-        return self.db.run_blocking(_store.cancel, self.table, list(ids))
+        """Cancel undelivered events by id (a relay handing one over right now still finishes it).
+
+        Raises ``ValueError`` for what can be no event id (checked before any I/O).
+        """
+        return self.db.run_blocking(_store.cancel, self.table, [check_event_id(i) for i in ids])
 
     def stats(self) -> dict[str, Any]:
         counts = self.db.run_blocking(_store.counts, self.table)

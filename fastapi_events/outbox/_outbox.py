@@ -342,9 +342,9 @@ class SQLAlchemyOutbox:
 
     # -- scheduled events (the inspector and the command line) -------------------------------------------------
 
-    async def scheduled(self, limit: int = 100) -> list[ScheduledEvent]:
-        """Delayed events not due yet, soonest first."""
-        rows = await self.db.run(_store.list_scheduled, self.table, time.time(), limit)
+    async def scheduled(self, limit: int = 100, *, event_name: str | None = None) -> list[ScheduledEvent]:
+        """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
+        rows = await self.db.run(_store.list_scheduled, self.table, time.time(), limit, event_name)
         return [scheduled_event(row) for row in rows]
 
     async def cancel_scheduled(self, ids: Sequence[str]) -> int:
