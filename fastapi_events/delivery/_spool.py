@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -23,6 +23,11 @@ from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
 
 SCHEMA_VERSION = 1
+
+#: Rows one transaction of a replay or purge changes at most, and the least pause between two of them (seconds):
+#: the app's writer never waits long for an administrator (see ``SpoolDB._batches``).
+ADMIN_BATCH = 500
+ADMIN_PAUSE = 0.005
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -312,32 +317,69 @@ class SpoolDB:
         return self._count("dead_letters", destination)
 
     def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
-        """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
+        """Move dead letters (all, or those whose event id is in ``ids``) back to pending, oldest first.
 
-        Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
+        Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped. Runs in
+        transactions of at most ``ADMIN_BATCH`` rows with a pause between them (see :func:`_batches`).
         """
-        where, params = _dead_filter(ids, destination)
         skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
-        with self.transaction():
-            now = time.time()
-            cursor = self.conn.execute(
-                "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
-                f"SELECT id, destination, event_name, body, attributes, key, ? FROM dead_letters "
-                f"WHERE replayable = 1{where} ORDER BY seq",
-                (now, *params),
-            )
-            moved = cursor.rowcount
-            self.conn.execute(f"DELETE FROM dead_letters WHERE replayable = 1{where}", params)
+        moved = 0
+        for where, params in _dead_filters(ids, destination):
+
+            def move(where: str = where, params: tuple[Any, ...] = params) -> int:
+                seqs = [
+                    seq
+                    for (seq,) in self.conn.execute(
+                        f"SELECT seq FROM dead_letters WHERE replayable = 1{where} ORDER BY seq LIMIT ?",
+                        (*params, ADMIN_BATCH),
+                    )
+                ]
+                if seqs:
+                    marks = ",".join("?" * len(seqs))
+                    self.conn.execute(
+                        "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
+                        "SELECT id, destination, event_name, body, attributes, key, ? FROM dead_letters "
+                        f"WHERE seq IN ({marks}) ORDER BY seq",
+                        (time.time(), *seqs),
+                    )
+                    self.conn.execute(f"DELETE FROM dead_letters WHERE seq IN ({marks})", seqs)
+                return len(seqs)
+
+            moved += self._batches(move)
         return moved, skipped
 
     def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
-        """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too."""
-        where, params = _dead_filter(ids, destination)
-        with self.transaction():
-            removed = self.conn.execute(f"DELETE FROM dead_letters WHERE 1 = 1{where}", params).rowcount
-            if pending:
-                removed += self.conn.execute(f"DELETE FROM pending WHERE 1 = 1{where}", params).rowcount
+        """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too; in
+        transactions of at most ``ADMIN_BATCH`` rows, as :meth:`replay`."""
+        removed = 0
+        for where, params in _dead_filters(ids, destination):
+            for table in (DEAD_LETTERS, PENDING) if pending else (DEAD_LETTERS,):
+                # ``table`` is one of this module's two table names, never user input.
+                sql = f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE 1 = 1{where} LIMIT ?)"
+
+                def delete(sql: str = sql, params: tuple[Any, ...] = params) -> int:
+                    return int(self.conn.execute(sql, (*params, ADMIN_BATCH)).rowcount)
+
+                removed += self._batches(delete)
         return removed
+
+    def _batches(self, step: Callable[[], int]) -> int:
+        """Run ``step`` (changing at most ``ADMIN_BATCH`` rows) in transactions of its own until it changes fewer.
+
+        An administrator's replay or purge of a large table in one transaction would hold the write lock for as
+        long as it takes, and the app's writer, waiting ``BUSY_TIMEOUT`` at most, would fail its writes. Between
+        two batches the lock is left free for as long as the last batch held it (at least ``ADMIN_PAUSE``), so a
+        waiting writer's next retry finds it free about half of the time.
+        """
+        total = 0
+        while True:
+            started = time.monotonic()
+            with self.transaction():
+                changed = step()
+            total += changed
+            if changed < ADMIN_BATCH:
+                return total
+            time.sleep(max(ADMIN_PAUSE, time.monotonic() - started))
 
     def stats(self) -> dict[str, Any]:
         by_destination: dict[str, dict[str, Any]] = {}
@@ -359,16 +401,17 @@ class SpoolDB:
         }
 
 
-def _dead_filter(ids: Sequence[str] | None, destination: str | None) -> tuple[str, tuple[Any, ...]]:
-    where = ""
-    params: tuple[Any, ...] = ()
-    if ids is not None:
-        where += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
-        params += tuple(ids)
-    if destination is not None:
-        where += " AND destination = ?"
-        params += (destination,)
-    return where, params
+def _dead_filters(ids: Sequence[str] | None, destination: str | None) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``(where, params)`` selecting the rows of ``ids`` (all when None) of ``destination`` (any when None): one
+    per ``ADMIN_BATCH`` ids, so that a long list of ids stays within SQLite's host parameter limit."""
+    of_destination = "" if destination is None else " AND destination = ?"
+    named: tuple[Any, ...] = () if destination is None else (destination,)
+    if ids is None:
+        yield of_destination, named
+        return
+    for start in range(0, len(ids), ADMIN_BATCH):
+        chunk = tuple(ids[start : start + ADMIN_BATCH])
+        yield f" AND id IN ({', '.join('?' * len(chunk))}){of_destination}", (*chunk, *named)
 
 
 def _dump(attributes: dict[str, str]) -> str:

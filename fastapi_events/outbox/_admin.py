@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..delivery import StoredRecord
 from . import _store
 from ._db import Database, make_engine
-from ._scheduled import ScheduledEvent, scheduled_event
+from ._store import ScheduledEvent
 from ._table import build_table, channel_for, upgrade_statements
 
 
@@ -91,8 +91,7 @@ class OutboxAdmin:
         if upgrade:
             # A table of 1.0 has no delayed events (and no column to list them by) until an app upgrades it.
             return []
-        rows = self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None)
-        return [scheduled_event(row) for row in rows]
+        return self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None)
 
     def cancel(self, ids: Sequence[str]) -> int:
         """Cancel undelivered events by id (a relay handing one over right now still finishes it)."""

@@ -310,7 +310,31 @@ def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
     return {state: found.get(state, 0) for state in (PENDING, DONE, DEAD)}
 
 
-def list_scheduled(conn: sa.Connection, t: sa.Table, now: float, limit: int | None) -> list[tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """An outbox event waiting for its due time (listed by the inspector and the command line, cancelled by id)."""
+
+    id: str  # the event id (the caller's, with dispatch(..., event_id=...))
+    event_name: str
+    payload: Any
+    due_at: float  # epoch seconds
+    created_at: float  # epoch seconds of the dispatch call
+    key: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _scheduled_event(row: Sequence[Any]) -> ScheduledEvent:
+    event_id, name, body, due_at, created_at, key = row
+    try:
+        payload = json.loads(body)[1]
+    except (ValueError, IndexError, TypeError):
+        payload = body
+    return ScheduledEvent(event_id, name, payload, due_at, created_at, key)
+
+
+def list_scheduled(conn: sa.Connection, t: sa.Table, now: float, limit: int | None) -> list[ScheduledEvent]:
     """Delayed events not due yet, soonest first."""
     c = t.c
     query = (
@@ -319,7 +343,7 @@ def list_scheduled(conn: sa.Connection, t: sa.Table, now: float, limit: int | No
         .order_by(c.due_at, c.seq)
         .limit(limit)
     )
-    return [tuple(row) for row in conn.execute(query)]
+    return [_scheduled_event(row) for row in conn.execute(query)]
 
 
 def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
@@ -333,4 +357,4 @@ def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tu
     return [tuple(row) for row in conn.execute(query)]
 
 
-__all__ = ["Change", "Record"]
+__all__ = ["Change", "Record", "ScheduledEvent"]

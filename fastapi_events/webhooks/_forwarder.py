@@ -132,12 +132,20 @@ class WebhookForwardHandler(BaseEventHandler):
         await self._each([lane.shutdown(timeout) for lane in self.lanes])
 
     def enable(self, url: str) -> None:
-        """Send to ``url`` again after it answered 410 (its owner says it is back); replay its dead letters with
-        ``python -m fastapi_events spool replay`` or the inspector."""
+        """Send to ``url`` again after it answered 410 (its owner says it is back) or :meth:`disable`; replay its
+        dead letters with ``python -m fastapi_events spool replay`` or the inspector."""
+        self._transport(url).enable()
+
+    def disable(self, url: str, reason: str = "disabled by the application") -> None:
+        """Stop sending to ``url`` (its owner removed the subscription, say): from now on its events, queued or
+        new, are dead-lettered - replayable - with a reason naming the endpoint and ``reason``, as after a 410,
+        until :meth:`enable`. Other endpoints are not affected. Held in memory, like the 410 state."""
+        self._transport(url).disable(reason)
+
+    def _transport(self, url: str) -> WebhookTransport:
         for transport in self.transports:
             if transport.endpoint.url == url:
-                transport.enable()
-                return
+                return transport
         raise KeyError(url)
 
     @property

@@ -111,6 +111,13 @@ def test_a_malformed_body_is_400(receiving: Receiving, body: bytes) -> None:
     assert receiving.received == []
 
 
+def test_a_body_over_the_limit_is_413_and_not_dispatched(receiving: Receiving) -> None:
+    body = json.dumps({"type": "order.placed", "data": "x" * (1024 * 1024)}).encode()  # just over 1 MiB
+    assert receiving.post("/webhooks", body, signed(body)).status_code == 413
+    time.sleep(0.3)
+    assert receiving.received == []
+
+
 def test_other_methods_and_paths(receiving: Receiving) -> None:
     assert receiving.client.get(receiving.url + "/webhooks").status_code == 405
     assert receiving.post("/webhooks/elsewhere", BODY, signed(BODY)).status_code == 404
