@@ -17,17 +17,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._records import DEAD_LETTERS, PENDING, StoredRecord, payload_of
+from ._records import ADMIN_BATCH, DEAD_LETTERS, PENDING, StoredRecord, id_chunks, in_batches, payload_of
 from ._spool_file import BUSY_TIMEOUT, connect
 from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
 
 SCHEMA_VERSION = 1
-
-#: Rows one transaction of a replay or purge changes at most, and the least pause between two of them (seconds):
-#: the app's writer never waits long for an administrator (see ``SpoolDB._batches``).
-ADMIN_BATCH = 500
-ADMIN_PAUSE = 0.005
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -320,7 +315,7 @@ class SpoolDB:
         """Move dead letters (all, or those whose event id is in ``ids``) back to pending, oldest first.
 
         Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped. Runs in
-        transactions of at most ``ADMIN_BATCH`` rows with a pause between them (see :func:`_batches`).
+        transactions of at most ``ADMIN_BATCH`` rows with a pause between them (see ``in_batches``).
         """
         skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
         moved = 0
@@ -364,22 +359,13 @@ class SpoolDB:
         return removed
 
     def _batches(self, step: Callable[[], int]) -> int:
-        """Run ``step`` (changing at most ``ADMIN_BATCH`` rows) in transactions of its own until it changes fewer.
+        """``step`` (changing at most ``ADMIN_BATCH`` rows) in transactions of its own until it changes fewer."""
 
-        An administrator's replay or purge of a large table in one transaction would hold the write lock for as
-        long as it takes, and the app's writer, waiting ``BUSY_TIMEOUT`` at most, would fail its writes. Between
-        two batches the lock is left free for as long as the last batch held it (at least ``ADMIN_PAUSE``), so a
-        waiting writer's next retry finds it free about half of the time.
-        """
-        total = 0
-        while True:
-            started = time.monotonic()
+        def transaction() -> int:
             with self.transaction():
-                changed = step()
-            total += changed
-            if changed < ADMIN_BATCH:
-                return total
-            time.sleep(max(ADMIN_PAUSE, time.monotonic() - started))
+                return step()
+
+        return in_batches(transaction)
 
     def stats(self) -> dict[str, Any]:
         by_destination: dict[str, dict[str, Any]] = {}
@@ -406,12 +392,11 @@ def _dead_filters(ids: Sequence[str] | None, destination: str | None) -> Iterato
     per ``ADMIN_BATCH`` ids, so that a long list of ids stays within SQLite's host parameter limit."""
     of_destination = "" if destination is None else " AND destination = ?"
     named: tuple[Any, ...] = () if destination is None else (destination,)
-    if ids is None:
-        yield of_destination, named
-        return
-    for start in range(0, len(ids), ADMIN_BATCH):
-        chunk = tuple(ids[start : start + ADMIN_BATCH])
-        yield f" AND id IN ({', '.join('?' * len(chunk))}){of_destination}", (*chunk, *named)
+    for chunk in id_chunks(ids):
+        if chunk is None:
+            yield of_destination, named
+        else:
+            yield f" AND id IN ({', '.join('?' * len(chunk))}){of_destination}", (*chunk, *named)
 
 
 def _dump(attributes: dict[str, str]) -> str:

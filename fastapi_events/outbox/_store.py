@@ -282,8 +282,20 @@ def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None, payloads: boo
     return records
 
 
-def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:
-    """Make dead rows pending again; handlers that already have the event are still skipped."""
+def _oldest(
+    conn: sa.Connection, t: sa.Table, where: sa.ColumnElement[bool], limit: int | None
+) -> sa.ColumnElement[bool]:
+    """``where``, or with ``limit`` the oldest ``limit`` rows matching it (picked first: MySQL cannot change a
+    table it reads in a subquery; ``where`` again, in case one of them changed in between)."""
+    if limit is None:
+        return where
+    seqs = [seq for (seq,) in conn.execute(sa.select(t.c.seq).where(where).order_by(t.c.seq).limit(limit))]
+    return sa.and_(where, t.c.seq.in_(seqs))
+
+
+def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float, limit: int | None = None) -> int:
+    """Make dead rows (the oldest ``limit`` of them, with a limit) pending again; handlers that already have the
+    event are still skipped."""
     values = {
         "state": PENDING,
         "failed_handlers": None,
@@ -294,14 +306,16 @@ def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: flo
         "lease_owner": None,
         "lease_until": None,
     }
-    return conn.execute(sa.update(t).where(_dead(t, ids)).values(values)).rowcount or 0
+    return conn.execute(sa.update(t).where(_oldest(conn, t, _dead(t, ids), limit)).values(values)).rowcount or 0
 
 
-def purge(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, pending: bool = False) -> int:
+def purge(
+    conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, pending: bool = False, limit: int | None = None
+) -> int:
     where = _dead(t, ids)
     if pending:
         where = sa.or_(where, t.c.state == PENDING if ids is None else t.c.event_id.in_(list(ids)))
-    return conn.execute(sa.delete(t).where(where)).rowcount or 0
+    return conn.execute(sa.delete(t).where(_oldest(conn, t, where, limit))).rowcount or 0
 
 
 def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -42,9 +42,7 @@ class WebhookEndpoint:
             raise ConfigurationError("a webhook endpoint needs a secret, or a sequence of secrets while rotating")
         object.__setattr__(self, "_keys", tuple(decode_secret(secret) for secret in secrets))
         object.__setattr__(self, "secret", self.secret if isinstance(self.secret, str) else secrets)
-        if isinstance(self.events, str) or not all(isinstance(p, str) for p in self.events):
-            raise ConfigurationError(f"events must be a sequence of fnmatch patterns, not {self.events!r}")
-        object.__setattr__(self, "events", tuple(self.events))
+        object.__setattr__(self, "events", event_patterns(self.events))
         if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
             raise ConfigurationError(f"max_concurrency must be an int >= 1, not {self.max_concurrency!r}")
         if self.max_concurrency < 1:
@@ -56,7 +54,19 @@ class WebhookEndpoint:
         return self._keys
 
     def wants(self, event_name: str) -> bool:
-        return any(fnmatch.fnmatchcase(event_name, pattern) for pattern in self.events)
+        return matches(self.events, event_name)
+
+
+def event_patterns(events: Sequence[str]) -> tuple[str, ...]:
+    """``events=`` checked: a sequence of fnmatch patterns (a lone string would match by its characters)."""
+    patterns = None if isinstance(events, str) or not isinstance(events, Iterable) else tuple(events)
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise ConfigurationError(f"events must be a sequence of fnmatch patterns, not {events!r}")
+    return patterns
+
+
+def matches(patterns: Sequence[str], event_name: str) -> bool:
+    return any(fnmatch.fnmatchcase(event_name, pattern) for pattern in patterns)
 
 
 __all__ = ["WebhookEndpoint"]

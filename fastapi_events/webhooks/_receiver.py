@@ -17,6 +17,7 @@ from ..concurrency import BlockingExecutor
 from ..dispatcher import check_event_context, dispatch_received, received_event
 from ..errors import ConfigurationError, NoEventContextError
 from ..typing import Receive, Scope, Send
+from ._endpoint import event_patterns, matches
 from ._mount import serve_bare_mount_paths
 from ._signing import decode_secret, signature_matches
 
@@ -59,6 +60,9 @@ class WebhookReceiver:
       ``AsyncEngine`` or ``Engine``) every id ever accepted is recorded in the database, so a redelivery after a
       restart, or to another replica, is not dispatched again either (``inbox_name`` is the record's handler
       name);
+    - a ``type`` matching none of ``events`` (fnmatch patterns, default ``("*",)``): 204, not dispatched (the
+      sender need not retry what this app does not take; an authenticated sender still cannot raise the app's
+      other events);
     - missing or bad signature, unknown secret, stale or future timestamp: 401, nothing dispatched;
     - a body that is not such JSON: 400; over ``max_body_bytes``: 413; another method: 405.
 
@@ -77,6 +81,7 @@ class WebhookReceiver:
         inbox: Inbox | None = None,
         engine: AsyncEngine | Engine | None = None,
         inbox_name: str = "webhooks",
+        events: Sequence[str] = ("*",),
     ) -> None:
         secrets = [secret] if isinstance(secret, str) else list(secret)
         if not secrets:
@@ -91,6 +96,7 @@ class WebhookReceiver:
         self.remember = remember
         self.max_body_bytes = max_body_bytes
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.events = event_patterns(events)
         if (inbox is None) != (engine is None):
             raise ConfigurationError("pass inbox= and engine= (an SQLAlchemy Engine or AsyncEngine) together")
         self._async_engine = engine is not None and _is_async_engine(engine)
@@ -129,6 +135,10 @@ class WebhookReceiver:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
             message_id = self._verify(headers, body)
             name, data, sent_at = _parse(body)
+            if not matches(self.events, name):
+                logger.info("webhook %s of type %r not dispatched: not among the receiver's events", message_id, name)
+                await _answer(send, 204)
+                return
             if message_id in self._seen:
                 self._seen.move_to_end(message_id)
                 await _answer(send, 204)

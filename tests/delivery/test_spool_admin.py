@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fastapi_events.delivery._spool import ADMIN_BATCH, SpoolDB
+from fastapi_events.delivery._records import ADMIN_BATCH
+from fastapi_events.delivery._spool import SpoolDB
 from fastapi_events.delivery._store import DeadLetter
 from fastapi_events.delivery._transport import OutboundMessage
 

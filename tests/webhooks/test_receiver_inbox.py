@@ -4,6 +4,7 @@ an ``AsyncEngine`` or a sync ``Engine`` (whose calls run in threads of the recei
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -21,7 +23,8 @@ from starlette.testclient import TestClient
 from fastapi_events.errors import ConfigurationError
 from fastapi_events.outbox import Inbox
 from fastapi_events.webhooks import WebhookReceiver
-from tests.webhooks._endpoint import SECRET, receiving_app
+from tests.webhooks._endpoint import SECRET, ThreadServer, receiving_app
+from tests.webhooks._send import wait_until
 from tests.webhooks.test_receiver import signed
 
 BODY = json.dumps({"type": "invoice.paid", "timestamp": "2026-01-01T00:00:00Z", "data": {"n": 1}}).encode()
@@ -139,3 +142,27 @@ def test_a_payload_the_schema_refuses_is_400_and_leaves_no_record(inbox_database
         assert client.post("/webhooks", content=BODY, headers=signed(BODY, "msg_a")).status_code == 204
     assert received == [("invoice.paid", {"n": 1})]
     assert inbox_database.recorded() == ["msg_a"]
+
+
+@pytest.mark.servers
+@pytest.mark.anyio
+async def test_concurrent_redeliveries_are_dispatched_once(
+    inbox_database: InboxDatabase, serve: Callable[..., ThreadServer]
+) -> None:
+    """Each id POSTed three times at once, to a receiver under uvicorn: the database decides which one dispatches."""
+    app, received = inbox_app(inbox_database)
+    url = serve(app).url + "/webhooks"
+    bodies = {f"msg_{n}": json.dumps({"type": "invoice.paid", "data": {"n": n}}).encode() for n in range(10)}
+    async with httpx.AsyncClient(timeout=60) as client:
+        replies = await asyncio.gather(
+            *(
+                client.post(url, content=body, headers=signed(body, message_id))
+                for _ in range(3)
+                for message_id, body in bodies.items()
+            )
+        )
+    assert [reply.status_code for reply in replies] == [204] * 30
+    await wait_until(lambda: len(received) >= 10, 30)
+    await asyncio.sleep(0.5)
+    assert sorted(event.event_id for event in received) == sorted(bodies)  # type: ignore[attr-defined]
+    assert inbox_database.recorded() == sorted(bodies)
