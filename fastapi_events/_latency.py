@@ -20,16 +20,25 @@ class Latency:
     """Counts of handler runs per duration bucket. Two threads adding at once may lose a count, nothing worse
     (sync handlers run in worker threads): a lock would cost more than the count is worth."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("_counts",)
 
     def __init__(self) -> None:
-        self.counts = [0] * BUCKETS
+        # Made at the first run timed: every registration has one, most apps never time their handlers.
+        self._counts: list[int] | None = None
 
     def add(self, nanoseconds: int) -> None:
+        counts = self._counts
+        if counts is None:
+            counts = self._counts = [0] * BUCKETS
         # Eight buckets per bit length, told apart by the four leading bits (8..15): no branch on the size.
         length = nanoseconds.bit_length()
         index = (length << 3) + ((nanoseconds << 4) >> length)
-        self.counts[index if index < BUCKETS else BUCKETS - 1] += 1
+        counts[index if index < BUCKETS else BUCKETS - 1] += 1
+
+    @property
+    def counts(self) -> list[int]:
+        """Runs per bucket (a copy)."""
+        return [0] * BUCKETS if self._counts is None else list(self._counts)
 
     @property
     def total(self) -> int:
@@ -38,7 +47,7 @@ class Latency:
     def percentile(self, fraction: float) -> float | None:
         """Seconds under which ``fraction`` of the runs took (the middle of the bucket holding that run), or None
         before the first run."""
-        counts = list(self.counts)  # a snapshot: handlers may be adding meanwhile
+        counts = self.counts  # a snapshot: handlers may be adding meanwhile
         total = sum(counts)
         if not total:
             return None
