@@ -15,8 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..delivery import StoredRecord
-from ..delivery._records import ADMIN_BATCH, id_chunks, in_batches
+from ..delivery import ADMIN_BATCH, StoredRecord, id_chunks, in_batches
 from . import _store
 from ._db import Database, make_engine
 from ._store import ScheduledEvent
