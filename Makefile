@@ -8,7 +8,7 @@
 #   make test           the full suite (newest, on pytest-xdist workers, then the `serial` tests alone), and beside
 #                       it the core environments and the docs (.ci/spread.sh)
 #   make test-newest / test-oldest / test-starlette-only    one environment; PYTEST_ARGS="..." goes to pytest
-#   make lint           ruff, ruff format, mypy, lint-imports
+#   make lint           ruff, ruff format, mypy, lint-imports, scripts/layering_counts.py
 #   make docs           the documentation site, strict, into site/
 #   make bench-record   run the benchmarks, save their figures in benchmarks/results/*.json (BENCH_ARGS=--quick)
 #   make bench-plots    docs/img/bench-*.svg from the saved results (runs no benchmark)

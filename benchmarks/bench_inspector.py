@@ -5,8 +5,8 @@ Three states, measured in the same run and interleaved round by round (as ``benc
 
 * ``none``     - FastAPI app with ``EventHandlerASGIMiddleware`` and one async no-op local handler;
 * ``mounted``  - an identical app with ``Inspector().app`` mounted at ``/_events``, no page open, keeping its
-  history (the last 1 000 events with their outcomes, counts since start: the default) (target: at most
-  +0.5 us per event over ``none``);
+  history (the last 1 000 events with their outcomes, counts since start, each handler run timed into its
+  latency histogram: the default) (target: at most +0.5 us per event over ``none``);
 * ``watching`` - the same inspected app while a client watches (recording on: tail, per-handler latency, rate),
   including the time the page's next poll spends turning what the hooks queued into the tail.
 
@@ -52,6 +52,7 @@ def build_app(name: str, inspector: Inspector | None) -> FastAPI:
         hits.calls.append(None)
 
     app = FastAPI()
+    app.state.local = handler
     app.add_middleware(EventHandlerASGIMiddleware, handlers=[handler])
     for k in (0, K):
 
@@ -76,6 +77,7 @@ def enter(state: str, inspector: Inspector) -> None:
     assert history.recording, "the history is not recording with no page open"
     assert _hooks.on_dispatch == [history.remember], "a dispatch hook other than the history's is installed"
     assert not _hooks.on_handle, "a handler hook is installed with no page open"
+    assert _hooks.time_handlers, "handler runs are not timed with no page open"
 
 
 async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, list[float]]]:
@@ -120,6 +122,7 @@ async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, lis
             log(f"round {r + 1}/{args.rounds} done")
         recorded = len(inspector.recorder.events)
         remembered = sum(sum(names.values()) for names in inspector.recorder.history.seen.values())  # type: ignore[union-attr]
+        timed = sum(r.latency.total for r in apps["insp.mounted"].state.local.registrations)
     finally:
         inspector.recorder.close()
         for lifespan in lifespans.values():
@@ -128,6 +131,8 @@ async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, lis
         raise RuntimeError("the watching state recorded no event: the inspector was not recording")
     if not remembered:
         raise RuntimeError("the mounted state kept no history: the inspector was not recording")
+    if not timed:
+        raise RuntimeError("the mounted state timed no handler run: handler latency was not recorded")
     return samples
 
 

@@ -42,9 +42,15 @@ on_dead_letter: list[Callable[[str, str, str], None]] = []
 #: ``hook(system, destination, partition, lag)``: a consumer's backlog, when the broker reports it.
 on_consumer_lag: list[Callable[[str, str, str, int], None]] = []
 
-#: ``hook(event, handler_name, exc)`` when a handler failed on an event (reported through ``report_failure``): the
-#: failure path only, so that recording outcomes costs nothing per successful event.
+#: ``hook(event, handler_name, exc)`` when a handler failed on an event (reported through ``report_failure``, or
+#: caught by a consumer that retries it): the failure path only, so that recording outcomes costs nothing per
+#: successful event.
 on_handler_failure: list[Callable[[Event, str, BaseException], None]] = []
+
+#: Non-empty while something reads handler run times since start (the inspector's history puts a token here):
+#: ``LocalHandler`` then times each run into its registration's :class:`~fastapi_events._latency.Latency`, one
+#: clock pair and a bucket count, instead of the context managers of :data:`on_handle`.
+time_handlers: list[object] = []
 
 #: Called by :func:`runtime_starting` (OpenTelemetry: install the instrumentation if a provider is configured).
 on_runtime_start: list[Callable[[], object]] = []
@@ -91,6 +97,11 @@ def consume(
     if not on_consume:
         return _NULL
     return _combine([hook(system, destination, message_id, event_name, headers) for hook in on_consume])
+
+
+def handler_failed(event: Event, handler_name: str, exc: BaseException) -> None:
+    for hook in on_handler_failure:
+        hook(event, handler_name, exc)
 
 
 def dead_lettered(event_name: str, where: str, reason: str) -> None:

@@ -62,8 +62,7 @@ def report_batch_failure(events: Sequence[Event], handler: Any, exc: BaseExcepti
     )
     if _hooks.on_handler_failure and stage == "handle":
         for event in events:
-            for failed in _hooks.on_handler_failure:
-                failed(event, handler_name, exc)
+            _hooks.handler_failed(event, handler_name, exc)
     hook = current_error_hook.get()
     if hook is None:
         return

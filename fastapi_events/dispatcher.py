@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from . import _hooks
+from ._event_meta import IdentifiedEvent
 from ._names import event_name_str
 from ._runtime import EventBuffer, Outbox, event_store, get_runtime
 from ._schedule import check_event_id, due_time
@@ -113,10 +114,7 @@ def dispatch(
         if validate_payload:
             registry = default_registry if payload_schema_registry is None else payload_schema_registry
             if registry.data:
-                schema = registry.data.get(event_name_str(name))
-                if schema is not None:
-                    validated = schema.model_validate(payload)
-                    payload = _dump(validated, payload_schema_cls_dict_args) if payload_schema_dump else validated
+                payload = _validated(registry, name, payload, payload_schema_cls_dict_args, payload_schema_dump)
 
     event = (name, payload)
     due = None
@@ -154,6 +152,48 @@ def dispatch(
     buffer.add(event)
 
 
+def _validated(
+    registry: BaseEventPayloadSchemaRegistry, name: Any, payload: Any, dict_args: dict[str, Any] | None, dump: bool
+) -> Any:
+    schema = registry.data.get(event_name_str(name))
+    if schema is None:
+        return payload
+    validated = schema.model_validate(payload)
+    return _dump(validated, dict_args) if dump else validated
+
+
+def received_event(name: str, payload: Any, event_id: str, dispatched_at: float | None) -> IdentifiedEvent:
+    """An event another app sent (a webhook), with the sender's id: its payload checked against the payload
+    schema registry as ``dispatch()`` checks it (pydantic's ``ValidationError``, a ``ValueError``, when refused)."""
+    if default_registry.data:
+        payload = _validated(default_registry, name, payload, None, True)
+    return IdentifiedEvent(name, payload, event_id, dispatched_at)
+
+
+def check_event_context() -> None:
+    """Raise :class:`NoEventContextError` where :func:`dispatch_received` could not buffer an event."""
+    if event_store.get(None) is None and not _recorders:
+        raise NoEventContextError("no EventHandlerASGIMiddleware handles this request")
+
+
+def dispatch_received(event: IdentifiedEvent) -> None:
+    """Buffer an event of :func:`received_event` in the current request, as ``dispatch()`` buffers its own, so
+    that handlers see the sender's id as ``event_meta().id`` and forwarders send it on as the message id."""
+    if _dispatch_disabled():
+        return
+    buffer = event_store.get(None)
+    if _recorders:
+        _record(event)
+    if buffer is None:
+        if _recorders:
+            return
+        raise NoEventContextError(f"{event_name_str(event[0])!r} was received outside EventHandlerASGIMiddleware")
+    result: Event = event
+    for hook in _on_dispatch:
+        result = hook(result)
+    buffer.add(result)
+
+
 def _scheduled(name: Any, session: Any, delay: Any, at: Any, event_id: Any) -> float | None:
     label = event_name_str(name)
     if session is None:
@@ -187,4 +227,4 @@ def _record(event: Event) -> None:
         recorder.append(event)
 
 
-__all__ = ["dispatch"]
+__all__ = ["dispatch"]  # the helpers for received events serve fastapi_events.webhooks

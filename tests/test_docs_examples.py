@@ -44,6 +44,7 @@ ELSEWHERE = {
     "docs_src/delayed/app.py": "tests/outbox/test_docs_delayed.py::test_documented_reservations_expire",
     "docs_src/webhooks/sender.py": "tests/webhooks/test_docs_example.py",
     "docs_src/webhooks/receiver.py": "tests/webhooks/test_docs_example.py",
+    "docs_src/webhooks/subscriptions.py": "tests/webhooks/test_docs_example.py",
     "docs_src/backpressure/app.py": (
         "tests/delivery/test_backpressure_example.py::test_the_backpressure_example_app_forwards_to_redis"
     ),

@@ -23,7 +23,7 @@ from ..errors import ConfigurationError, HandlerTimeoutError, MalformedMessageEr
 from ..handlers.base import deliver_strict
 from ..handlers.local import LocalHandler
 from ..typing import Event
-from ._source import MAX_REASON_CHARS, Delivery, Source
+from ._source import MAX_REASON_CHARS, Delivery, IdlingSource, Source
 from ._timeout import HandlerDeadline
 
 logger = logging.getLogger("fastapi_events.consumer")
@@ -182,11 +182,10 @@ class Consumer:
                 self._dispatch(delivery)
 
     async def _idle(self) -> None:
-        idle = getattr(self.source, "idle", None)  # optional: sources that must poll to stay alive (Kafka)
-        if idle is None:
+        if not isinstance(self.source, IdlingSource):
             return
         try:
-            await idle()
+            await self.source.idle()
         except Exception as exc:
             logger.warning("keeping %s alive failed: %s", self.source.destination, exc)
 

@@ -54,8 +54,7 @@ class Source(Protocol):
     arrived, so that the runner notices a shutdown request. A source with ``redelivers = True`` (SQS,
     Pub/Sub) gets failed deliveries back through ``retry_later`` and the broker delivers them again later,
     with ``attempt`` counting up; otherwise the runner retries in-process and keeps the message unacknowledged
-    meanwhile (Kafka, Redis). A source may also define ``async def idle()``, called about twice a second while
-    every handler slot is busy (Kafka polls there to stay in its group).
+    meanwhile (Kafka, Redis). A source may also define ``async def idle()`` (:class:`IdlingSource`).
     """
 
     system: str  # "kafka", "redis", "aws_sqs", "gcp_pubsub"
@@ -81,6 +80,14 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Commit what was acknowledged and disconnect."""
+
+
+@runtime_checkable
+class IdlingSource(Source, Protocol):
+    """A :class:`Source` that must be called now and then to stay alive (Kafka polls to stay in its group)."""
+
+    async def idle(self) -> None:
+        """Called about twice a second while every handler slot of the consumer is busy."""
 
 
 # Consumer URLs name a broker, and the brokers sit above the consumer (each broker package holds its source),
@@ -111,6 +118,7 @@ __all__ = [
     "ATTR_ORIGINAL_MESSAGE_ID",
     "MAX_REASON_CHARS",
     "Delivery",
+    "IdlingSource",
     "Source",
     "dead_letter_attributes",
     "register_url_resolver",

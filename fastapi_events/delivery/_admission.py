@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 from ._deadletters import report_dropped
 from ._memory import MemoryStore
@@ -24,12 +23,6 @@ class Admission(Sender):
     max_queue_size: int
     flush_timeout: float
     _timeout_logged_at: float
-
-    def _unregister(self, ids: Iterable[str]) -> None:
-        gone = set(ids)
-        self._outstanding -= gone
-        self._handovers.resolve(gone)
-        self._flushes.resolve(gone)
 
     async def _store_all(self, messages: list[OutboundMessage]) -> list[OutboundMessage]:
         """Store ``messages``; when the in-memory queue is full, wait in line for room (backpressure on the
@@ -47,7 +40,7 @@ class Admission(Sender):
             # The request went away while waiting (server shutdown): what was stored stays, the rest is reported.
             store.leave_line(waiter)
             rest = list(waiter.remaining)
-            self._unregister(message.id for message in rest)
+            self._resolved(message.id for message in rest)  # nobody waits for them any more
             await asyncio.shield(self._drop(rest, "the dispatching request was cancelled"))
             raise
         return list(waiter.remaining)

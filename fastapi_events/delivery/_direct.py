@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .. import _hooks
 from ._memory import MemoryStore
+from ._rounds import checked
 from ._sender import Sender
 from ._store import Entry
 from ._transport import DELIVERED, EntryResult, OutboundMessage, Submitted
@@ -79,11 +80,7 @@ class DirectSubmit(Sender):
         elif (exc := future.exception()) is not None:
             error = f"{type(exc).__name__}: {exc}"
         else:
-            given, error = future.result(), ""
-            if len(given) == count:
-                results = given
-            else:
-                error = f"transport returned {len(given)} results for {count} messages"
+            results, error = checked(future.result(), count)
         if results is not None and results.count(DELIVERED) == count:
             messages = store.forget(token)
             if not messages:  # taken meanwhile (a new event loop requeued it)

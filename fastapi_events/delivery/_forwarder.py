@@ -284,7 +284,7 @@ class ForwardHandler(Admission, DirectSubmit, BaseEventHandler):
                         report_failure(event, self, exc)
                     dropped = messages
                 if dropped:
-                    self._unregister(message.id for message in dropped)
+                    self._resolved(message.id for message in dropped)
                     await self._drop(dropped)
                 self._wake.set()
         if dead:

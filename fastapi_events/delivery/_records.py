@@ -8,12 +8,18 @@ dead-letter view and :meth:`SQLAlchemyOutbox.dead_letters`. A spool file (:class
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 PENDING = "pending"
 DEAD_LETTERS = "dead_letters"
+
+#: Rows one transaction of an administrator's replay or purge changes at most, and the least pause between two of
+#: them (seconds): the app's writers never wait long for an administrator, however large the table.
+ADMIN_BATCH = 500
+ADMIN_PAUSE = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +104,42 @@ class StoreAdmin(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["DEAD_LETTERS", "PENDING", "StoreAdmin", "StoredRecord", "payload_of"]
+def in_batches(transaction: Callable[[], int]) -> int:
+    """Run ``transaction`` (one transaction changing at most ``ADMIN_BATCH`` rows) until it changes fewer; return
+    how many rows it changed in all.
+
+    One transaction over a large table would hold the database's write lock (SQLite's is the whole file) for as
+    long as it takes, and the app's writer, waiting a busy timeout at most, would fail its writes. Between two
+    batches the lock is left free for as long as the last batch held it (at least ``ADMIN_PAUSE``), so a waiting
+    writer's next retry finds it free about half of the time.
+    """
+    total = 0
+    while True:
+        started = time.monotonic()
+        changed = transaction()
+        total += changed
+        if changed < ADMIN_BATCH:
+            return total
+        time.sleep(max(ADMIN_PAUSE, time.monotonic() - started))
+
+
+def id_chunks(ids: Sequence[str] | None) -> Iterator[Sequence[str] | None]:
+    """``ids`` in chunks of ``ADMIN_BATCH`` (within SQLite's host parameter limit); None (every id) as it is."""
+    if ids is None:
+        yield None
+        return
+    for start in range(0, len(ids), ADMIN_BATCH):
+        yield ids[start : start + ADMIN_BATCH]
+
+
+__all__ = [
+    "ADMIN_BATCH",
+    "ADMIN_PAUSE",
+    "DEAD_LETTERS",
+    "PENDING",
+    "StoreAdmin",
+    "StoredRecord",
+    "id_chunks",
+    "in_batches",
+    "payload_of",
+]

@@ -36,6 +36,7 @@ async def send_batches(
     submit = submitter(transport)
     if submit is not None:
         return await _submit_batches(transport, submit, batches, on_submitted)
+    # An optional member of a transport (see Transport): ours and users' transports may leave it out.
     concurrency = max(1, int(getattr(transport, "max_concurrent_batches", 1)))
     if concurrency > 1 and not KeyOrder.spans_batches(batches):
         limit = asyncio.Semaphore(concurrency)
@@ -99,10 +100,7 @@ async def _submit_batches(
             except Exception as exc:
                 out.append((batch, None, f"{type(exc).__name__}: {exc}"))
                 continue
-        if len(results) != len(batch):
-            out.append((batch, None, f"transport returned {len(results)} results for {len(batch)} messages"))
-            continue
-        out.append((batch, results, ""))
+        out.append((batch, *checked(results, len(batch))))
     return out, []
 
 
@@ -114,8 +112,14 @@ async def send(transport: Transport, batch: list[Entry]) -> tuple[Sequence[Entry
             results = await transport.send_batch(messages)
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
-    if len(results) != len(batch):
-        return None, f"transport returned {len(results)} results for {len(batch)} messages"
+    return checked(results, len(batch))
+
+
+def checked(results: Sequence[EntryResult], count: int) -> tuple[Sequence[EntryResult] | None, str]:
+    """A transport's results for ``count`` messages; None and why when they are not one per message (the whole
+    batch counts as not sent)."""
+    if len(results) != count:
+        return None, f"transport returned {len(results)} results for {count} messages"
     return results, ""
 
 

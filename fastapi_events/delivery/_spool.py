@@ -13,11 +13,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._records import DEAD_LETTERS, PENDING, StoredRecord, payload_of
+from ._records import ADMIN_BATCH, DEAD_LETTERS, PENDING, StoredRecord, id_chunks, in_batches, payload_of
 from ._spool_file import BUSY_TIMEOUT, connect
 from ._store import DeadLetter, Entry, Retry
 from ._transport import OutboundMessage
@@ -312,32 +312,60 @@ class SpoolDB:
         return self._count("dead_letters", destination)
 
     def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
-        """Move dead letters (all, or those whose event id is in ``ids``) back to pending.
+        """Move dead letters (all, or those whose event id is in ``ids``) back to pending, oldest first.
 
-        Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped.
+        Returns ``(moved, skipped)``; dead letters without a wire body (encoding failures) are skipped. Runs in
+        transactions of at most ``ADMIN_BATCH`` rows with a pause between them (see ``in_batches``).
         """
-        where, params = _dead_filter(ids, destination)
         skipped = [r for r in self.list_dead(destination) if not r.replayable and (ids is None or r.id in ids)]
-        with self.transaction():
-            now = time.time()
-            cursor = self.conn.execute(
-                "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
-                f"SELECT id, destination, event_name, body, attributes, key, ? FROM dead_letters "
-                f"WHERE replayable = 1{where} ORDER BY seq",
-                (now, *params),
-            )
-            moved = cursor.rowcount
-            self.conn.execute(f"DELETE FROM dead_letters WHERE replayable = 1{where}", params)
+        moved = 0
+        for where, params in _dead_filters(ids, destination):
+
+            def move(where: str = where, params: tuple[Any, ...] = params) -> int:
+                seqs = [
+                    seq
+                    for (seq,) in self.conn.execute(
+                        f"SELECT seq FROM dead_letters WHERE replayable = 1{where} ORDER BY seq LIMIT ?",
+                        (*params, ADMIN_BATCH),
+                    )
+                ]
+                if seqs:
+                    marks = ",".join("?" * len(seqs))
+                    self.conn.execute(
+                        "INSERT INTO pending (id, destination, event_name, body, attributes, key, created_at) "
+                        "SELECT id, destination, event_name, body, attributes, key, ? FROM dead_letters "
+                        f"WHERE seq IN ({marks}) ORDER BY seq",
+                        (time.time(), *seqs),
+                    )
+                    self.conn.execute(f"DELETE FROM dead_letters WHERE seq IN ({marks})", seqs)
+                return len(seqs)
+
+            moved += self._batches(move)
         return moved, skipped
 
     def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
-        """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too."""
-        where, params = _dead_filter(ids, destination)
-        with self.transaction():
-            removed = self.conn.execute(f"DELETE FROM dead_letters WHERE 1 = 1{where}", params).rowcount
-            if pending:
-                removed += self.conn.execute(f"DELETE FROM pending WHERE 1 = 1{where}", params).rowcount
+        """Delete dead letters (all, or by event id) and, with ``pending=True``, pending events too; in
+        transactions of at most ``ADMIN_BATCH`` rows, as :meth:`replay`."""
+        removed = 0
+        for where, params in _dead_filters(ids, destination):
+            for table in (DEAD_LETTERS, PENDING) if pending else (DEAD_LETTERS,):
+                # ``table`` is one of this module's two table names, never user input.
+                sql = f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE 1 = 1{where} LIMIT ?)"
+
+                def delete(sql: str = sql, params: tuple[Any, ...] = params) -> int:
+                    return int(self.conn.execute(sql, (*params, ADMIN_BATCH)).rowcount)
+
+                removed += self._batches(delete)
         return removed
+
+    def _batches(self, step: Callable[[], int]) -> int:
+        """``step`` (changing at most ``ADMIN_BATCH`` rows) in transactions of its own until it changes fewer."""
+
+        def transaction() -> int:
+            with self.transaction():
+                return step()
+
+        return in_batches(transaction)
 
     def stats(self) -> dict[str, Any]:
         by_destination: dict[str, dict[str, Any]] = {}
@@ -359,16 +387,16 @@ class SpoolDB:
         }
 
 
-def _dead_filter(ids: Sequence[str] | None, destination: str | None) -> tuple[str, tuple[Any, ...]]:
-    where = ""
-    params: tuple[Any, ...] = ()
-    if ids is not None:
-        where += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
-        params += tuple(ids)
-    if destination is not None:
-        where += " AND destination = ?"
-        params += (destination,)
-    return where, params
+def _dead_filters(ids: Sequence[str] | None, destination: str | None) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``(where, params)`` selecting the rows of ``ids`` (all when None) of ``destination`` (any when None): one
+    per ``ADMIN_BATCH`` ids, so that a long list of ids stays within SQLite's host parameter limit."""
+    of_destination = "" if destination is None else " AND destination = ?"
+    named: tuple[Any, ...] = () if destination is None else (destination,)
+    for chunk in id_chunks(ids):
+        if chunk is None:
+            yield of_destination, named
+        else:
+            yield f" AND id IN ({', '.join('?' * len(chunk))}){of_destination}", (*chunk, *named)
 
 
 def _dump(attributes: dict[str, str]) -> str:

@@ -93,6 +93,8 @@ Submitted = tuple[int, Awaitable[Sequence[EntryResult]]]  # what ``Transport.sub
 
 def submitter(transport: Transport) -> Callable[[Sequence[OutboundMessage]], Submitted] | None:
     """The transport's ``submit`` when it has one (a buffering SDK), else None."""
+    # An optional member (see Transport), looked up on every round: cheaper than an isinstance check against a
+    # runtime-checkable Protocol, which looks up every member.
     submit = getattr(transport, "submit", None)
     return submit if callable(submit) else None
 

@@ -187,6 +187,7 @@ class _Adapted(BaseEventHandler):
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler
+        # The user's object: which of these it has is known only by looking, once, here.
         self._handle_many = getattr(handler, "handle_many", None)
         self._handle = getattr(handler, "handle", None)
         self._startup = getattr(handler, "startup", None)

@@ -10,6 +10,7 @@ from fnmatch import translate
 from typing import Any, TypeVar, overload
 
 from .. import _hooks
+from .._latency import Latency, clock
 from .._names import event_name_str
 from .._report import qualified_name, report_failure
 from .._threads import submit
@@ -24,8 +25,10 @@ except ImportError:  # pragma: no cover - Starlette-only installs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Telemetry wrappers (OpenTelemetry spans and metrics); the list is mutated in place, never rebound.
+# Telemetry wrappers (OpenTelemetry spans and metrics, the inspector's live page) and whether to time each run
+# into its registration's histogram (the inspector's history); the lists are mutated in place, never rebound.
 _on_handle = _hooks.on_handle
+_timing = _hooks.time_handlers
 
 # Event names are usually a closed set, but a bound keeps names built from data from growing the cache forever.
 _MATCH_CACHE_SIZE = 2048
@@ -34,7 +37,7 @@ _MATCH_CACHE_SIZE = 2048
 class Registration:
     """One function registered for one pattern, with its dependency plan built at registration time."""
 
-    __slots__ = ("func", "name", "pattern", "plan", "regex")
+    __slots__ = ("func", "latency", "name", "pattern", "plan", "regex")
 
     def __init__(self, pattern: str, func: Callable[..., Any]) -> None:
         self.pattern = pattern
@@ -42,6 +45,8 @@ class Registration:
         self.func = func
         self.name = qualified_name(func)
         self.plan = Plan(func)
+        #: How long its runs took since something started timing them (see ``_hooks.time_handlers``).
+        self.latency = Latency()
 
     def __repr__(self) -> str:
         return f"<Registration {self.pattern!r} -> {self.name}>"
@@ -130,7 +135,14 @@ class LocalHandler(BaseEventHandler):
                     return
                 # The most common shape - one event, one function - without a further coroutine frame.
                 try:
-                    await registration.plan.run(event)
+                    if _timing:
+                        start = clock()
+                        try:
+                            await registration.plan.run(event)
+                        finally:
+                            registration.latency.add(clock() - start)
+                    else:
+                        await registration.plan.run(event)
                 except Exception as exc:
                     report_failure(event, registration.func, exc)
                 return
@@ -153,7 +165,8 @@ class LocalHandler(BaseEventHandler):
         ]
         if not jobs:
             return
-        runs = (_observed(r, event) if _on_handle else r.plan.run(event) for _, r, event in jobs)
+        observed = _on_handle or _timing
+        runs = (_observed(r, event) if observed else r.plan.run(event) for _, r, event in jobs)
         results = await asyncio.gather(*runs, return_exceptions=True)
         for (index, registration, event), result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
@@ -161,6 +174,8 @@ class LocalHandler(BaseEventHandler):
                     raise result
                 if answers.report:
                     report_failure(event, registration.func, result)
+                elif _hooks.on_handler_failure:  # the caller retries it: observers still see the failure
+                    _hooks.handler_failed(event, registration.name, result)
                 answers.failed(index, result, registration.name)
             else:
                 answers.delivered(index, registration.name)
@@ -175,7 +190,13 @@ class LocalHandler(BaseEventHandler):
 
 async def _observed(registration: Registration, event: Event) -> Any:
     with _hooks.observe_handler(event, registration.name):
-        return await registration.plan.run(event)
+        if not _timing:
+            return await registration.plan.run(event)
+        start = clock()
+        try:
+            return await registration.plan.run(event)
+        finally:
+            registration.latency.add(clock() - start)
 
 
 async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
@@ -184,6 +205,12 @@ async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
         try:
             if _on_handle:
                 await _observed(registration, event)
+            elif _timing:
+                start = clock()
+                try:
+                    await plan.run(event)
+                finally:
+                    registration.latency.add(clock() - start)
             else:
                 await plan.run(event)
         except Exception as exc:
@@ -197,6 +224,7 @@ def _run_sync_group(
     failures: list[tuple[Event, Any, Exception]] = []
     for registration, events in work:
         for event in events:
+            start = clock() if _timing else 0
             try:
                 if _on_handle:
                     with _hooks.observe_handler(event, registration.name):
@@ -205,6 +233,8 @@ def _run_sync_group(
                     registration.plan.run_sync(event)
             except Exception as exc:
                 failures.append((event, registration.func, exc))
+            if start:
+                registration.latency.add(clock() - start)
     return failures
 
 

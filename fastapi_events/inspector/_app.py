@@ -167,6 +167,7 @@ class Inspector:
             return Response(self._assets[name], media_type=_STATIC_TYPES[name], headers=_HEADERS)
         if path == "/asyncapi.json":
             app = request.scope.get("app")
+            # The user's app: FastAPI has a title and a version, a bare Starlette app neither.
             title = str(getattr(app, "title", "") or "fastapi-events app")
             version = str(getattr(app, "version", "") or "0.0.0")
             seen = self.recorder.seen(_components.runtime_ids())

@@ -101,8 +101,7 @@ def document(seen: Mapping[str, int], *, title: str, version: str) -> dict[str, 
             }
     for handler in forwarders():
         transport = handler.transport
-        system = str(getattr(transport, "system", ""))
-        destination = str(getattr(transport, "destination", ""))
+        system, destination = str(transport.system), str(transport.destination)
         key = channel(destination, list(message_of), f"{system} destination of {handler!r}; body: [name, payload].")
         operations[operation_keys.key(f"forward.{system}.{destination}")] = {
             "action": "send",

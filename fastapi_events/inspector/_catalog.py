@@ -91,7 +91,7 @@ _schemas: weakref.WeakKeyDictionary[type, dict[str | None, dict[str, Any]]] = we
 
 def json_schema(model: type | None, ref_template: str | None = None) -> dict[str, Any] | None:
     """The model's JSON schema (a fresh copy: callers may change it), ``None`` without a pydantic model."""
-    method = getattr(model, "model_json_schema", None)
+    method = getattr(model, "model_json_schema", None)  # the user's model: pydantic v2 has it, others not
     if model is None or method is None:
         return None
     by_template = _schemas.setdefault(model, {})

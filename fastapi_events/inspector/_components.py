@@ -9,15 +9,69 @@ middleware.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from .. import _runtime
+from .._latency import Latency
 from .._report import qualified_name
-from ..delivery import ForwardHandler
+from ..delivery import ForwardHandler, StoredRecord
 from ..handlers.local import LocalHandler, Registration
 from ._recorder import Recorder
-from ._stats import ChannelStats
+from ._stats import ChannelStats, HandlerStats
+
+# What the inspector relies on beyond the handler protocol, declared here because the packages that implement it
+# sit beside or above the inspector's layer (``webhooks`` needs httpx, ``outbox`` SQLAlchemy): the inspector
+# recognises them by these members, never by importing them.
+
+
+@runtime_checkable
+class Endpoints(Protocol):
+    """A handler that forwards through a :class:`~fastapi_events.delivery.ForwardHandler` of its own per
+    destination (``WebhookForwardHandler``: one per endpoint); each is listed as a forwarder."""
+
+    @property
+    def lanes(self) -> Sequence[ForwardHandler]: ...
+
+    def endpoint_states(self) -> list[dict[str, Any]]:
+        """Each endpoint as the handlers view shows it: url, events, state, disabled_reason, counts."""
+        ...
+
+
+class ScheduledItem(Protocol):
+    """A delayed event not due yet, as an outbox lists it (``fastapi_events.outbox.ScheduledEvent``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def event_name(self) -> str: ...
+    @property
+    def payload(self) -> Any: ...
+    @property
+    def due_at(self) -> float: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def key(self) -> str | None: ...
+
+
+@runtime_checkable
+class InspectedOutbox(Protocol):
+    """What the inspector shows of and does with a middleware's transactional outbox
+    (:class:`~fastapi_events.outbox.SQLAlchemyOutbox`), beyond what the runtime needs of it."""
+
+    @property
+    def table_name(self) -> str: ...
+    @property
+    def relay(self) -> bool:
+        """Whether this process relays the outbox (False: it only writes)."""
+        ...
+
+    async def dead_letters(self, limit: int = 100) -> list[StoredRecord]: ...
+    async def replay(self, ids: Sequence[str] | None = None) -> int: ...
+    async def purge(self, ids: Sequence[str] | None = None) -> int: ...
+    async def scheduled(self, limit: int = 100) -> Sequence[ScheduledItem]: ...
+    async def cancel_scheduled(self, ids: Sequence[str]) -> int: ...
 
 
 def mounting_runtimes() -> list[_runtime.Runtime]:
@@ -44,12 +98,12 @@ def all_handlers() -> Iterator[Any]:
                 yield handler
 
 
-def outboxes() -> list[Any]:
+def outboxes() -> list[InspectedOutbox]:
     """The transactional outbox of the mounting app's middleware (``EventHandlerASGIMiddleware(..., outbox=...)``)."""
-    found: dict[int, Any] = {}
+    found: dict[int, InspectedOutbox] = {}
     for runtime in mounting_runtimes():
         outbox = runtime.outbox
-        if outbox is not None:
+        if isinstance(outbox, InspectedOutbox):
             found.setdefault(id(outbox), outbox)
     return list(found.values())
 
@@ -63,9 +117,10 @@ def forwarders() -> list[ForwardHandler]:
     per-endpoint ``lanes`` of a ``WebhookForwardHandler``."""
     found = []
     for handler in all_handlers():
-        for candidate in (*getattr(handler, "lanes", ()), handler):
-            if isinstance(candidate, ForwardHandler):
-                found.append(candidate)
+        if isinstance(handler, ForwardHandler):
+            found.append(handler)
+        elif isinstance(handler, Endpoints):
+            found += handler.lanes
     return found
 
 
@@ -73,10 +128,9 @@ def webhook_endpoints() -> list[dict[str, Any]]:
     """Each endpoint of each ``WebhookForwardHandler``: url, events, state (active/disabled), counts."""
     found: list[dict[str, Any]] = []
     for handler in all_handlers():
-        states = getattr(handler, "endpoint_states", None)
-        if callable(states):
+        if isinstance(handler, Endpoints):
             try:
-                found += states()
+                found += handler.endpoint_states()
             except Exception:  # a forwarder being shut down
                 continue
     return found
@@ -87,7 +141,8 @@ def milliseconds(seconds: float | None) -> float | None:
 
 
 def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) -> dict[str, Any]:
-    """Counts since start: while a page watched (the recorder's) plus while none did (the history's)."""
+    """Counts since start: while a page watched (the recorder's) plus while none did (the history's); latencies
+    since start from the registration's histogram while a history is kept, else those a page saw."""
     stats = recorder.handlers.get(registration.name)
     handled = failures = 0
     last_error = None
@@ -95,14 +150,17 @@ def _handler_json(recorder: Recorder, runtime: Any, registration: Registration) 
     if history is not None:
         handled = history.handled(id(runtime), lambda name: registration.regex.match(name) is not None)
         failures, last_error = history.failed.get(registration.name, (0, None))
-    if stats is None:
-        return {"handled": handled, "failures": failures, "last_error": last_error, "p50_ms": None, "p99_ms": None}
+    timed: Latency | HandlerStats | None = registration.latency if history is not None else stats
+    if stats is not None:
+        handled += stats.handled
+        failures += stats.failures
+        last_error = stats.last_error or last_error
     return {
-        "handled": stats.handled + handled,
-        "failures": stats.failures + failures,
-        "last_error": stats.last_error or last_error,
-        "p50_ms": milliseconds(stats.percentile(0.50)),
-        "p99_ms": milliseconds(stats.percentile(0.99)),
+        "handled": handled,
+        "failures": failures,
+        "last_error": last_error,
+        "p50_ms": None if timed is None else milliseconds(timed.percentile(0.50)),
+        "p99_ms": None if timed is None else milliseconds(timed.percentile(0.99)),
     }
 
 
@@ -171,8 +229,8 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
     relays = [
         {
             "outbox": repr(outbox),
-            "table": getattr(outbox, "table_name", None),
-            "relay": bool(getattr(outbox, "relay", False)),
+            "table": outbox.table_name,
+            "relay": bool(outbox.relay),
         }
         for outbox in outboxes()
     ]
@@ -187,6 +245,9 @@ def handlers_view(recorder: Recorder) -> dict[str, Any]:
 
 
 __all__ = [
+    "Endpoints",
+    "InspectedOutbox",
+    "ScheduledItem",
     "all_handlers",
     "forwarders",
     "handlers_view",

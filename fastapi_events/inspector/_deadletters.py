@@ -17,7 +17,7 @@ from typing import Any
 
 from .._threads import run_sync
 from ..delivery import SpoolDB, StoredRecord
-from ._components import forwarders, outboxes
+from ._components import InspectedOutbox, forwarders, outboxes
 
 #: Dead letters listed per source (the newest); counts are always complete.
 MAX_LISTED = 200
@@ -29,21 +29,22 @@ class Source:
     id: str
     kind: str  # "spool" or "outbox"
     label: str
-    target: Any  # (path, destination) for a spool, the SQLAlchemyOutbox for an outbox
+    spool: tuple[str, str] | None = None  # (path, destination) of a spool
+    outbox: InspectedOutbox | None = None
 
 
 def sources() -> list[Source]:
     found: dict[str, Source] = {}
     for handler in forwarders():
-        path = getattr(handler, "spool_path", None)
+        path = handler.spool_path
         if not path:
             continue
         destination = str(handler.transport.destination)
         source_id = f"spool:{path}#{destination}"
-        found[source_id] = Source(source_id, "spool", f"{path} \u2192 {destination}", (path, destination))
+        found[source_id] = Source(source_id, "spool", f"{path} \u2192 {destination}", spool=(path, destination))
     for outbox in outboxes():
-        source_id = f"outbox:{getattr(outbox, 'table_name', '')}#{id(outbox):x}"
-        found[source_id] = Source(source_id, "outbox", repr(outbox), outbox)
+        source_id = f"outbox:{outbox.table_name}#{id(outbox):x}"
+        found[source_id] = Source(source_id, "outbox", repr(outbox), outbox=outbox)
     return list(found.values())
 
 
@@ -108,11 +109,12 @@ async def listing(recent: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for source in sources():
         entry: dict[str, Any] = {"id": source.id, "kind": source.kind, "label": source.label}
         try:
-            if source.kind == "spool":
-                total, items = await run_sync(_spool_list, *source.target)
+            if source.spool is not None:
+                total, items = await run_sync(_spool_list, *source.spool)
             else:
+                assert source.outbox is not None
                 # The outbox lists its oldest dead letters first; no total beyond the limit.
-                dead = await source.target.dead_letters(MAX_LISTED)
+                dead = await source.outbox.dead_letters(MAX_LISTED)
                 items = [_item(record, f"{record.destination}: {record.reason}") for record in dead]
                 total = len(items)
             entry.update(total=total, items=items, error=None)
@@ -124,11 +126,12 @@ async def listing(recent: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 async def act(source: Source, action: str, ids: Sequence[str]) -> dict[str, Any]:
     """Replay (``action="replay"``) or purge the dead letters ``ids`` of ``source``."""
-    if source.kind == "spool":
+    if source.spool is not None:
         operation = _spool_replay if action == "replay" else _spool_purge
-        result: dict[str, Any] = await run_sync(operation, *source.target, ids)
+        result: dict[str, Any] = await run_sync(operation, *source.spool, ids)
         return result
-    outbox = source.target
+    outbox = source.outbox
+    assert outbox is not None
     if action == "replay":
         return {"replayed": await outbox.replay(list(ids)), "skipped": []}
     return {"purged": await outbox.purge(list(ids))}

@@ -1,23 +1,28 @@
 """What the inspector keeps while no page is open, so that a page opened later starts from what happened.
 
-Three hooks, each a closure over this object's bounded containers (never over the recorder, so that a dropped
+Hooks, each a closure over this object's bounded containers (never over the recorder, so that a dropped
 inspector takes its hooks with it):
 
 - on dispatch: the event, its time and the middleware it went through, into a ring of the last ``size`` events,
   and a count per event name (at most ``MAX_KEYS`` names per middleware);
-- on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters;
+- on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters,
+  and for the consumer's when a consumer was handling a message;
 - on a dead letter: the notification, into the recorder's own list;
-- around a forwarder's batch send: the destination's counters (reachable, batches, failures), also the recorder's.
+- around a forwarder's batch send and a consumer's message: the destination's or source's counters (reachable,
+  batches, messages, failures), and a consumer's lag, also the recorder's.
 
-Successful handler runs cost nothing here: which functions handled an event follows from its name and the
-middleware's registrations. Latencies are measured only while a page is open (the recorder's ``on_handle`` hook).
+Which functions handled an event follows from its name and the middleware's registrations, so a successful run
+needs no hook. Its duration is taken by ``LocalHandler`` itself while :data:`~fastapi_events._hooks.time_handlers`
+holds this history's token: two clock reads and one bucket count into the registration's fixed-size histogram
+(:mod:`fastapi_events._latency`), which gives p50 and p99 since start, page open or not.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from .. import _hooks
@@ -28,11 +33,17 @@ from ._stats import MAX_KEYS, Channels, describe_error
 
 _ERROR_CHARS = 500
 
+# Set around a consumer's handling of one message: its handlers' failures count for the consumer, and the events
+# they see are labelled with it.
+consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
+
 
 class History:
     """The ring of recent events and the counters since start, filled while no page is open."""
 
-    def __init__(self, size: int, dead: deque[dict[str, Any]], channels: Channels) -> None:
+    def __init__(
+        self, size: int, dead: deque[dict[str, Any]], channels: Channels, lag: dict[tuple[str, str, str], int]
+    ) -> None:
         self.size = size
         #: ``(event, unix time, id of the middleware's runtime or None)``, oldest first.
         self.events: deque[tuple[Event, float, int | None]] = deque(maxlen=size)
@@ -43,17 +54,23 @@ class History:
         #: handler name -> [failures, last error], while no page was open.
         self.failed: dict[str, list[Any]] = {}
         self.remember = _dispatch_hook(self.events, self.seen)
-        self._failure = _failure_hook(self.failures, self.failed)
+        self._failure = _failure_hook(self.failures, self.failed, channels)
         self._dead = _dead_hook(dead)
         self._batch = _batch_hook(channels)
+        self._consume = _consume_hook(channels)
+        self._lag = lag_hook(lag)
+        self._timing = object()  # this history's token in _hooks.time_handlers
         self.recording = False
 
     def install(self) -> None:
-        """Record from now on (dispatches and failures); dead letters and forwarder batches, from the first call
-        on and also while a page is open."""
+        """Record from now on (dispatches and failures); dead letters, forwarder batches, consumed messages and
+        handler run times, from the first call on and also while a page is open."""
         if self._dead not in _hooks.on_dead_letter:
             _hooks.on_dead_letter.append(self._dead)
             _hooks.on_forward_batch.append(self._batch)
+            _hooks.on_consume.append(self._consume)
+            _hooks.on_consumer_lag.append(self._lag)
+            _hooks.time_handlers.append(self._timing)
         if not self.recording:
             self.recording = True
             _hooks.on_dispatch.append(self.remember)
@@ -70,6 +87,9 @@ class History:
         self.pause()
         remove_hook(_hooks.on_dead_letter, self._dead)
         remove_hook(_hooks.on_forward_batch, self._batch)
+        remove_hook(_hooks.on_consume, self._consume)
+        remove_hook(_hooks.on_consumer_lag, self._lag)
+        remove_hook(_hooks.time_handlers, self._timing)
 
     def take(self) -> tuple[list[tuple[Event, float, int | None]], dict[int, dict[str, str]]]:
         """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
@@ -119,10 +139,13 @@ def count_name(seen: dict[int | None, dict[Any, int]], runtime: int | None, key:
         names[key] = 1
 
 
-def _failure_hook(failures: deque[tuple[Event, str, str]], failed: dict[str, list[Any]]) -> Any:
+def _failure_hook(failures: deque[tuple[Event, str, str]], failed: dict[str, list[Any]], channels: Channels) -> Any:
     def remember_failure(event: Event, handler: str, exc: BaseException) -> None:
         error = describe_error(exc)
         failures.append((event, handler, error))
+        source = consuming.get()
+        if source is not None:  # the consumer catches it (retry, dead letter): it counts for the consumer
+            channels.failed(source, error)
         counts = failed.get(handler)
         if counts is None:
             if len(failed) >= MAX_KEYS:
@@ -141,7 +164,9 @@ def _dead_hook(dead: deque[dict[str, Any]]) -> Any:
     return remember_dead_letter
 
 
-class _Batch:
+class Batch:
+    """Around a forwarder's send of one batch: counts it for the destination, failed or not."""
+
     __slots__ = ("_channels", "_key", "_size")
 
     def __init__(self, channels: Channels, key: tuple[str, str, str], size: int) -> None:
@@ -157,10 +182,47 @@ class _Batch:
 
 
 def _batch_hook(channels: Channels) -> Any:
-    def remember_batch(system: str, destination: str, messages: Sequence[Any]) -> _Batch:
-        return _Batch(channels, ("forwarder", system, destination), len(messages))
+    def remember_batch(system: str, destination: str, messages: Sequence[Any]) -> Batch:
+        return Batch(channels, ("forwarder", system, destination), len(messages))
 
     return remember_batch
+
+
+class Consumed:
+    """Around a consumer's handling of one message: labels what runs inside with the source, then counts it."""
+
+    __slots__ = ("_channels", "_key", "_token")
+
+    def __init__(self, channels: Channels | None, key: tuple[str, str, str]) -> None:
+        self._channels = channels
+        self._key = key
+        self._token: Any = None
+
+    def __enter__(self) -> None:
+        self._token = consuming.set(self._key)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        consuming.reset(self._token)
+        if self._channels is not None:
+            self._channels.done(self._key, 1, exc)
+
+
+def _consume_hook(channels: Channels) -> Any:
+    def remember_message(
+        system: str, destination: str, message_id: str, event_name: str, headers: Mapping[str, str]
+    ) -> Consumed:
+        return Consumed(channels, ("consumer", system, destination))
+
+    return remember_message
+
+
+def lag_hook(lag: dict[tuple[str, str, str], int]) -> Any:
+    def remember_lag(system: str, destination: str, partition: str, backlog: int) -> None:
+        key = (system, destination, partition)
+        if key in lag or len(lag) < MAX_KEYS:
+            lag[key] = backlog
+
+    return remember_lag
 
 
 def remove_hook(hooks: list[Any], hook: Any) -> None:
@@ -170,4 +232,4 @@ def remove_hook(hooks: list[Any], hook: Any) -> None:
             return
 
 
-__all__ = ["History", "count_name", "remove_hook"]
+__all__ = ["Batch", "Consumed", "History", "consuming", "count_name", "lag_hook", "remove_hook"]

@@ -3,9 +3,10 @@
 Detailed recording (every handler run with its latency, the rate chart, forwarder and consumer channels) is on
 only while someone watches: the first request to the inspector installs its hooks, and they remove themselves
 once no request came for ``idle_after`` seconds. Meanwhile :class:`~._history.History` keeps, at a fraction of
-the cost, the last events with their outcomes and counts since start, which the tail starts from when a page
-opens (``history=0`` turns that off: the hot paths then see empty hook lists). Everything kept is bounded: rings
-of recent events, a ring of latencies per handler, a few minutes of per-second counts.
+the cost, the last events with their outcomes and counts since start (handler run times, forwarder and consumer
+counters included), which a page starts from when it opens (``history=0`` turns that off: the hot paths then
+see empty hook lists). Everything kept is bounded: rings of recent events, a ring of latencies per handler, a few
+minutes of per-second counts.
 
 The live stream's ``EventStream`` is not used for the tail: it is a handler the app has to put in its middleware,
 while the inspector must work by being mounted alone; the hooks see every middleware's events without wiring.
@@ -18,14 +19,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from contextvars import ContextVar
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .. import _hooks, _runtime
+from .._event_meta import IdentifiedEvent
 from .._names import event_name_str
 from ..handlers.local import LocalHandler
 from ..typing import Event
-from ._history import History, count_name, remove_hook
+from ._history import Batch, Consumed, History, consuming, count_name, lag_hook, remove_hook
 from ._stats import MAX_KEYS, Channels, ChannelStats, HandlerStats, describe_error
 
 _monotonic = time.monotonic
@@ -37,9 +39,7 @@ _MAX_KEYS = MAX_KEYS  # distinct handler names / event names / destinations reme
 _ERROR_CHARS = 500
 _MATCH_WINDOW = 200  # recent records searched for the dispatch an outbox delivery belongs to
 _BACKLOG = 4  # events (and handler runs) queued between two reads, in multiples of max_events
-
-# Set around a consumer's handling of one message, so that the events its handlers see are labelled with it.
-_consuming: ContextVar[tuple[str, str, str] | None] = ContextVar("fastapi_events_inspector_consuming", default=None)
+_NULL: AbstractContextManager[None] = nullcontext()
 
 
 #: One handler function handling one event: ``(handler, seconds, error or None)`` (a tuple: made per handler call);
@@ -76,25 +76,6 @@ class _HandleScope:
         self._recorder.handled(self._event, self._handler, _monotonic() - self._start, exc)
 
 
-class _ChannelScope:
-    __slots__ = ("_key", "_recorder", "_size", "_start", "_token")
-
-    def __init__(self, recorder: Recorder, key: tuple[str, str, str], size: int) -> None:
-        self._recorder = recorder
-        self._key = key
-        self._size = size
-        self._token: Any = None
-
-    def __enter__(self) -> None:
-        if self._key[0] == "consumer":
-            self._token = _consuming.set(self._key)
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._token is not None:
-            _consuming.reset(self._token)
-        self._recorder.channel_done(self._key, self._size, exc)
-
-
 class Recorder:
     """The ring buffers and counters behind the inspector's live views.
 
@@ -111,6 +92,7 @@ class Recorder:
         # runtime id -> event name (as dispatched) -> times seen while watching
         self._seen: dict[int | None, dict[Any, int]] = {}
         self.lag: dict[tuple[str, str, str], int] = {}
+        self.on_consumer_lag = lag_hook(self.lag)
         self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # dead-letter notifications
         self._rate: deque[list[int]] = deque(maxlen=RATE_WINDOW)  # [monotonic second, events dispatched]
         # Not yet in the tail: (event, monotonic time) and (event, handler, seconds, error, consumer key).
@@ -128,7 +110,7 @@ class Recorder:
         self._fold_lock = threading.Lock()
         self._last_seen = 0.0
         self._installed = False
-        self.history = History(history, self.dead, self._channels) if history > 0 else None
+        self.history = History(history, self.dead, self._channels, self.lag) if history > 0 else None
         if self.history is not None:
             self.history.install()
             weakref.finalize(self, self.history.uninstall)
@@ -146,10 +128,10 @@ class Recorder:
             # In place: the hot paths hold aliases of these lists.
             _hooks.on_handle.append(self.on_handle)
             _hooks.on_consume.append(self.on_consume)
-            _hooks.on_consumer_lag.append(self.on_consumer_lag)
             if self.history is None:  # else the history's hooks record them, page open or not
                 _hooks.on_forward_batch.append(self.on_forward_batch)
                 _hooks.on_dead_letter.append(self.on_dead_letter)
+                _hooks.on_consumer_lag.append(self.on_consumer_lag)
         # Last, so that the event seen here is the one handlers get (tracing wraps it in a new tuple).
         dispatch_hooks = _hooks.on_dispatch
         if not dispatch_hooks or dispatch_hooks[-1] != self.on_dispatch:
@@ -220,37 +202,29 @@ class Recorder:
 
     def handled(self, event: Event, handler: str, seconds: float, exc: BaseException | None) -> None:
         error = None if exc is None else describe_error(exc)
-        consuming = _consuming.get()
-        self._runs.append((event, handler, seconds, error, consuming))
+        source = consuming.get()
+        self._runs.append((event, handler, seconds, error, source))
         with self._lock:
             stats = self.handlers.get(handler)
             if stats is None and len(self.handlers) < _MAX_KEYS:
                 stats = self.handlers[handler] = HandlerStats()
             if stats is not None:
                 stats.add(seconds, error)
-            if error is not None and consuming is not None:
-                # The consumer catches it (retry, dead letter): count it for the consumer.
-                channel = self._channels.get(consuming)
-                if channel is not None:
-                    channel.failures += 1
-                    channel.last_error = error
+        if error is not None and source is not None:
+            # The consumer catches it (retry, dead letter): count it for the consumer.
+            self._channels.failed(source, error)
 
-    def on_forward_batch(self, system: str, destination: str, messages: Sequence[Any]) -> _ChannelScope:
-        return _ChannelScope(self, ("forwarder", system, destination), len(messages))
+    def on_forward_batch(self, system: str, destination: str, messages: Sequence[Any]) -> Batch:
+        return Batch(self._channels, ("forwarder", system, destination), len(messages))
 
     def on_consume(
         self, system: str, destination: str, message_id: str, event_name: str, headers: Mapping[str, str]
-    ) -> _ChannelScope:
+    ) -> AbstractContextManager[None]:
         if _monotonic() - self._last_seen > self.idle_after:
             self.stop()
-        return _ChannelScope(self, ("consumer", system, destination), 1)
-
-    def channel_done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
-        self._channels.done(key, size, exc)
-
-    def on_consumer_lag(self, system: str, destination: str, partition: str, lag: int) -> None:
-        if len(self.lag) < _MAX_KEYS:
-            self.lag[(system, destination, partition)] = lag
+        if self.history is not None:  # its own hook labels and counts the message, page open or not
+            return _NULL
+        return Consumed(self._channels, ("consumer", system, destination))
 
     def on_dead_letter(self, event_name: str, where: str, reason: str) -> None:
         self.dead.append({"time": _time(), "event": event_name, "where": where, "reason": reason[:_ERROR_CHARS]})
@@ -286,7 +260,7 @@ class Recorder:
             return alias[1]
         if consuming is not None:  # received from a broker: it enters the tail here
             record = self._add(event, _time(), f"{consuming[1]}:{consuming[2]}")
-        elif getattr(event, "event_id", None) is not None:
+        elif isinstance(event, IdentifiedEvent):
             # Delivered from the transactional outbox: handlers get a copy made after the commit, not the tuple
             # dispatch() saw. It belongs to the oldest recent dispatch of that name and payload not handled yet.
             record = self._dispatched_like(event) or self._add(event, _time(), "outbox")

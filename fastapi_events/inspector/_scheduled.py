@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._schedule import check_event_id
+from ._components import ScheduledItem
 from ._deadletters import MAX_LISTED, Source, sources
 
 _PAYLOAD_CHARS = 4000
 
 
-def _item(event: Any) -> dict[str, Any]:
+def _item(event: ScheduledItem) -> dict[str, Any]:
     return {
         "id": event.id,
         "event": event.event_name,
@@ -30,11 +31,12 @@ async def listing() -> dict[str, Any]:
     """``GET /api/scheduled``: per outbox, its delayed events that are not due yet, soonest first."""
     listed = []
     for source in sources():
-        if source.kind != "outbox":
+        outbox = source.outbox
+        if outbox is None:
             continue
         entry: dict[str, Any] = {"id": source.id, "label": source.label}
         try:
-            entry.update(items=[_item(event) for event in await source.target.scheduled(MAX_LISTED)], error=None)
+            entry.update(items=[_item(event) for event in await outbox.scheduled(MAX_LISTED)], error=None)
         except Exception as exc:  # one unreadable outbox must not hide the others
             entry.update(items=[], error=f"{type(exc).__name__}: {exc}")
         listed.append(entry)
@@ -53,7 +55,8 @@ def invalid_id(ids: Sequence[str]) -> str | None:
 
 async def cancel(source: Source, ids: Sequence[str]) -> dict[str, Any]:
     """``POST /api/scheduled/cancel`` (``source`` is an outbox's)."""
-    return {"cancelled": await source.target.cancel_scheduled(list(ids))}
+    assert source.outbox is not None
+    return {"cancelled": await source.outbox.cancel_scheduled(list(ids))}
 
 
 __all__ = ["cancel", "invalid_id", "listing"]

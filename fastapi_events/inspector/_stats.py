@@ -71,6 +71,15 @@ class Channels:
             stats = self.stats[key] = ChannelStats()
         return stats
 
+    def failed(self, key: tuple[str, str, str], error: str) -> None:
+        """A handler failed on a message consumer ``key`` was handling: a failure of the consumer's, not of its
+        broker (the consumer retries the message or dead-letters it)."""
+        with self.lock:
+            stats = self.get(key)
+            if stats is not None:
+                stats.failures += 1
+                stats.last_error = error
+
     def done(self, key: tuple[str, str, str], size: int, exc: BaseException | None) -> None:
         """A batch of ``size`` messages sent (forwarder) or one handled (consumer), failed with ``exc`` or not."""
         with self.lock:

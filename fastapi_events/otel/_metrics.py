@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import _runtime
 from . import _attributes as attr
+
+if TYPE_CHECKING:
+    from ..delivery import ForwardHandler
 
 _CACHE_LIMIT = 4096
 
@@ -120,9 +123,12 @@ class Metrics:
         ]
 
 
-def _forwarders() -> list[tuple[Any, str, str]]:
-    """Every forwarder of every live middleware: handlers exposing ``stats.queued`` and a ``transport``."""
-    found: list[tuple[Any, str, str]] = []
+def _forwarders() -> list[tuple[ForwardHandler, str, str]]:
+    """Every forwarder of every live middleware, with its transport's system and destination."""
+    # Imported on first use: an app that forwards nothing need not load the delivery layer for its metrics.
+    from ..delivery import ForwardHandler
+
+    found: list[tuple[ForwardHandler, str, str]] = []
     seen: set[int] = set()
     try:
         runtimes = _runtime.all_runtimes()
@@ -130,11 +136,10 @@ def _forwarders() -> list[tuple[Any, str, str]]:
         return found
     for runtime in runtimes:
         for handler in runtime.handlers:
-            transport = getattr(handler, "transport", None)
-            if transport is None or not hasattr(handler, "stats") or id(handler) in seen:
+            if not isinstance(handler, ForwardHandler) or id(handler) in seen:
                 continue
             seen.add(id(handler))
-            found.append((handler, str(getattr(transport, "system", "")), str(getattr(transport, "destination", ""))))
+            found.append((handler, str(handler.transport.system), str(handler.transport.destination)))
     return found
 
 

@@ -13,9 +13,10 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
+from .._event_meta import IdentifiedEvent
 from ..codec import ATTR_EVENT_ID
 from . import _attributes as attr
-from ._propagation import TracedEvent, extract_context, use_span_linking
+from ._propagation import TracedEvent, _inject, extract_context, use_span_linking
 
 # A batch of thousands of messages would otherwise make one span carry thousands of links.
 MAX_LINKS = 128
@@ -56,7 +57,7 @@ class Tracing:
         self._handler: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     # -- in process ---------------------------------------------------------------------------------------
-    def dispatch(self, event_name: str, event: tuple[Any, Any]) -> TracedEvent:
+    def dispatch(self, event_name: str, event: tuple[Any, Any]) -> TracedEvent | IdentifiedEvent:
         """A PRODUCER span for ``dispatch()``, parented on the caller's current span (the request's)."""
         cached = self._dispatch.get(event_name)
         if cached is None:
@@ -75,6 +76,11 @@ class Tracing:
         # handlers (and, via message headers, consumers) join the request's trace however late they run.
         carried = trace.set_span_in_context(span)
         span.end()
+        if isinstance(event, IdentifiedEvent):
+            # Received with its sender's id (a webhook): handlers and forwarders must keep seeing that id.
+            return IdentifiedEvent(
+                event[0], event[1], event.event_id, event.dispatched_at, event.attempt, _inject(carried)
+            )
         return TracedEvent(event[0], event[1], carried)
 
     def handler(self, event: Any, event_name: str, handler: str) -> ActiveSpan:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ._inbox import Inbox
 from ._outbox import OutboxDeadLetter, SQLAlchemyOutbox
-from ._scheduled import ScheduledEvent
+from ._store import ScheduledEvent
 
 # isort: split
 # The internal face: what the other packages of fastapi_events may use. Not public API: no stability promise.

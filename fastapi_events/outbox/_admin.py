@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
 from .._schedule import check_event_id
-from ..delivery import StoredRecord
+from ..delivery import ADMIN_BATCH, StoredRecord, id_chunks, in_batches
 from . import _store
 from ._db import Database, make_engine
-from ._scheduled import ScheduledEvent, scheduled_event
+from ._store import ScheduledEvent
 from ._table import build_table, channel_for, upgrade_statements
 
 
@@ -73,18 +74,24 @@ class OutboxAdmin:
         return chosen if ids is None else [i for i in chosen if i in set(ids)]
 
     def replay(self, ids: Sequence[str] | None, destination: str | None = None) -> tuple[int, list[StoredRecord]]:
-        chosen = self._ids(ids, destination)
+        """In transactions of at most ``ADMIN_BATCH`` rows, as a spool file's (the app's commits go in between)."""
+        moved = 0
+        for chunk in id_chunks(self._ids(ids, destination)):
 
-        def work(conn: sa.Connection) -> int:
-            count = _store.replay(conn, self.table, chosen, time.time())
-            if count and self.db.is_postgres:
-                _store.notify(conn, channel_for(self.table.name))
-            return count
+            def work(conn: sa.Connection, chunk: Sequence[str] | None = chunk) -> int:
+                count = _store.replay(conn, self.table, chunk, time.time(), ADMIN_BATCH)
+                if count and self.db.is_postgres:
+                    _store.notify(conn, channel_for(self.table.name))
+                return count
 
-        return self.db.run_blocking(work), []
+            moved += in_batches(partial(self.db.run_blocking, work))
+        return moved, []
 
     def purge(self, ids: Sequence[str] | None, destination: str | None = None, *, pending: bool = False) -> int:
-        return self.db.run_blocking(_store.purge, self.table, self._ids(ids, destination), pending)
+        removed = 0
+        for chunk in id_chunks(self._ids(ids, destination)):
+            removed += in_batches(partial(self.db.run_blocking, _store.purge, self.table, chunk, pending, ADMIN_BATCH))
+        return removed
 
     def list_scheduled(self, event_name: str | None = None) -> list[ScheduledEvent]:
         """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
@@ -92,8 +99,7 @@ class OutboxAdmin:
         if upgrade:
             # A table of 1.0 has no delayed events (and no column to list them by) until an app upgrades it.
             return []
-        rows = self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None, event_name)
-        return [scheduled_event(row) for row in rows]
+        return self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None, event_name)
 
     def cancel(self, ids: Sequence[str]) -> int:
         """Cancel undelivered events by id (a relay handing one over right now still finishes it).

@@ -27,8 +27,7 @@ from . import _session, _store
 from ._db import Database
 from ._notify import listen
 from ._relay import Deliverer, Relay
-from ._scheduled import ScheduledEvent, scheduled_event
-from ._store import Record
+from ._store import Record, ScheduledEvent
 from ._table import PENDING, build_table, channel_for, upgrade_statements
 from ._targets import build_targets
 
@@ -344,8 +343,7 @@ class SQLAlchemyOutbox:
 
     async def scheduled(self, limit: int = 100, *, event_name: str | None = None) -> list[ScheduledEvent]:
         """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
-        rows = await self.db.run(_store.list_scheduled, self.table, time.time(), limit, event_name)
-        return [scheduled_event(row) for row in rows]
+        return await self.db.run(_store.list_scheduled, self.table, time.time(), limit, event_name)
 
     async def cancel_scheduled(self, ids: Sequence[str]) -> int:
         """Cancel undelivered events by id now, in a transaction of its own; returns how many were cancelled.

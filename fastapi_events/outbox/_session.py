@@ -32,7 +32,7 @@ class Writer(Protocol):
 
 
 def sync_session_of(session: Any) -> Session:
-    sync = getattr(session, "sync_session", session)
+    sync = getattr(session, "sync_session", session)  # the user's session: an AsyncSession wraps a Session
     if not isinstance(sync, Session):
         raise TypeError(f"dispatch(session=...) needs a SQLAlchemy Session or AsyncSession, not {type(session)!r}")
     return sync

@@ -291,8 +291,20 @@ def list_dead(conn: sa.Connection, t: sa.Table, limit: int | None, payloads: boo
     return records
 
 
-def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float) -> int:
-    """Make dead rows pending again; handlers that already have the event are still skipped."""
+def _oldest(
+    conn: sa.Connection, t: sa.Table, where: sa.ColumnElement[bool], limit: int | None
+) -> sa.ColumnElement[bool]:
+    """``where``, or with ``limit`` the oldest ``limit`` rows matching it (picked first: MySQL cannot change a
+    table it reads in a subquery; ``where`` again, in case one of them changed in between)."""
+    if limit is None:
+        return where
+    seqs = [seq for (seq,) in conn.execute(sa.select(t.c.seq).where(where).order_by(t.c.seq).limit(limit))]
+    return sa.and_(where, t.c.seq.in_(seqs))
+
+
+def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: float, limit: int | None = None) -> int:
+    """Make dead rows (the oldest ``limit`` of them, with a limit) pending again; handlers that already have the
+    event are still skipped."""
     values = {
         "state": PENDING,
         "failed_handlers": None,
@@ -303,14 +315,16 @@ def replay(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, now: flo
         "lease_owner": None,
         "lease_until": None,
     }
-    return conn.execute(sa.update(t).where(_dead(t, ids)).values(values)).rowcount or 0
+    return conn.execute(sa.update(t).where(_oldest(conn, t, _dead(t, ids), limit)).values(values)).rowcount or 0
 
 
-def purge(conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, pending: bool = False) -> int:
+def purge(
+    conn: sa.Connection, t: sa.Table, ids: Sequence[str] | None, pending: bool = False, limit: int | None = None
+) -> int:
     where = _dead(t, ids)
     if pending:
         where = sa.or_(where, t.c.state == PENDING if ids is None else t.c.event_id.in_(list(ids)))
-    return conn.execute(sa.delete(t).where(where)).rowcount or 0
+    return conn.execute(sa.delete(t).where(_oldest(conn, t, where, limit))).rowcount or 0
 
 
 def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
@@ -319,9 +333,33 @@ def counts(conn: sa.Connection, t: sa.Table) -> dict[str, int]:
     return {state: found.get(state, 0) for state in (PENDING, DONE, DEAD)}
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """An outbox event waiting for its due time (listed by the inspector and the command line, cancelled by id)."""
+
+    id: str  # the event id (the caller's, with dispatch(..., event_id=...))
+    event_name: str
+    payload: Any
+    due_at: float  # epoch seconds
+    created_at: float  # epoch seconds of the dispatch call
+    key: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _scheduled_event(row: Sequence[Any]) -> ScheduledEvent:
+    event_id, name, body, due_at, created_at, key = row
+    try:
+        payload = json.loads(body)[1]
+    except (ValueError, IndexError, TypeError):
+        payload = body
+    return ScheduledEvent(event_id, name, payload, due_at, created_at, key)
+
+
 def list_scheduled(
     conn: sa.Connection, t: sa.Table, now: float, limit: int | None, event_name: str | None = None
-) -> list[tuple[Any, ...]]:
+) -> list[ScheduledEvent]:
     """Delayed events not due yet (of one event name, if given), soonest first."""
     c = t.c
     where = sa.and_(c.state == PENDING, c.due_at > now, c.attempts == 0)
@@ -333,7 +371,7 @@ def list_scheduled(
         .order_by(c.due_at, c.seq)
         .limit(limit)
     )
-    return [tuple(row) for row in conn.execute(query)]
+    return [_scheduled_event(row) for row in conn.execute(query)]
 
 
 def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tuple[Any, ...]]:
@@ -347,4 +385,4 @@ def list_pending(conn: sa.Connection, t: sa.Table, limit: int | None) -> list[tu
     return [tuple(row) for row in conn.execute(query)]
 
 
-__all__ = ["Change", "Record"]
+__all__ = ["Change", "Record", "ScheduledEvent"]

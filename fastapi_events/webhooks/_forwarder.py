@@ -78,21 +78,40 @@ class WebhookForwardHandler(BaseEventHandler):
         ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and math.isfinite(timeout)
         if not ok or timeout <= 0:
             raise ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-        self.endpoints = tuple(endpoints)
-        urls = [endpoint.url for endpoint in self.endpoints]
-        if not all(isinstance(endpoint, WebhookEndpoint) for endpoint in self.endpoints):
-            raise ConfigurationError("endpoints must be WebhookEndpoint instances")
-        if len(set(urls)) != len(urls):
-            raise ConfigurationError("each webhook url may appear once (its events are spooled under the url)")
         self.allow_private_networks = bool(allow_private_networks)
         self.timeout = float(timeout)
         self._bodies = _Bodies()
-        lane_options = dataclasses.replace(delivery, serializer=self._bodies, retry=delivery.retry or WEBHOOK_RETRY)
-        self.transports = tuple(
-            WebhookTransport(endpoint, timeout=self.timeout, allow_private_networks=self.allow_private_networks)
-            for endpoint in self.endpoints
+        self._lane_options = dataclasses.replace(
+            delivery, serializer=self._bodies, retry=delivery.retry or WEBHOOK_RETRY
         )
-        self.lanes = tuple(ForwardHandler(transport, lane_options) for transport in self.transports)
+        self._started = False
+        self.endpoints: tuple[WebhookEndpoint, ...] = ()
+        self.transports: tuple[WebhookTransport, ...] = ()
+        self.lanes: tuple[ForwardHandler, ...] = ()
+        for endpoint in endpoints:
+            self._append(endpoint)
+
+    def _append(self, endpoint: WebhookEndpoint) -> ForwardHandler:
+        if not isinstance(endpoint, WebhookEndpoint):
+            raise ConfigurationError(f"endpoints must be WebhookEndpoint instances, not {endpoint!r}")
+        if any(known.url == endpoint.url for known in self.endpoints):
+            raise ConfigurationError("each webhook url may appear once (its events are spooled under the url)")
+        transport = WebhookTransport(endpoint, timeout=self.timeout, allow_private_networks=self.allow_private_networks)
+        lane = ForwardHandler(transport, self._lane_options)
+        # Each tuple replaced whole, with no await in between: handle_many() always sees matching ones.
+        self.endpoints += (endpoint,)
+        self.transports += (transport,)
+        self.lanes += (lane,)
+        return lane
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        """Start sending to another endpoint while the app runs (a customer subscribed), in a lane of its own:
+        events handed over from now on that match its ``events`` go to it. With ``spool_path``, events an earlier
+        process spooled for its URL are delivered too. To stop sending to one, :meth:`disable` it. Call this on
+        the app's event loop."""
+        lane = self._append(endpoint)
+        if self._started:
+            await lane.startup()
 
     async def _each(self, calls: Sequence[Awaitable[None]]) -> None:
         if len(calls) == 1:
@@ -101,6 +120,7 @@ class WebhookForwardHandler(BaseEventHandler):
             await asyncio.gather(*calls)
 
     async def startup(self) -> None:
+        self._started = True
         await self._each([lane.startup() for lane in self.lanes])
 
     async def handle(self, event: Event) -> None:
@@ -129,15 +149,24 @@ class WebhookForwardHandler(BaseEventHandler):
         await self._each([lane.flush(timeout) for lane in self.lanes])
 
     async def shutdown(self, timeout: float | None = None) -> None:
+        self._started = False
         await self._each([lane.shutdown(timeout) for lane in self.lanes])
 
     def enable(self, url: str) -> None:
-        """Send to ``url`` again after it answered 410 (its owner says it is back); replay its dead letters with
-        ``python -m fastapi_events spool replay`` or the inspector."""
+        """Send to ``url`` again after it answered 410 (its owner says it is back) or :meth:`disable`; replay its
+        dead letters with ``python -m fastapi_events spool replay`` or the inspector."""
+        self._transport(url).enable()
+
+    def disable(self, url: str, reason: str = "disabled by the application") -> None:
+        """Stop sending to ``url`` (its owner removed the subscription, say): from now on its events, queued or
+        new, are dead-lettered - replayable - with a reason naming the endpoint and ``reason``, as after a 410,
+        until :meth:`enable`. Other endpoints are not affected. Held in memory, like the 410 state."""
+        self._transport(url).disable(reason)
+
+    def _transport(self, url: str) -> WebhookTransport:
         for transport in self.transports:
             if transport.endpoint.url == url:
-                transport.enable()
-                return
+                return transport
         raise KeyError(url)
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import logging
 import math
@@ -10,18 +12,25 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..dispatcher import dispatch
+from .._event_meta import IdentifiedEvent
+from ..concurrency import BlockingExecutor
+from ..dispatcher import check_event_context, dispatch_received, received_event
 from ..errors import ConfigurationError, NoEventContextError
 from ..typing import Receive, Scope, Send
+from ._endpoint import event_patterns, matches
 from ._mount import serve_bare_mount_paths
 from ._signing import decode_secret, signature_matches
 
 if TYPE_CHECKING:  # SQLAlchemy is optional (the outbox extra)
+    from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.orm import Session
 
 
 class Inbox(Protocol):
     """What the receiver needs of :class:`fastapi_events.outbox.Inbox` (the outbox sits above this layer)."""
+
+    def claim(self, session: Session, event: Any, handler: str) -> bool: ...
 
     async def claim_async(self, session: AsyncSession, event: Any, handler: str) -> bool: ...
 
@@ -29,6 +38,7 @@ class Inbox(Protocol):
 logger = logging.getLogger("fastapi_events.webhooks")
 
 _ID_LIMIT = 256  # characters of a webhook-id we are prepared to remember
+_INBOX_ID_CHARS = 64  # the inbox table's event_id column; a longer webhook-id is recorded as its SHA-256
 
 
 class _Reject(Exception):
@@ -42,11 +52,17 @@ class WebhookReceiver:
 
     - valid signature (any of the space-separated ``v1,`` signatures, with any of ``secret``'s keys - pass a
       list while rotating), timestamp within ``tolerance`` seconds, JSON body with ``type`` and ``data``: 204,
-      and ``dispatch(type, data)`` into the app's ``EventHandlerASGIMiddleware``;
+      and ``(type, data)`` dispatched into the app's ``EventHandlerASGIMiddleware`` with the ``webhook-id`` as
+      its id (``event_meta().id``, and the id forwarders send it on with) and the body's ``timestamp`` as
+      ``event_meta().dispatched_at``;
     - a ``webhook-id`` among the last ``remember`` ones accepted: 204, not dispatched again; with
-      ``inbox=Inbox(), engine=async_engine`` (the outbox's :class:`~fastapi_events.outbox.Inbox`) every id ever
-      accepted is recorded in the database, so a redelivery after a restart, or to another replica, is not
-      dispatched again either (``inbox_name`` is the record's handler name);
+      ``inbox=Inbox(), engine=engine`` (the outbox's :class:`~fastapi_events.outbox.Inbox`, an SQLAlchemy
+      ``AsyncEngine`` or ``Engine``) every id ever accepted is recorded in the database, so a redelivery after a
+      restart, or to another replica, is not dispatched again either (``inbox_name`` is the record's handler
+      name);
+    - a ``type`` matching none of ``events`` (fnmatch patterns, default ``("*",)``): 204, not dispatched (the
+      sender need not retry what this app does not take; an authenticated sender still cannot raise the app's
+      other events);
     - missing or bad signature, unknown secret, stale or future timestamp: 401, nothing dispatched;
     - a body that is not such JSON: 400; over ``max_body_bytes``: 413; another method: 405.
 
@@ -63,8 +79,9 @@ class WebhookReceiver:
         remember: int = 10_000,
         max_body_bytes: int = 1024 * 1024,
         inbox: Inbox | None = None,
-        engine: AsyncEngine | None = None,
+        engine: AsyncEngine | Engine | None = None,
         inbox_name: str = "webhooks",
+        events: Sequence[str] = ("*",),
     ) -> None:
         secrets = [secret] if isinstance(secret, str) else list(secret)
         if not secrets:
@@ -79,10 +96,16 @@ class WebhookReceiver:
         self.remember = remember
         self.max_body_bytes = max_body_bytes
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.events = event_patterns(events)
         if (inbox is None) != (engine is None):
-            raise ConfigurationError("pass inbox= and engine= (an AsyncEngine) together")
-        if engine is not None and not hasattr(engine, "sync_engine"):
-            raise ConfigurationError("engine= must be an SQLAlchemy AsyncEngine (the receiver never blocks the loop)")
+            raise ConfigurationError("pass inbox= and engine= (an SQLAlchemy Engine or AsyncEngine) together")
+        self._async_engine = engine is not None and _is_async_engine(engine)
+        self._threads: BlockingExecutor | None = None
+        if engine is not None and not self._async_engine:
+            if not _is_sync_engine(engine):
+                raise ConfigurationError(f"engine= must be an SQLAlchemy Engine or AsyncEngine, not {engine!r}")
+            # A sync engine's calls block: they run in threads of the receiver's own, never on the event loop.
+            self._threads = BlockingExecutor("webhook-inbox", workers=4)
         self.inbox, self.engine, self.inbox_name = inbox, engine, inbox_name
         serve_bare_mount_paths(self)
 
@@ -111,17 +134,20 @@ class WebhookReceiver:
             body = await self._body(receive)
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
             message_id = self._verify(headers, body)
-            name, data = _parse(body)
+            name, data, sent_at = _parse(body)
+            if not matches(self.events, name):
+                logger.info("webhook %s of type %r not dispatched: not among the receiver's events", message_id, name)
+                await _answer(send, 204)
+                return
             if message_id in self._seen:
                 self._seen.move_to_end(message_id)
                 await _answer(send, 204)
                 return
-            if self.inbox is None:
-                _dispatch(name, data)
-            elif not await self._claimed_and_dispatched(message_id, name, data):
-                self._remember(message_id)
-                await _answer(send, 204)
-                return
+            # Everything that may refuse the event is checked before the inbox records its id: a recorded id is
+            # never dispatched, and buffering the event (last) cannot fail.
+            event = _received(name, data, message_id, sent_at)
+            if self.inbox is None or await self._claim(message_id):
+                dispatch_received(event)
             self._remember(message_id)
         except _Reject as rejected:
             await _answer(send, rejected.status, rejected.detail, allow=rejected.status == 405)
@@ -159,16 +185,25 @@ class WebhookReceiver:
             raise _Reject(401, "no valid signature")
         return message_id
 
-    async def _claimed_and_dispatched(self, message_id: str, name: str, data: Any) -> bool:
-        """Record the id in the inbox and dispatch in one transaction: a failed dispatch leaves no record."""
+    async def _claim(self, message_id: str) -> bool:
+        """Record the id in the inbox (committed): ``False`` when a committed record had it already."""
+        record = message_id
+        if len(record) > _INBOX_ID_CHARS:
+            record = hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+        if self._threads is not None:
+            return await self._threads.run(self._claim_sync, record)
         from sqlalchemy.ext.asyncio import AsyncSession
 
         assert self.inbox is not None
-        async with AsyncSession(self.engine) as session, session.begin():
-            if not await self.inbox.claim_async(session, message_id, self.inbox_name):
-                return False
-            _dispatch(name, data)
-        return True
+        async with AsyncSession(self.engine) as session, session.begin():  # type: ignore[arg-type]
+            return await self.inbox.claim_async(session, record, self.inbox_name)
+
+    def _claim_sync(self, record: str) -> bool:
+        from sqlalchemy.orm import Session
+
+        assert self.inbox is not None
+        with Session(self.engine) as session, session.begin():  # type: ignore[arg-type]
+            return self.inbox.claim(session, record, self.inbox_name)
 
     def _remember(self, message_id: str) -> None:
         if self.remember:
@@ -177,9 +212,10 @@ class WebhookReceiver:
                 self._seen.popitem(last=False)
 
 
-def _dispatch(name: str, data: Any) -> None:
+def _received(name: str, data: Any, message_id: str, sent_at: float | None) -> IdentifiedEvent:
     try:
-        dispatch(name, data)
+        check_event_context()
+        return received_event(name, data, message_id, sent_at)
     except NoEventContextError:
         logger.error("WebhookReceiver is mounted in an app without EventHandlerASGIMiddleware")
         raise _Reject(500, "receiver not set up") from None
@@ -187,7 +223,34 @@ def _dispatch(name: str, data: Any) -> None:
         raise _Reject(400, f"invalid data for {name!r}: {exc}") from None
 
 
-def _parse(body: bytes) -> tuple[str, Any]:
+def _is_async_engine(engine: Any) -> bool:
+    try:
+        from sqlalchemy.ext.asyncio import AsyncEngine
+    except ImportError:  # pragma: no cover - SQLAlchemy comes with the outbox extra
+        return False
+    return isinstance(engine, AsyncEngine)
+
+
+def _is_sync_engine(engine: Any) -> bool:
+    try:
+        from sqlalchemy.engine import Engine
+    except ImportError:  # pragma: no cover - SQLAlchemy comes with the outbox extra
+        return False
+    return isinstance(engine, Engine)
+
+
+def _sent_at(stamp: Any) -> float | None:
+    """The body's ISO-8601 ``timestamp`` as epoch seconds; ``None`` when absent or not a zoned time."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp)
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
+def _parse(body: bytes) -> tuple[str, Any, float | None]:
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -196,7 +259,7 @@ def _parse(body: bytes) -> tuple[str, Any]:
         raise _Reject(400, 'body must be a JSON object with "type" (a string) and "data"')
     if not document["type"]:
         raise _Reject(400, '"type" is empty')
-    return document["type"], document["data"]
+    return document["type"], document["data"], _sent_at(document.get("timestamp"))
 
 
 async def _answer(send: Send, status: int, detail: str = "", *, allow: bool = False) -> None:

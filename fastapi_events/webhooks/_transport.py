@@ -75,7 +75,7 @@ class WebhookTransport:
         self.timeout = timeout
         self.allow_private_networks = allow_private_networks
         self.disabled_reason: str | None = None
-        self._key = endpoint.key
+        self._keys = endpoint.keys
         self._idle: list[httpx.AsyncClient] = []  # clients (one connection each) not in use right now
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(endpoint.max_concurrency)
@@ -86,6 +86,9 @@ class WebhookTransport:
 
     def enable(self) -> None:
         self.disabled_reason = None
+
+    def disable(self, reason: str) -> None:
+        self.disabled_reason = f"endpoint {self.endpoint.url} disabled: {reason}"
 
     def message_size(self, message: OutboundMessage) -> int:
         return len(message.body)
@@ -144,11 +147,16 @@ class WebhookTransport:
 
     async def _post_with(self, client: httpx.AsyncClient, message: OutboundMessage) -> EntryResult:
         timestamp = int(time.time())
+        keys = self._keys
+        if len(keys) == 1:
+            signed = signature(keys[0], message.id, timestamp, message.body)
+        else:  # rotating: one signature per secret, space-separated; the receiver may hold any of them
+            signed = " ".join(signature(key, message.id, timestamp, message.body) for key in keys)
         headers = {
             "content-type": "application/json",
             "webhook-id": message.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature(self._key, message.id, timestamp, message.body),
+            "webhook-signature": signed,
         }
         try:
             async with client.stream("POST", self.endpoint.url, content=message.body, headers=headers) as reply:
@@ -169,7 +177,8 @@ class WebhookTransport:
         status = reply.status_code
         if 200 <= status < 300:
             return DELIVERED
-        said = f"endpoint answered {status} {reply.reason_phrase}".rstrip()
+        # The URL is in the reason: on_dead_letter(message, reason) has no other way to say which endpoint it was.
+        said = f"endpoint {self.endpoint.url} answered {status} {reply.reason_phrase}".rstrip()
         if status == 410:
             if self.disabled_reason is None:
                 self.disabled_reason = f"{said}: endpoint disabled, nothing more is sent to it"

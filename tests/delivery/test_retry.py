@@ -135,6 +135,45 @@ async def test_outages_back_off_but_never_use_up_the_budget() -> None:
     await handler.shutdown(1)
 
 
+class ShortAnsweringTransport(FlakyTransport):
+    """Answers one result too few for its first ``short`` batches (a transport bug); with ``buffering``, through
+    ``submit`` as a buffering SDK's transport does (the direct hand-over and the sender's submitted rounds)."""
+
+    def __init__(self, short: int, buffering: bool) -> None:
+        super().__init__({})
+        self.short = short
+        if buffering:
+            self.submit = self._submit
+
+    async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
+        results = list(await super().send_batch(batch))
+        if self.short:
+            self.short -= 1
+            return results[1:]
+        return results
+
+    def _submit(self, batch: Sequence[OutboundMessage]) -> tuple[int, asyncio.Future[Sequence[EntryResult]]]:
+        return len(batch), asyncio.ensure_future(self.send_batch(batch))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("buffering", [False, True], ids=["send_batch", "submit"])
+async def test_a_transport_answering_too_few_results_loses_nothing(
+    buffering: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = ShortAnsweringTransport(short=2, buffering=buffering)
+    handler = ForwardHandler(transport, retry=RetryPolicy(max_attempts=1), reconnect_max_delay=0.05)
+    await handler.startup()
+    for request in range(3):  # later requests may take the direct hand-over to the SDK
+        await handler.handle_many([("e", 2 * request), ("e", 2 * request + 1)])
+    await handler.flush(10)
+    # Whatever was in a short-answered batch is sent again, as after an outage: max_attempts=1 dead-letters none.
+    assert (handler.stats.delivered, handler.stats.dead_lettered, handler.stats.queued) == (6, 0, 0)
+    assert transport.short == 0
+    assert "transport returned 1 results for 2 messages" in caplog.text
+    await handler.shutdown(1)
+
+
 @pytest.mark.anyio
 async def test_backoff_spaces_retries_of_an_entry() -> None:
     transport = FlakyTransport({"slow": 3})

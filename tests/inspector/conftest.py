@@ -44,9 +44,15 @@ def no_hook_left_behind() -> Iterator[None]:
     from fastapi_events import _hooks
 
     gc.collect()  # an inspector dropped without close() takes its history's hooks with it
-    leftovers = [
-        h
-        for hooks in (_hooks.on_dispatch, _hooks.on_handle, _hooks.on_dead_letter, _hooks.on_handler_failure)
-        for h in hooks
-    ]
+    lists = (
+        _hooks.on_dispatch,
+        _hooks.on_handle,
+        _hooks.on_dead_letter,
+        _hooks.on_handler_failure,
+        _hooks.on_consume,
+        _hooks.on_consumer_lag,
+        _hooks.on_forward_batch,
+    )
+    leftovers = [h for hooks in lists for h in hooks]
     assert not [h for h in leftovers if "inspector" in getattr(h, "__module__", "")], leftovers
+    assert not _hooks.time_handlers, "a history left handler timing on"

@@ -1,5 +1,5 @@
-"""docs/webhooks.md's example, app to app: the sending app's event reaches the receiving app's handler over
-real HTTP (both apps under uvicorn on loopback)."""
+"""docs/webhooks.md's examples: app to app, the sending app's event reaches the receiving app's handler over real
+HTTP (both apps under uvicorn on loopback); an endpoint that answered 410 is left out of the next forwarder."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests._servers import free_port, wait_for
-from tests.webhooks._endpoint import SECRET, ThreadServer
+from tests.webhooks._endpoint import SECRET, Recorder, Reply, ThreadServer
+from tests.webhooks._send import events, send
 
 pytestmark = [pytest.mark.servers, pytest.mark.fastapi]
 
@@ -52,3 +53,26 @@ def test_an_order_paid_in_the_sending_app_reaches_the_receiving_app(
     wait_for(lambda: sending.forwarder.stats.delivered >= 3, 30, message="3 deliveries acknowledged")
     assert sending.forwarder.stats.delivered == 3
     assert sending.forwarder.stats.dead_lettered == 0
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_that_answered_410_is_left_out_of_the_next_forwarder(
+    endpoint: Callable[..., tuple[Recorder, str]],
+) -> None:
+    example = load("subscriptions")
+    gone, gone_url = endpoint(default=Reply(410))
+    healthy, healthy_url = endpoint()
+    for url in (gone_url, healthy_url):
+        example.subscriptions[url] = {"secret": SECRET, "events": ("order.*",), "active": True}
+
+    await send(example.make_forwarder(allow_private_networks=True), events("order.placed", 3))
+    assert example.subscriptions[gone_url]["active"] is False
+    assert example.subscriptions[healthy_url]["active"] is True
+    answered_410 = len(gone.deliveries)  # the POSTs in flight when the first 410 came back
+
+    # The next process builds its forwarder from the active subscriptions: nothing more goes to the gone endpoint.
+    restarted = example.make_forwarder(allow_private_networks=True)
+    assert [e.url for e in restarted.endpoints] == [healthy_url]
+    await send(restarted, events("order.placed", 2))
+    assert len(gone.deliveries) == answered_410
+    assert len(healthy.deliveries) == 5

@@ -111,6 +111,13 @@ def test_a_malformed_body_is_400(receiving: Receiving, body: bytes) -> None:
     assert receiving.received == []
 
 
+def test_a_body_over_the_limit_is_413_and_not_dispatched(receiving: Receiving) -> None:
+    body = json.dumps({"type": "order.placed", "data": "x" * (1024 * 1024)}).encode()  # just over 1 MiB
+    assert receiving.post("/webhooks", body, signed(body)).status_code == 413
+    time.sleep(0.3)
+    assert receiving.received == []
+
+
 def test_other_methods_and_paths(receiving: Receiving) -> None:
     assert receiving.client.get(receiving.url + "/webhooks").status_code == 405
     assert receiving.post("/webhooks/elsewhere", BODY, signed(BODY)).status_code == 404
@@ -137,3 +144,20 @@ def test_the_bare_mount_path_is_served_without_a_redirect_with_or_without_lifesp
     assert reply.status_code == 204, reply.headers
     assert received == [("order.placed", {"id": 1})]
     assert client.post("/hooks/in/", content=BODY, headers=signed(BODY, "msg_2")).status_code == 204
+
+
+def test_types_outside_the_receivers_events_are_answered_204_and_not_dispatched() -> None:
+    from starlette.testclient import TestClient
+
+    app, received = receiving_app(WebhookReceiver(secret=SECRET, events=("order.*", "invoice.paid")))
+    bodies = [
+        json.dumps({"type": name, "timestamp": "2026-01-01T00:00:00Z", "data": {"n": n}}).encode()
+        for n, name in enumerate(["order.placed", "user.deleted", "invoice.paid", "invoice.voided"])
+    ]
+    with TestClient(app) as client:
+        for n, body in enumerate(bodies):
+            # 204 for every one: the sender is not to retry (nor dead-letter) what this app does not take.
+            assert client.post("/webhooks", content=body, headers=signed(body, f"msg_{n}")).status_code == 204
+    assert received == [("order.placed", {"n": 0}), ("invoice.paid", {"n": 2})]
+    with pytest.raises(ConfigurationError, match="fnmatch patterns"):
+        WebhookReceiver(secret=SECRET, events="order.*")  # a lone string would match by its characters
