@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from . import _hooks
+from ._event_meta import forget_ids
 from ._names import event_name_str
 from ._report import ErrorHook, current_error_hook, report_batch_failure
 from .handlers.base import Handler, as_handler
@@ -187,6 +188,7 @@ class Runtime:
                     await _run_handler(handlers[0], self.handlers[0], batch)
                 else:
                     await self.deliver(batch)
+                forget_ids(batch)
         except asyncio.CancelledError:
             # The server gave up on this request (graceful-shutdown timeout) or the loop is closing: say exactly
             # what may not have been handled instead of losing it silently.

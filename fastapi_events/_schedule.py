@@ -14,9 +14,26 @@ _MAX_ID = 64  # the outbox's event_id column
 
 
 def check_event_id(event_id: Any) -> str:
-    if not isinstance(event_id, str) or not event_id or len(event_id) > _MAX_ID:
-        raise ValueError(f"event_id must be a non-empty string of at most {_MAX_ID} characters, not {event_id!r}")
+    """``event_id`` if it fits the outbox's id column, else a ``ValueError`` saying what an id must be."""
+    if not isinstance(event_id, str) or not event_id or len(event_id) > _MAX_ID or not _storable(event_id):
+        shown = repr(event_id) if not isinstance(event_id, str) or len(event_id) <= 80 else f"{event_id[:80]!r}..."
+        raise ValueError(
+            f"event_id must be a non-empty string of at most {_MAX_ID} characters, without NUL characters or "
+            f"unpaired surrogates, not {shown}"
+        )
     return event_id
+
+
+def _storable(text: str) -> bool:
+    # PostgreSQL text holds no NUL, and no database driver encodes a lone surrogate: such an id would fail at the
+    # commit (losing the transaction) instead of at the call.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def due_time(name: str, delay: Any, at: Any) -> float | None:

@@ -231,15 +231,22 @@ def trace_context(event: Event) -> dict[str, str]:
     return _inject_current()
 
 
+_otel: tuple[Any, Any, Any, Any] | None = None
+
+
 def _inject_current() -> dict[str, str]:
     # Only when the app itself loaded OpenTelemetry: importing it here would stall the event loop on the first
     # event of every app that merely has the package installed.
-    if "opentelemetry.trace" not in sys.modules:
-        return {}
-    try:
-        from opentelemetry import baggage, context, propagate, trace
-    except ImportError:
-        return {}
+    global _otel
+    if _otel is None:
+        if "opentelemetry.trace" not in sys.modules:
+            return {}
+        try:
+            from opentelemetry import baggage, context, propagate, trace
+        except ImportError:
+            return {}
+        _otel = (baggage, context, propagate, trace)  # an import statement per request costs more than the rest
+    baggage, context, propagate, trace = _otel
     # Without a valid span or baggage there is nothing to propagate: skip the propagators (they cost, and a web
     # framework's own context entries are not for them).
     current = context.get_current()

@@ -4,7 +4,8 @@ Given a database URL (``postgresql+psycopg://...``, ``sqlite:///app.db``) instea
 the dead letters of a transactional outbox table (``--table``, default ``fastapi_events_outbox``); a replayed
 outbox event goes to the handlers that gave up on it, through any relay.
 
-``scheduled`` lists an outbox's delayed events that are not due yet, ``cancel --id ID`` cancels undelivered ones.
+``scheduled`` lists an outbox's delayed events that are not due yet (``--event NAME``: of one name), ``cancel --id ID``
+cancels undelivered ones.
 
 ``replay`` moves dead letters back to the pending table; it does not talk to any broker. A running forwarder
 using the file picks them up within its relay interval (1 s by default), otherwise the next process started
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._schedule import check_event_id
 from ..delivery import SpoolDB, StoreAdmin, StoredRecord
 from . import help_text
 
@@ -55,7 +57,9 @@ def register(subparsers: Any) -> None:
     purge.add_argument("--pending", action="store_true", help="also delete pending (never delivered!) events")
     purge.set_defaults(func=_purge)
     add("stats", "counts per destination").set_defaults(func=_stats)
-    add("scheduled", "list an outbox's delayed events not due yet, soonest first").set_defaults(func=_scheduled)
+    scheduled = add("scheduled", "list an outbox's delayed events not due yet, soonest first")
+    scheduled.add_argument("--event", metavar="NAME", help="only the events of this name")
+    scheduled.set_defaults(func=_scheduled)
     cancel = add("cancel", "cancel an outbox's undelivered (delayed) events by id")
     cancel.add_argument("--id", action="append", dest="ids", metavar="ID", required=True, help="event id (repeatable)")
     cancel.set_defaults(func=_cancel)
@@ -94,7 +98,7 @@ def _scheduled(args: argparse.Namespace) -> int:
     if db is None:
         return 2
     try:
-        events = db.list_scheduled()
+        events = db.list_scheduled(args.event)
     finally:
         db.close()
     if args.json:
@@ -109,6 +113,12 @@ def _scheduled(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    for event_id in args.ids:
+        try:
+            check_event_id(event_id)
+        except ValueError as exc:
+            print(f"error: bad --id: {exc}", file=sys.stderr)
+            return 2
     db = _open_outbox(args)
     if db is None:
         return 2

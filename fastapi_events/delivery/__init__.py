@@ -23,6 +23,9 @@ from ._encoding import encode_events as encode_events
 from ._options import OPTION_NAMES as OPTION_NAMES
 from ._options import BaseDeliveryKwargs as BaseDeliveryKwargs
 from ._options import split_options as split_options
+from ._records import ADMIN_BATCH as ADMIN_BATCH
+from ._records import id_chunks as id_chunks
+from ._records import in_batches as in_batches
 from ._rounds import send_batches as send_batches
 from ._rounds import split_for as split_for
 from ._spool import SpoolDB as SpoolDB

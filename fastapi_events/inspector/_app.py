@@ -224,7 +224,7 @@ class Inspector:
                 return JSONResponse({"error": "request body too large"}, status_code=413, headers=_HEADERS)
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep, well within the size limit
             return JSONResponse({"error": "body is not JSON"}, status_code=400, headers=_HEADERS)
         source_id = data.get("source") if isinstance(data, dict) else None
         ids = data.get("ids") if isinstance(data, dict) else None
@@ -238,9 +238,12 @@ class Inspector:
             return JSONResponse({"error": f"give 1 to {_MAX_IDS} ids"}, status_code=400, headers=_HEADERS)
         source = _deadletters.find(source_id)
         if source is None:
-            return JSONResponse({"error": f"no dead-letter source {source_id!r}"}, status_code=404, headers=_HEADERS)
-        if action == "cancel" and source.kind != "outbox":
-            return JSONResponse({"error": f"{source_id!r} is not an outbox"}, status_code=400, headers=_HEADERS)
+            what = "outbox" if action == "cancel" else "dead-letter source"
+            return JSONResponse({"error": f"no {what} {source_id!r}"}, status_code=404, headers=_HEADERS)
+        if action == "cancel":
+            problem = f"{source_id!r} is not an outbox" if source.kind != "outbox" else _scheduled.invalid_id(ids)
+            if problem is not None:
+                return JSONResponse({"error": problem}, status_code=400, headers=_HEADERS)
         try:
             if action == "cancel":
                 result = await _scheduled.cancel(source, ids)

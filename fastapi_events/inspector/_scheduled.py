@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .._schedule import check_event_id
 from ._components import ScheduledItem
 from ._deadletters import MAX_LISTED, Source, sources
 
@@ -42,10 +43,20 @@ async def listing() -> dict[str, Any]:
     return {"sources": listed}
 
 
+def invalid_id(ids: Sequence[str]) -> str | None:
+    """Why one of ``ids`` can be no event id (the request is refused with 400 before any I/O), or ``None``."""
+    for event_id in ids:
+        try:
+            check_event_id(event_id)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 async def cancel(source: Source, ids: Sequence[str]) -> dict[str, Any]:
     """``POST /api/scheduled/cancel`` (``source`` is an outbox's)."""
     assert source.outbox is not None
     return {"cancelled": await source.outbox.cancel_scheduled(list(ids))}
 
 
-__all__ = ["cancel", "listing"]
+__all__ = ["cancel", "invalid_id", "listing"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..delivery import StoredRecord
-from ..delivery._records import ADMIN_BATCH, id_chunks, in_batches
+from .._schedule import check_event_id
+from ..delivery import ADMIN_BATCH, StoredRecord, id_chunks, in_batches
 from . import _store
 from ._db import Database, make_engine
 from ._store import ScheduledEvent
@@ -93,17 +93,20 @@ class OutboxAdmin:
             removed += in_batches(partial(self.db.run_blocking, _store.purge, self.table, chunk, pending, ADMIN_BATCH))
         return removed
 
-    def list_scheduled(self) -> list[ScheduledEvent]:
-        """Delayed events not due yet, soonest first."""
+    def list_scheduled(self, event_name: str | None = None) -> list[ScheduledEvent]:
+        """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
         upgrade = self.db.run_blocking(upgrade_statements, self.table)
         if upgrade:
             # A table of 1.0 has no delayed events (and no column to list them by) until an app upgrades it.
             return []
-        return self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None)
+        return self.db.run_blocking(_store.list_scheduled, self.table, time.time(), None, event_name)
 
     def cancel(self, ids: Sequence[str]) -> int:
-        """Cancel undelivered events by id (a relay handing one over right now still finishes it)."""
-        return self.db.run_blocking(_store.cancel, self.table, list(ids))
+        """Cancel undelivered events by id (a relay handing one over right now still finishes it).
+
+        Raises ``ValueError`` for what can be no event id (checked before any I/O).
+        """
+        return self.db.run_blocking(_store.cancel, self.table, [check_event_id(i) for i in ids])
 
     def stats(self) -> dict[str, Any]:
         counts = self.db.run_blocking(_store.counts, self.table)

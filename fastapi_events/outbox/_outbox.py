@@ -341,9 +341,9 @@ class SQLAlchemyOutbox:
 
     # -- scheduled events (the inspector and the command line) -------------------------------------------------
 
-    async def scheduled(self, limit: int = 100) -> list[ScheduledEvent]:
-        """Delayed events not due yet, soonest first."""
-        return await self.db.run(_store.list_scheduled, self.table, time.time(), limit)
+    async def scheduled(self, limit: int = 100, *, event_name: str | None = None) -> list[ScheduledEvent]:
+        """Delayed events not due yet (only those named ``event_name``, if given), soonest first."""
+        return await self.db.run(_store.list_scheduled, self.table, time.time(), limit, event_name)
 
     async def cancel_scheduled(self, ids: Sequence[str]) -> int:
         """Cancel undelivered events by id now, in a transaction of its own; returns how many were cancelled.

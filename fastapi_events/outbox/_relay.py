@@ -220,9 +220,10 @@ class Relay:
                     self.on_claim(len(records))
                 await d.process(records)
                 continue
-            # A timer for the next due row (a delayed event, a retry): rows written later wake us (NOTIFY, or
-            # this process's commits) and the timer is set again. The poll interval is only the safety net for
-            # what sends no wake-up: leases of dead relays expiring, a lost LISTEN connection.
+            # A timer for the next row to become claimable (a delayed event, a retry, the lease of a due row
+            # expiring: its relay may have died): rows written later wake us (NOTIFY, or this process's commits)
+            # and the timer is set again. The poll interval is only the safety net for what sends no wake-up:
+            # a lost LISTEN connection, rows written by a process that does not notify.
             timeout = self.poll_interval if due is None else min(self.poll_interval, max(0.0, due - time.time()))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)

@@ -125,10 +125,19 @@ def cancel(conn: sa.Connection, t: sa.Table, ids: Sequence[str]) -> int:
 
 
 def next_due(conn: sa.Connection, t: sa.Table, now: float) -> float | None:
-    """The earliest time after ``now`` a pending row becomes claimable (a delayed event's due time, a retry)."""
-    query = sa.select(sa.func.min(t.c.next_attempt_at)).where(t.c.state == PENDING, t.c.next_attempt_at > now)
-    due: float | None = conn.execute(query).scalar()
-    return due
+    """The earliest time after ``now`` a pending row becomes claimable.
+
+    That is a row's due time (a delayed event, a retry) or, for a due row leased to a relay, its lease expiry: a
+    relay that died holding it sends no wake-up, and the row is not to wait for a poll interval after that.
+    """
+    c = t.c
+    pending = c.state == PENDING
+    # Two index range scans on (state, next_attempt_at); leased due rows are the ones in flight: few.
+    upcoming = sa.select(sa.func.min(c.next_attempt_at)).where(pending, c.next_attempt_at > now)
+    held = sa.select(sa.func.min(c.lease_until)).where(pending, c.next_attempt_at <= now, c.lease_until >= now)
+    first, lease = conn.execute(sa.select(upcoming.scalar_subquery(), held.scalar_subquery())).one()
+    times = [float(x) for x in (first, lease) if x is not None]
+    return min(times) if times else None
 
 
 def notify(conn: sa.Connection, channel: str) -> None:
@@ -348,12 +357,17 @@ def _scheduled_event(row: Sequence[Any]) -> ScheduledEvent:
     return ScheduledEvent(event_id, name, payload, due_at, created_at, key)
 
 
-def list_scheduled(conn: sa.Connection, t: sa.Table, now: float, limit: int | None) -> list[ScheduledEvent]:
-    """Delayed events not due yet, soonest first."""
+def list_scheduled(
+    conn: sa.Connection, t: sa.Table, now: float, limit: int | None, event_name: str | None = None
+) -> list[ScheduledEvent]:
+    """Delayed events not due yet (of one event name, if given), soonest first."""
     c = t.c
+    where = sa.and_(c.state == PENDING, c.due_at > now, c.attempts == 0)
+    if event_name is not None:
+        where = sa.and_(where, c.event_name == event_name)
     query = (
         sa.select(c.event_id, c.event_name, c.body, c.due_at, c.created_at, c.key)
-        .where(c.state == PENDING, c.due_at > now, c.attempts == 0)
+        .where(where)
         .order_by(c.due_at, c.seq)
         .limit(limit)
     )

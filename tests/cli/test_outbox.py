@@ -142,7 +142,16 @@ def test_scheduled_events_listed_and_cancelled_from_the_command_line(
     assert "scheduled: 2" in text
     assert "invoice.reminder" in text
 
-    assert main(["spool", "cancel", url, "--id", "drop"]) == 0
+    assert main(["spool", "scheduled", url, "--event", "invoice.reminder", "--json"]) == 0
+    assert [e["id"] for e in json.loads(capsys.readouterr().out)] == ["drop"]
+    assert main(["spool", "scheduled", url, "--event", "invoice.*", "--json"]) == 0  # a name, not a pattern
+    assert json.loads(capsys.readouterr().out) == []
+
+    # What can be no event id is refused before the database is touched, saying why; nothing is cancelled.
+    for odd in ("", "x" * 65, "drop\udcff"):  # the last: an argv byte that is not UTF-8
+        assert main(["spool", "cancel", url, "--id", "drop", "--id", odd]) == 2
+        assert "bad --id: event_id must be a non-empty string of at most 64 characters" in capsys.readouterr().err
+    assert main(["spool", "cancel", url, "--id", "drop", "--id", "drop"]) == 0  # twice: one event
     assert "cancelled 1" in capsys.readouterr().out
     assert main(["spool", "cancel", url, "--id", "drop", "--json"]) == 1  # gone already: says so
     captured = capsys.readouterr()

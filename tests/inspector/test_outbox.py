@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -140,3 +142,70 @@ def test_scheduled_events_are_listed_and_cancelled_by_a_protected_post(tmp_path:
     finally:
         inspector.recorder.stop()
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")("psycopg")
+    engine = sa.create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_a_bad_cancel_request_is_refused_with_a_4xx_naming_the_problem_and_cancels_nothing(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    app, outbox = make_delayed_app(engine, [clock], poll_interval=60)
+    inspector = Inspector(authorize=lambda connection: True)
+    app.mount("/_events", inspector.app)
+    try:
+        with TestClient(app) as client:
+            scheduled = [{"name": "invoice.reminder", "delay": 600, "id": f"reminder-{i}"} for i in range(2)]
+            assert client.post("/schedule", json={"events": scheduled}).status_code == 200
+            (source,) = [
+                s for s in client.get("/_events/api/scheduled").json()["sources"] if s["label"] == repr(outbox)
+            ]
+            token = page_token(client.get("/_events/").text)
+            headers = {"x-inspector-token": token, "origin": "http://testserver"}
+
+            def cancel(body: Any, **extra: str) -> tuple[int, str]:
+                content = body if isinstance(body, str) else json.dumps(body)
+                response = client.post("/_events/api/scheduled/cancel", content=content, headers={**headers, **extra})
+                return response.status_code, response.json()["error"]
+
+            refused = {
+                "an id over 64 characters": ({"source": source["id"], "ids": ["x" * 65]}, 400, "at most 64"),
+                "a huge id": ({"source": source["id"], "ids": ["x" * 100_000]}, 400, "at most 64"),
+                "an empty id": ({"source": source["id"], "ids": ["reminder-0", ""]}, 400, "non-empty"),
+                "a NUL in an id": ({"source": source["id"], "ids": ["reminder-\x000"]}, 400, "NUL"),
+                "a lone surrogate": ({"source": source["id"], "ids": ["\ud800"]}, 400, "surrogates"),
+                "no ids": ({"source": source["id"], "ids": []}, 400, "give 1 to 1000 ids"),
+                "too many ids": ({"source": source["id"], "ids": ["a"] * 1001}, 400, "give 1 to 1000 ids"),
+                "an id not a string": ({"source": source["id"], "ids": [7]}, 400, "expected"),
+                "ids not a list": ({"source": source["id"], "ids": "reminder-0"}, 400, "expected"),
+                "no source": ({"ids": ["reminder-0"]}, 400, "expected"),
+                "an unknown outbox": ({"source": "outbox:nowhere", "ids": ["reminder-0"]}, 404, "no outbox"),
+                "not JSON": ("reminder-0", 400, "not JSON"),
+                "JSON nested too deep": ("[" * 200_000 + "]" * 200_000, 400, "not JSON"),
+                "a body over 1 MiB": (json.dumps({"source": source["id"], "ids": ["x" * (1 << 20)]}), 413, "too large"),
+            }
+            for case, (body, status, says) in refused.items():
+                got, error = cancel(body)
+                assert (case, got) == (case, status), error
+                assert says in error, case
+            assert cancel({"source": source["id"], "ids": ["reminder-0"]}, origin="http://evil.example")[0] == 403
+            # Nothing was cancelled by any of them; a good request still is.
+            listed = client.get("/_events/api/scheduled").json()["sources"]
+            assert [[e["id"] for e in s["items"]] for s in listed if s["id"] == source["id"]] == [
+                ["reminder-0", "reminder-1"]
+            ]
+            good = client.post(
+                "/_events/api/scheduled/cancel", json={"source": source["id"], "ids": ["reminder-0"]}, headers=headers
+            )
+            assert good.json() == {"cancelled": 1}
+    finally:
+        inspector.recorder.stop()

@@ -50,23 +50,32 @@ class Clock(BaseEventHandler):
 
 
 def schedule(session: Any, outbox: SQLAlchemyOutbox, request: dict[str, Any]) -> None:
+    """Dispatch ``events``, then cancel the ids of ``cancel``, then reschedule ``reschedule`` (cancel + dispatch)."""
     for item in request.get("events", []):
-        options: dict[str, Any] = {}
-        if "id" in item:
-            options["event_id"] = item["id"]
-        if "delay" in item:  # without: an event handled at once (still with the caller's id, if any)
-            options["delay"] = float(item["delay"])
-        # The due time the test checks against is taken before the call, so never later than the event's own.
-        payload = {**item.get("payload", {}), "due": time.time() + options.get("delay", 0.0)}
-        dispatch(item["name"], payload, session=session, **options)
+        _dispatch(session, item)
     for event_id in request.get("cancel", []):
         outbox.cancel(session, event_id)
+    for item in request.get("reschedule", []):
+        outbox.cancel(session, item["id"])
+        _dispatch(session, item)
+
+
+def _dispatch(session: Any, item: dict[str, Any]) -> None:
+    options: dict[str, Any] = {}
+    if "id" in item:
+        options["event_id"] = item["id"]
+    if "delay" in item:  # without: an event handled at once (still with the caller's id, if any)
+        options["delay"] = float(item["delay"])
+    # The due time the test checks against is taken before the call, so never later than the event's own.
+    payload = {**item.get("payload", {}), "due": time.time() + options.get("delay", 0.0)}
+    dispatch(item["name"], payload, session=session, **options)
 
 
 def make_app(
     engine: sa.Engine | AsyncEngine, handlers: Sequence[Any], **outbox_options: Any
 ) -> tuple[FastAPI, SQLAlchemyOutbox]:
-    """``POST /schedule {"events": [{"name", "delay", "id"?, "payload"?}], "cancel": [ids], "end": "commit"}``."""
+    """``POST /schedule {"events": [{"name", "delay", "id"?, "payload"?}], "cancel": [ids], "reschedule": [events],
+    "end": "commit"}``."""
     app, outbox = outbox_app(engine, handlers, **outbox_options)
 
     if isinstance(engine, AsyncEngine):

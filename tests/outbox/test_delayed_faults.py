@@ -72,3 +72,38 @@ def test_two_relays_handle_200_delayed_events_exactly_once(faults: Fixture) -> N
     assert late[0] >= 0, "handled before the due time"
     assert late[len(late) // 2] <= 1.0
     assert late[-1] < 10.0  # nowhere near the 60 s poll interval
+
+
+def test_due_events_of_a_relay_killed_mid_lease_are_handled_by_another_as_the_lease_expires(
+    faults: Fixture,  # noqa: F811
+) -> None:
+    doomed = faults.start_relay("--lease", "3", *POLL, FE_HANDLER_DELAY="60")  # its handlers never finish
+    wait_for(faults.relays_started, timeout=60, message="the first relay up")
+    _, url = faults.start_app(FE_RELAY="0")  # writes only
+    faults.post_orders_delayed(url, 1, events=10, delay=1.0)  # one commit: claimed in one batch
+    wait_for(lambda: leased(faults) == 10, timeout=60, message="the due events claimed by the first relay")
+    # Running (poll interval 60 s) while the first relay renews its lease, then kills it: nobody notifies.
+    faults.start_relay("--lease", "3", *POLL, FE_HANDLER_DELAY="0")
+    wait_for(faults.relays_started, timeout=60, message="the second relay up")
+    time.sleep(1.5)
+    kill(doomed)
+    with faults.check.connect() as conn:
+        expiry = float(conn.exec_driver_sql("SELECT max(lease_until) FROM fastapi_events_outbox").scalar_one())
+    assert faults.delivered() == []
+    wait_for(lambda: len(faults.delivered()) >= 10 * len(HANDLERS), timeout=90, message="20 deliveries")
+    wait_for(lambda: faults.outbox_rows() == 0, timeout=20, message="outbox emptied")
+    assert_exactly_once(faults.delivered(), 10)
+    with faults.check.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT handled_at FROM deliveries").scalars().all()
+    after = sorted(float(r) - expiry for r in rows)
+    report("held by a killed relay, after its lease expired", after)
+    assert after[0] >= 0, "taken from a relay whose lease had not expired"
+    # Woken by its timer for the lease expiry, not by its 60 s poll: within about a second on a quiet machine.
+    assert after[len(after) // 2] <= 2.0
+    assert after[-1] < 10.0
+
+
+def leased(fixture: Fixture) -> int:
+    with fixture.check.connect() as conn:
+        query = "SELECT count(*) FROM fastapi_events_outbox WHERE lease_owner IS NOT NULL"
+        return int(conn.exec_driver_sql(query).scalar_one())

@@ -35,6 +35,12 @@ async def send(forwarder: WebhookForwardHandler, events: Sequence[Event], flush:
         await forwarder.shutdown(5.0)
 
 
+async def hand_over(forwarder: WebhookForwardHandler, events: Sequence[Event], flush: float = 30.0) -> None:
+    """One request's worth of events to a started forwarder, waiting until every lane resolved them."""
+    await forwarder.handle_many(list(events))
+    await forwarder.flush(flush)
+
+
 async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
     """Poll ``condition`` (state kept by a server thread, which cannot set an asyncio.Event of this loop)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 from fastapi_events import RetryPolicy
 from fastapi_events.webhooks import WebhookEndpoint, WebhookForwardHandler
 from tests.webhooks._endpoint import SECRET, Recorder, Reply
-from tests.webhooks._send import DeadLetters, events, send
+from tests.webhooks._send import DeadLetters, events, hand_over, send
 
 pytestmark = pytest.mark.servers  # real uvicorn endpoints on loopback
 
@@ -79,10 +79,8 @@ async def test_410_disables_that_endpoint_only(endpoint: Endpoint, caplog: pytes
     caplog.set_level(logging.ERROR, logger="fastapi_events")
     await forwarder.startup()
     try:
-        await forwarder.handle_many(events("order.placed", 1))
-        await forwarder.flush(30)
-        await forwarder.handle_many(events("order.shipped", 5))
-        await forwarder.flush(30)
+        await hand_over(forwarder, events("order.placed", 1))
+        await hand_over(forwarder, events("order.shipped", 5))
         states = {state["url"]: state for state in forwarder.endpoint_states()}
     finally:
         await forwarder.shutdown(5)
@@ -171,14 +169,11 @@ async def test_an_endpoint_enabled_after_a_410_is_sent_to_again(endpoint: Endpoi
     )
     await forwarder.startup()
     try:
-        await forwarder.handle_many(events("order.placed", 1))
-        await forwarder.flush(30)
-        await forwarder.handle_many(events("order.shipped", 1))
-        await forwarder.flush(30)
+        await hand_over(forwarder, events("order.placed", 1))
+        await hand_over(forwarder, events("order.shipped", 1))
         assert len(recorder.deliveries) == 1  # the second event was not sent
         forwarder.enable(url)
-        await forwarder.handle_many(events("order.paid", 2))
-        await forwarder.flush(30)
+        await hand_over(forwarder, events("order.paid", 2))
         [state] = forwarder.endpoint_states()
     finally:
         await forwarder.shutdown(5)
@@ -202,12 +197,10 @@ async def test_an_endpoint_disabled_by_the_application_gets_nothing_until_enable
     forwarder.disable(removed_url, "the customer removed the subscription")
     await forwarder.startup()
     try:
-        await forwarder.handle_many(events("order.placed", 3))
-        await forwarder.flush(30)
+        await hand_over(forwarder, events("order.placed", 3))
         states = {state["url"]: state for state in forwarder.endpoint_states()}
         forwarder.enable(removed_url)
-        await forwarder.handle_many(events("order.paid", 1))
-        await forwarder.flush(30)
+        await hand_over(forwarder, events("order.paid", 1))
     finally:
         await forwarder.shutdown(5)
     assert states[removed_url]["state"] == "disabled"

@@ -8,7 +8,7 @@ import uuid
 from typing import Any, ClassVar
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
 from fastapi_events.codec import decode_event
 from fastapi_events.handlers.kafka import KafkaForwardHandler
@@ -77,6 +77,9 @@ async def test_events_are_delivered_with_headers_and_per_key_order(kafka_broker:
         assert headers["event_name"] == b"order.created"
         assert len(headers["event_id"]) == 32
         assert message.key() == str(payload["customer"]).encode()
+        kind, stamp = message.timestamp()  # the producer's clock at the send, as librdkafka sets it by default
+        assert kind == TIMESTAMP_CREATE_TIME
+        assert abs(stamp / 1000 - time.time()) < 120
         per_key.setdefault(message.key(), []).append(payload["n"])
         partitions.setdefault(message.key(), set()).add(message.partition())
     assert all(len(p) == 1 for p in partitions.values())  # one key -> one partition
