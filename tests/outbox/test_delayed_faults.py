@@ -103,6 +103,30 @@ def test_due_events_of_a_relay_killed_mid_lease_are_handled_by_another_as_the_le
     assert after[-1] < 10.0
 
 
+def test_while_one_relay_is_busy_with_slow_handlers_another_handles_what_falls_due_on_time(
+    faults: Fixture,  # noqa: F811
+) -> None:
+    busy = faults.start_relay(*POLL, FE_HANDLER_DELAY="60")
+    wait_for(faults.relays_started, timeout=60, message="the first relay up")
+    _, url = faults.start_app(FE_RELAY="0")  # writes only
+    faults.post_orders_delayed(url, 1, events=5, delay=0.5)
+    wait_for(lambda: leased(faults) == 5, timeout=60, message="the first relay busy with the first events")
+    other = faults.start_relay(*POLL, FE_HANDLER_DELAY="0")
+    wait_for(faults.relays_started, timeout=60, message="the second relay up")
+    for n in range(2, 6):
+        faults.post_orders_delayed(url, n, events=5, delay=1.0, spread=0.1)
+    wait_for(lambda: len(faults.delivered()) >= 20 * len(HANDLERS), timeout=90, message="40 deliveries")
+    delivered = faults.delivered()
+    assert_exactly_once(delivered, 20)  # the first relay's 5 events are still in its handlers
+    assert {pid for *_, pid in delivered} == {other.pid}
+    assert busy.poll() is None
+    late = lateness(faults)
+    report("beside a relay busy with slow handlers", late)
+    assert late[0] >= 0, "handled before the due time"
+    assert late[len(late) // 2] <= 1.0
+    assert late[-1] < 10.0  # nowhere near the 60 s poll interval, nor the busy relay's 60 s handlers
+
+
 def leased(fixture: Fixture) -> int:
     with fixture.check.connect() as conn:
         query = "SELECT count(*) FROM fastapi_events_outbox WHERE lease_owner IS NOT NULL"
