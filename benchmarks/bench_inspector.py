@@ -131,7 +131,7 @@ async def measure(args: argparse.Namespace, log: Any) -> dict[str, dict[str, lis
                     samples["cpu"].setdefault(f"{state}/{k}", []).append(cpu / n * 1e6)
             log(f"round {r + 1}/{args.rounds} done")
         recorded = len(inspector.recorder.events)
-        remembered = sum(sum(names.values()) for names in inspector.recorder.history.seen.values())  # type: ignore[union-attr]
+        remembered = sum(sum(names.values()) for names in inspector.recorder.history.seen().values())  # type: ignore[union-attr]
         timed = sum(r.latency.total for r in apps["insp.mounted"].state.local.registrations)
     finally:
         inspector.recorder.close()

@@ -4,9 +4,9 @@ Hooks, each a closure over this object's bounded containers (never over the reco
 inspector takes its hooks with it):
 
 - once per batch of events a middleware hands to its handlers (a request's events): the batch, its time and the
-  middleware, into a ring holding the last ``size`` events at least (``2 * size`` at most), and a count per event
-  name (at most ``MAX_KEYS`` names per middleware) - a call per request, not per event, counted by ``Counter``
-  in C;
+  middleware, into a ring holding the last ``size`` events (and the rest of the oldest batch), and a count per
+  sequence of names (a request's), added up per name (at most ``MAX_KEYS`` per middleware) when read - a call per
+  request, not per event;
 - on a handler failure (the failure path only): the error, for the event's outcome and the handler's counters,
   and for the consumer's when a consumer was handling a message;
 - on a dead letter: the notification, into the recorder's own list;
@@ -25,7 +25,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -51,13 +50,15 @@ class History:
         #: ``(events, unix time, id of the middleware's runtime)`` per batch handed to handlers, oldest first.
         self.batches: deque[tuple[Sequence[Event], float, int | None]] = deque()
         self._held = [0]  # events in :attr:`batches`
-        #: runtime id -> event name (as dispatched) -> times handed to handlers while no page was open.
-        self.seen: dict[int | None, dict[Any, int]] = {}
+        # runtime id -> event name (as dispatched) -> times, and batches counted by their names' sequence, not
+        # added up yet (see seen()).
+        self._counted: dict[int | None, Counter[Any]] = {}
+        self._signatures: dict[tuple[int | None, tuple[Any, ...]], int] = {}
         #: ``(event, handler name, error)`` of the failures among :attr:`events`.
         self.failures: deque[tuple[Event, str, str]] = deque(maxlen=size)
         #: handler name -> [failures, last error], while no page was open.
         self.failed: dict[str, list[Any]] = {}
-        self.remember = _events_hook(self.batches, self._held, size, self.seen)
+        self.remember = _events_hook(self.batches, self._held, size, self._counted, self._signatures)
         self._failure = _failure_hook(self.failures, self.failed, channels)
         self._dead = _dead_hook(dead)
         self._batch = _batch_hook(channels)
@@ -111,53 +112,77 @@ class History:
 
     def handled(self, runtime_id: int | None, matches: Callable[[str], bool]) -> int:
         """Events dispatched through ``runtime_id`` while no page was open whose name ``matches``."""
-        return sum(count for key, count in list(self.seen.get(runtime_id, {}).items()) if matches(event_name_str(key)))
+        names = self.seen().get(runtime_id, Counter())
+        return sum(count for key, count in names.items() if matches(event_name_str(key)))
+
+    def seen(self) -> dict[int | None, Counter[Any]]:
+        """Runtime id -> event name (as dispatched) -> times handed to handlers while no page was open.
+
+        The names of a batch are added up here, or once ``_SIGNATURES`` sequences of names were seen: a call per
+        batch stays cheap."""
+        add_up(self._signatures, self._counted)
+        return {runtime: Counter(names) for runtime, names in list(self._counted.items())}
 
     @property
     def held(self) -> int:
-        """Events in the ring (``size`` to ``2 * size`` once that many went by)."""
+        """Events in the ring (``size`` and the rest of its oldest batch, once that many went by)."""
         return self._held[0]
+
+
+#: Distinct ``(runtime, names of a batch's events)`` counted as such before being added up per name.
+_SIGNATURES = 1024
 
 
 def _events_hook(
     ring: deque[tuple[Sequence[Event], float, int | None]],
     held: list[int],
     size: int,
-    seen: dict[int | None, dict[Any, int]],
+    counted: dict[int | None, Counter[Any]],
+    signatures: dict[tuple[int | None, tuple[Any, ...]], int],
 ) -> Any:
     now = time.time
-    name_of = itemgetter(0)
 
     def remember(runtime: Any, events: Sequence[Event]) -> None:
+        runtime_id = id(runtime)
+        # Requests mostly repeat the same few sequences of names: a batch is counted as one, its names later.
+        try:
+            key = (runtime_id, tuple(map(_name_of, events)))
+            signatures[key] = signatures.get(key, 0) + 1
+        except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
+            for event in events:
+                count_name(counted, runtime_id, event[0])
+        if len(signatures) > _SIGNATURES:
+            add_up(signatures, counted)
         if len(events) > size:
             events = events[-size:]
-        runtime_id = id(runtime)
         ring.append((events, now(), runtime_id))
         total = held[0] + len(events)
-        while total - len(ring[0][0]) >= size:  # the ring holds `size` events without its oldest batch
+        # Holding more than needed costs more than this check: the app's new events land in memory the ring keeps
+        # out of the caches.
+        while total - len(ring[0][0]) >= size:
             total -= len(ring.popleft()[0])
         held[0] = total
-        names = seen.get(runtime_id)
-        if names is None:
-            names = seen[runtime_id] = Counter()
-        try:
-            names.update(map(name_of, events))
-        except TypeError:  # an unhashable "name" (dispatch() accepts it): those before it were counted
-            for index, event in enumerate(events):
-                try:
-                    hash(event[0])
-                except TypeError:
-                    for rest in events[index:]:
-                        count_name(seen, runtime_id, rest[0])
-                    break
-        if len(names) > MAX_KEYS:  # names built from data: keep counting the first ones only
-            for key in list(islice(names, MAX_KEYS, None)):
-                del names[key]
 
     return remember
 
 
-def count_name(seen: dict[int | None, dict[Any, int]], runtime: int | None, key: Any) -> None:
+def add_up(signatures: dict[tuple[int | None, tuple[Any, ...]], int], counted: dict[int | None, Counter[Any]]) -> None:
+    """Add the batches counted by their names' sequence to the counts per name (at most ``MAX_KEYS`` names per
+    runtime: names built from data stop being counted, the first ones go on)."""
+    for (runtime, names), times in list(signatures.items()):
+        counter = counted.get(runtime)
+        if counter is None:
+            counter = counted[runtime] = Counter()
+        for name in names:
+            if name in counter or len(counter) < MAX_KEYS:
+                counter[name] += times
+    signatures.clear()
+
+
+_name_of = itemgetter(0)
+
+
+def count_name(seen: dict[int | None, Counter[Any]], runtime: int | None, key: Any) -> None:
     """One more event named ``key`` through ``runtime``. Names are counted as given (an Enum member, usually a
     str): converting them is left to the reader. Two threads racing may lose a count, nothing worse."""
     names = seen.get(runtime)
@@ -267,4 +292,4 @@ def remove_hook(hooks: list[Any], hook: Any) -> None:
             return
 
 
-__all__ = ["Batch", "Consumed", "History", "consuming", "count_name", "lag_hook", "remove_hook"]
+__all__ = ["Batch", "Consumed", "History", "add_up", "consuming", "count_name", "lag_hook", "remove_hook"]

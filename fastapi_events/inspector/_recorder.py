@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -90,7 +90,7 @@ class Recorder:
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.handlers: dict[str, HandlerStats] = {}
         # runtime id -> event name (as dispatched) -> times seen while watching
-        self._seen: dict[int | None, dict[Any, int]] = {}
+        self._seen: dict[int | None, Counter[Any]] = {}
         self.lag: dict[tuple[str, str, str], int] = {}
         self.on_consumer_lag = lag_hook(self.lag)
         self.dead: deque[dict[str, Any]] = deque(maxlen=200)  # dead-letter notifications
@@ -294,7 +294,7 @@ class Recorder:
         if len(by_id) > 2 * self.max_events:
             self._by_id = {id(r.event): r for r in self.events}
         if source != "dispatch":  # received from a broker: on_dispatch did not count it
-            names = self._seen.setdefault(None, {})
+            names = self._seen.setdefault(None, Counter())
             names[event[0]] = names.get(event[0], 0) + 1
         return record
 
@@ -315,7 +315,7 @@ class Recorder:
         """Event name -> how often it was seen since start (at most ``_MAX_KEYS`` names per middleware)."""
         self.fold()
         seen: dict[str, int] = {}
-        counters = [self._seen] if self.history is None else [self._seen, self.history.seen]
+        counters = [self._seen] if self.history is None else [self._seen, self.history.seen()]
         for counter in counters:
             for runtime, names in list(counter.items()):
                 if runtimes is not None and runtime is not None and runtime not in runtimes:
