@@ -44,3 +44,29 @@ def test_every_handler_sees_the_id_the_forwarder_sends_and_none_is_kept_afterwar
     assert len({event_id for _, event_id in seen}) == 48
     sent = broker.snapshot("orders").waiting
     assert sorted(sent) == sorted(event_id for _, event_id in seen)
+
+
+def test_two_functions_of_one_local_handler_see_the_same_id() -> None:
+    local = LocalHandler()
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+
+    @local.register(event_name="order.*")
+    async def first(event: Event, meta: EventMeta = Depends(event_meta)) -> None:
+        seen["first"].append(meta.id)
+
+    @local.register(event_name="order.*")
+    def second(event: Event, meta: EventMeta = Depends(event_meta)) -> None:  # in a worker thread
+        seen["second"].append(meta.id)
+
+    app = app_with(local)
+
+    @app.post("/orders")
+    async def place() -> dict[str, int]:
+        for n in range(5):
+            dispatch("order.placed", {"n": n})
+        return {"placed": 5}
+
+    with TestClient(app) as client:
+        assert client.post("/orders").status_code == 200
+    assert len(set(seen["first"])) == 5
+    assert sorted(seen["first"]) == sorted(seen["second"])
