@@ -133,7 +133,7 @@ def stable_ids(events: Sequence[Event], generator: Callable[[], str] = new_event
 def forget_ids(events: Sequence[Event]) -> None:
     """Let go of the ids minted for ``events``: every handler has had them. Kept until trimmed instead, a busy
     app's recent events (payloads included) would outlive the young GC generation, and the full collections that
-    then run every few thousand requests walk all of them - most of a forwarder's CPU under load."""
+    then run every few thousand requests walk all of them - about a third of a forwarder's CPU under load."""
     if _local_ids:
         pop = _local_ids.pop
         for event in events:
