@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from fastapi_events import _hooks
 from fastapi_events._latency import BUCKETS, EXACT, STRIDE, Latency
+from fastapi_events.handlers import local
+from fastapi_events.handlers.local import LocalHandler
+from fastapi_events.typing import Event
 
 
 def true_percentile(values: list[int], fraction: float) -> float:
@@ -70,3 +76,43 @@ def test_memory_does_not_grow_with_runs_or_their_length() -> None:
     p99 = latency.percentile(0.99)
     assert p99 is not None
     assert p99 > 1000  # seconds: the long runs are not lost
+
+
+@pytest.mark.anyio
+async def test_a_local_handler_samples_whole_batches_and_keeps_the_percentiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A clock the handler itself moves: each run "takes" 1 us or 40 us, whatever the machine does meanwhile.
+    now = [1]
+    monkeypatch.setattr(local, "clock", lambda: now[0])
+    token = object()
+    _hooks.time_handlers.append(token)  # what the inspector's history does: LocalHandler times its runs
+    try:
+        latency = await _run_batches(now)
+    finally:
+        _hooks.time_handlers.remove(token)
+    runs = BATCHES * 5
+    assert abs(latency.total - runs) <= 5 * STRIDE * 4  # a timed batch stands for STRIDE batches
+    fast, slow = latency.percentile(0.5), latency.percentile(0.95)
+    assert fast is not None
+    assert slow is not None
+    assert abs(fast - 1e-6) <= 1e-6 / 16
+    assert abs(slow - 40e-6) <= 40e-6 / 16
+    assert latency.percentile(0.78) == fast
+    assert latency.percentile(0.82) == slow
+
+
+BATCHES = 4_000
+
+
+async def _run_batches(now: list[int]) -> Latency:
+    handler = LocalHandler()
+
+    @handler.register(event_name="work")
+    async def work(event: Event) -> None:
+        now[0] += 40_000 if event[1]["slow"] else 1_000
+
+    for b in range(BATCHES):
+        # Five runs a batch, one in five slow: 20 % of the runs, spread over every batch.
+        await handler.handle_many([("work", {"slow": i == b % 5}) for i in range(5)])
+    return handler.registrations[0].latency

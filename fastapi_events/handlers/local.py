@@ -198,17 +198,20 @@ async def _observed(registration: Registration, event: Event) -> Any:
 
 async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
     plan = registration.plan
+    # Sampled per batch, not per run: the runs of an untimed batch pay for nothing but this flag.
+    timed = bool(_timing) and registration.latency.due()
     for event in events:
         try:
             if _on_handle:
                 await _observed(registration, event)
-            else:
-                start = clock() if _timing and registration.latency.due() else 0
+            elif timed:
+                start = clock()
                 try:
                     await plan.run(event)
                 finally:
-                    if start:
-                        registration.latency.add(clock() - start)
+                    registration.latency.add(clock() - start)
+            else:
+                await plan.run(event)
         except Exception as exc:
             report_failure(event, registration.func, exc)
 
@@ -219,8 +222,9 @@ def _run_sync_group(
     # Runs in one worker thread: one hop for all sync functions of a batch instead of one per call.
     failures: list[tuple[Event, Any, Exception]] = []
     for registration, events in work:
+        timed = bool(_timing) and registration.latency.due()  # per batch, as in _run_one
         for event in events:
-            start = clock() if _timing and registration.latency.due() else 0
+            start = clock() if timed else 0
             try:
                 if _on_handle:
                     with _hooks.observe_handler(event, registration.name):

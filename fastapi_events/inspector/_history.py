@@ -53,12 +53,13 @@ class History:
         # runtime id -> event name (as dispatched) -> times, and batches counted by their names' sequence, not
         # added up yet (see seen()).
         self._counted: dict[int | None, Counter[Any]] = {}
-        self._signatures: dict[tuple[int | None, tuple[Any, ...]], int] = {}
+        self._signatures: dict[tuple[int | None, tuple[Any, ...]], list[int]] = {}
+        self._lengths: deque[int] = deque()  # of the batches in the ring, oldest first
         #: ``(event, handler name, error)`` of the failures among :attr:`events`.
         self.failures: deque[tuple[Event, str, str]] = deque(maxlen=size)
         #: handler name -> [failures, last error], while no page was open.
         self.failed: dict[str, list[Any]] = {}
-        self.remember = _events_hook(self.batches, self._held, size, self._counted, self._signatures)
+        self.remember = _events_hook(self.batches, self._lengths, self._held, size, self._counted, self._signatures)
         self._failure = _failure_hook(self.failures, self.failed, channels)
         self._dead = _dead_hook(dead)
         self._batch = _batch_hook(channels)
@@ -100,6 +101,7 @@ class History:
         """The events kept so far (emptying the ring) and, per ``id(event)``, the errors of handlers that failed."""
         batches = list(self.batches)
         self.batches.clear()
+        self._lengths.clear()
         self._held[0] = 0
         events = [(event, at, runtime) for batch, at, runtime in batches for event in batch][-self.size :]
         alive = {id(event) for event, _, _ in events}
@@ -135,10 +137,11 @@ _SIGNATURES = 1024
 
 def _events_hook(
     ring: deque[tuple[Sequence[Event], float, int | None]],
+    lengths: deque[int],
     held: list[int],
     size: int,
     counted: dict[int | None, Counter[Any]],
-    signatures: dict[tuple[int | None, tuple[Any, ...]], int],
+    signatures: dict[tuple[int | None, tuple[Any, ...]], list[int]],
 ) -> Any:
     now = time.time
 
@@ -147,29 +150,36 @@ def _events_hook(
         # Requests mostly repeat the same few sequences of names: a batch is counted as one, its names later.
         try:
             key = (runtime_id, tuple(map(_name_of, events)))
-            signatures[key] = signatures.get(key, 0) + 1
+            times = signatures.get(key)  # a list, so that the key (ten names, say) is hashed once
+            if times is None:
+                if len(signatures) >= _SIGNATURES:
+                    add_up(signatures, counted)
+                times = signatures[key] = [0]
+            times[0] += 1
         except TypeError:  # an unhashable "name": dispatch() accepts it, so must this
             for event in events:
                 count_name(counted, runtime_id, event[0])
-        if len(signatures) > _SIGNATURES:
-            add_up(signatures, counted)
         if len(events) > size:
             events = events[-size:]
         ring.append((events, now(), runtime_id))
         total = held[0] + len(events)
         # Holding more than needed costs more than this check: the app's new events land in memory the ring keeps
-        # out of the caches.
-        while total - len(ring[0][0]) >= size:
-            total -= len(ring.popleft()[0])
+        # out of the caches. The lengths are kept apart, so that deciding costs no read of the old batch.
+        lengths.append(len(events))
+        while total - lengths[0] >= size:
+            total -= lengths.popleft()
+            ring.popleft()
         held[0] = total
 
     return remember
 
 
-def add_up(signatures: dict[tuple[int | None, tuple[Any, ...]], int], counted: dict[int | None, Counter[Any]]) -> None:
+def add_up(
+    signatures: dict[tuple[int | None, tuple[Any, ...]], list[int]], counted: dict[int | None, Counter[Any]]
+) -> None:
     """Add the batches counted by their names' sequence to the counts per name (at most ``MAX_KEYS`` names per
     runtime: names built from data stop being counted, the first ones go on)."""
-    for (runtime, names), times in list(signatures.items()):
+    for (runtime, names), (times,) in list(signatures.items()):
         counter = counted.get(runtime)
         if counter is None:
             counter = counted[runtime] = Counter()
