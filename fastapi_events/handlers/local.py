@@ -198,8 +198,9 @@ async def _observed(registration: Registration, event: Event) -> Any:
 
 async def _run_one(registration: Registration, events: Sequence[Event]) -> None:
     plan = registration.plan
-    # Sampled per batch, not per run: the runs of an untimed batch pay for nothing but this flag.
-    timed = bool(_timing) and registration.latency.due()
+    # Sampled per batch, not per run: the runs of an untimed batch pay for nothing but this flag. While a page
+    # watches, _observed times (and samples) each run itself: asking here too would skip a batch's turn.
+    timed = not _on_handle and bool(_timing) and registration.latency.due()
     for event in events:
         try:
             if _on_handle:
