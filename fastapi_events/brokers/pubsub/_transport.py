@@ -1,9 +1,10 @@
 """Google Cloud Pub/Sub :class:`~fastapi_events.delivery.Transport` on top of ``google-cloud-pubsub``.
 
 The delivery layer owns batching, retries, the spool and dead letters; this module hands a layer batch to
-``PublisherClient`` and reports a result per entry. The client is thread-based: it is built, fed, flushed and
-stopped in this transport's own worker thread, and its publish futures complete on the client's commit threads,
-from where a single callback per batch wakes the event loop.
+``PublisherClient`` and reports a result per entry. The client is thread-based: it is built, flushed and stopped in
+this transport's own worker thread, and fed there by ``send_batch``; ``submit`` feeds a request's few messages on
+the event loop (``publish()`` only adds to the client's batch, so they are handed over when it returns). Its
+publish futures complete on the client's commit threads, from where a single callback per batch wakes the loop.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import Any
 
-from google.api_core import exceptions as api_exceptions
 from google.api_core.timeout import ConstantTimeout
 from google.cloud import pubsub_v1
-from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
 from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
 
 from ...concurrency import BlockingExecutor
 from ...delivery import DELIVERED, EntryResult, OutboundMessage, Outcome
+from ._errors import BrokerUnreachableError, classify, is_unavailable, is_unreachable
 
 logger = logging.getLogger("fastapi_events.pubsub")
 
@@ -34,32 +34,9 @@ SERVER_MAX_REQUEST_BYTES = 10_000_000
 SERVER_MAX_BATCH_COUNT = 1000
 # publish() calls between two GIL hand-overs of the worker thread (see _publish_all).
 _YIELD_EVERY = 16
-
-# gRPC status names: a retry may succeed (outage, overload, deadline, token refresh) ...
-_TRANSIENT_CODES = frozenset(
-    {
-        "UNAVAILABLE",
-        "DEADLINE_EXCEEDED",
-        "ABORTED",
-        "INTERNAL",
-        "RESOURCE_EXHAUSTED",
-        "UNKNOWN",
-        "CANCELLED",
-        "UNAUTHENTICATED",
-    }
-)
-# ... or the request itself is wrong and resending it can never help.
-_PERMANENT_CODES = frozenset(
-    {
-        "INVALID_ARGUMENT",
-        "NOT_FOUND",
-        "PERMISSION_DENIED",
-        "FAILED_PRECONDITION",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "ALREADY_EXISTS",
-    }
-)
+# Messages submit() publishes on the event loop (each publish() is some tens of µs of Python): a request's events
+# are handed over when the call returns, and a large batch does not hold the loop for long.
+_SUBMIT_ON_LOOP = 32
 
 
 def _field_len(payload: int) -> int:
@@ -89,59 +66,6 @@ def encoded_message_size(data: bytes, attributes: Mapping[str, str], ordering_ke
     if ordering_key:
         size += _field_len(_text_len(ordering_key))
     return _field_len(size)
-
-
-def classify(exc: BaseException) -> EntryResult:
-    """Map one failed publish to RETRY or PERMANENT, with a reason fit for a dead-letter record."""
-    reason = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, publisher_exceptions.MessageTooLargeError):
-        return EntryResult(Outcome.PERMANENT, f"message too large: {exc}")
-    if isinstance(exc, api_exceptions.GoogleAPICallError):
-        status = getattr(exc.grpc_status_code, "name", None)
-        if status in _PERMANENT_CODES:
-            return EntryResult(Outcome.PERMANENT, f"{status}: {exc.message}")
-        if status in _TRANSIENT_CODES:
-            return EntryResult(Outcome.RETRY, f"{status}: {exc.message}")
-        # No gRPC status (REST transport): the HTTP class tells client mistakes from server trouble.
-        if isinstance(exc, api_exceptions.ClientError) and not isinstance(exc, api_exceptions.TooManyRequests):
-            return EntryResult(Outcome.PERMANENT, reason)
-        return EntryResult(Outcome.RETRY, reason)
-    if isinstance(exc, (TypeError, ValueError)):
-        # Raised synchronously by ``publish()`` for data/attributes the client refuses to send.
-        return EntryResult(Outcome.PERMANENT, reason)
-    # Paused ordering keys, batches cancelled behind a failed ordered batch, flow control, a stopped client
-    # and anything unknown: nothing says the message itself is bad, so let the retry budget decide.
-    return EntryResult(Outcome.RETRY, reason)
-
-
-class BrokerUnreachableError(ConnectionError):
-    """No entry of a batch got through: the service could not be reached, did not answer in time, or the topic
-    cannot be used (missing, no permission)."""
-
-
-def _is_unavailable(item: object) -> bool:
-    if isinstance(item, Future) and item.done():
-        item = item.exception()
-    return isinstance(item, api_exceptions.ServiceUnavailable)
-
-
-def _is_unreachable(item: object) -> bool:
-    """The entry failed because of the service or the topic, not because of anything about the entry."""
-    if isinstance(item, Future):
-        if not item.done():
-            return True
-        exc = item.exception()
-        if exc is None:
-            return False
-        item = exc
-    # A missing topic (being recreated, an emulator restarted, infrastructure redeployed) or a missing permission
-    # is waited out like an outage: dead-lettering every event within seconds would lose them for a fix that
-    # usually comes minutes later. The forwarder keeps saying so in the log.
-    if isinstance(item, (api_exceptions.NotFound, api_exceptions.PermissionDenied, api_exceptions.Forbidden)):
-        return True
-    if isinstance(item, api_exceptions.GoogleAPICallError):
-        return getattr(item.grpc_status_code, "name", None) in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-    return False
 
 
 class PubSubTransport:
@@ -230,6 +154,39 @@ class PubSubTransport:
             **self._client_kwargs,
         )
 
+    def submit(self, batch: Sequence[OutboundMessage]) -> tuple[int, asyncio.Future[Sequence[EntryResult]]]:
+        """Hand the first messages of ``batch`` (up to ``_SUBMIT_ON_LOOP``) to the client on the event loop:
+        ``publish()`` only adds them to its batch, which its own threads send. The rest go from the worker thread,
+        as ``send_batch`` sends them. Returns how many the client holds now and the future of every result."""
+        client = self._client
+        if client is None or self._reconnect or not batch:
+            return 0, asyncio.ensure_future(self.send_batch(batch))
+        loop = asyncio.get_running_loop()
+        head = batch[:_SUBMIT_ON_LOOP]
+        done: asyncio.Future[None] = loop.create_future()
+        pending = self._publish_all(client, head, loop, done, on_loop=True)
+        tail = asyncio.ensure_future(self.send_batch(batch[len(head) :])) if len(batch) > len(head) else None
+        return len(head), asyncio.ensure_future(self._submitted(client, head, pending, done, tail))
+
+    async def _submitted(
+        self,
+        client: pubsub_v1.PublisherClient,
+        head: Sequence[OutboundMessage],
+        pending: list[object],
+        done: asyncio.Future[None],
+        tail: asyncio.Future[Sequence[EntryResult]] | None,
+    ) -> Sequence[EntryResult]:
+        try:
+            results = await self._results(client, head, pending, done, in_thread=False)
+        except BaseException:
+            if tail is not None:
+                # The whole batch is retried: the tail's own outcome no longer matters (not even its error).
+                tail.add_done_callback(_consume_outcome)
+            raise
+        if tail is None:
+            return results
+        return [*results, *(await tail)]
+
     async def send_batch(self, batch: Sequence[OutboundMessage]) -> Sequence[EntryResult]:
         if not batch:
             return []
@@ -244,17 +201,32 @@ class PubSubTransport:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         pending = await self._threads.run(self._publish_all, client, batch, loop, done)
+        return await self._results(client, batch, pending, done, in_thread=True)
+
+    async def _results(
+        self,
+        client: pubsub_v1.PublisherClient,
+        batch: Sequence[OutboundMessage],
+        pending: list[object],
+        done: asyncio.Future[None],
+        *,
+        in_thread: bool,
+    ) -> Sequence[EntryResult]:
+        """Once every publish future of ``batch`` completed: a result per message, or BrokerUnreachableError."""
         # The RPC timeout completes every future; the margin only guards against a client bug leaving one
         # pending, which is then reported RETRY (at-least-once: a late success may be sent twice).
         try:
             await asyncio.wait_for(asyncio.shield(done), self._publish_timeout * 2 + 5)
         except asyncio.TimeoutError:
             logger.warning("Pub/Sub publish futures for %s did not complete in time", self.destination)
-        # Reading a thousand futures is done off the loop as well: the loop only receives the verdict.
-        results, unreachable = await self._threads.run(self._summarise, client, batch, pending)
+        if in_thread:
+            # Reading a thousand futures is done off the loop as well: the loop only receives the verdict.
+            results, unreachable = await self._threads.run(self._summarise, client, batch, pending)
+        else:  # a few, published on the loop
+            results, unreachable = self._summarise(client, batch, pending)
         if unreachable:
             # The layer waits out an outage without spending the entries' retry budget when we raise.
-            self._reconnect = any(_is_unavailable(item) for item in pending)
+            self._reconnect = any(is_unavailable(item) for item in pending)
             raise BrokerUnreachableError(f"Pub/Sub unreachable for {self.destination}: {results[0].reason}")
         return results
 
@@ -264,11 +236,12 @@ class PubSubTransport:
         batch: Sequence[OutboundMessage],
         loop: asyncio.AbstractEventLoop,
         done: asyncio.Future[None],
+        on_loop: bool = False,
     ) -> list[object]:
         # publish() returns a Future, or raises for this entry; anything else comes from a stand-in client.
         out: list[object] = []
         for index, message in enumerate(batch):
-            if index % _YIELD_EVERY == 0:
+            if not on_loop and index % _YIELD_EVERY == 0:
                 # publish() is ~100 µs of pure Python per message; without a pause now and then this thread
                 # keeps the GIL from the event loop for the switch interval at every one of its I/O calls.
                 time.sleep(0)
@@ -319,7 +292,7 @@ class PubSubTransport:
                 delivered = True
             elif self._ordering_key(message):
                 failed_keys.add(self._ordering_key(message))
-            unreachable = unreachable or _is_unreachable(item)
+            unreachable = unreachable or is_unreachable(item)
             results.append(result)
         # A failed ordered publish pauses its key in the client; the layer resends the entries in order.
         for key in failed_keys:
@@ -362,9 +335,14 @@ class PubSubTransport:
             self._threads.shutdown()
 
 
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" warning
+
+
 def _set_done(done: asyncio.Future[None]) -> None:
     if not done.done():
         done.set_result(None)
 
 
-__all__ = ["BrokerUnreachableError", "PubSubTransport", "classify", "encoded_message_size"]
+__all__ = ["SERVER_MAX_BATCH_COUNT", "SERVER_MAX_REQUEST_BYTES", "PubSubTransport", "encoded_message_size"]

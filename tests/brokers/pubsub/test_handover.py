@@ -1,12 +1,18 @@
-"""``patch("google.cloud.pubsub_v1.PublisherClient")`` sees every publish when the request returns."""
+"""When a request's events are handed over to Pub/Sub: once the publisher client holds them on a loop that outlives
+the request; ``patch("google.cloud.pubsub_v1.PublisherClient")`` sees every publish when the request returns."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
 from unittest.mock import patch
 
+import anyio
+import pytest
 from starlette.testclient import TestClient
 
 from fastapi_events.handlers.gcp import GoogleCloudSimplePubSubHandler
+from tests._servers import PubSubEmulator
 from tests.delivery._app import make_app
 
 
@@ -22,3 +28,51 @@ def test_patched_publisher_client_sees_all_publishes_when_the_request_returns() 
         assert client.post("/events/order.created", json=list(range(50))).status_code == 200
         assert publish.call_count == 100
     assert handler.stats.delivered == 100
+
+
+HELD_SECONDS = 5.0  # the publisher client holds what it was given this long before it sends anything
+
+
+@pytest.mark.anyio
+async def test_after_startup_a_call_returns_once_the_client_holds_its_events_and_results_settle_them_later(
+    pubsub_env: PubSubEmulator, consumer_factory: Any
+) -> None:
+    consumer = consumer_factory()
+    handler = GoogleCloudSimplePubSubHandler(
+        consumer.project, consumer.topic_id, batch_settings_kwargs={"max_latency": HELD_SECONDS}
+    )
+    await handler.startup()  # what the app's lifespan does: this loop outlives the calls
+    try:
+        await handler.handle_many([("warmup", -1)])
+        await handler.flush(60)
+        started = time.monotonic()
+        for start in range(0, 30, 10):
+            await handler.handle_many([("tick", n) for n in range(start, start + 10)])
+        # Three calls returned one after another, none waiting for the emulator: the client still holds their
+        # events (its batch is sent after max_latency), so no result came in.
+        assert time.monotonic() - started < HELD_SECONDS
+        assert (handler.stats.delivered, handler.stats.queued) == (1, 30)
+        await handler.flush(60)  # the publish results settle them
+        stats = handler.stats
+        assert (stats.delivered, stats.queued, stats.dropped) == (31, 0, 0)
+    finally:
+        await handler.shutdown(10)
+    received = await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(31, 30))
+    assert sorted(message.body[1] for message in received) == list(range(-1, 30))
+
+
+@pytest.mark.anyio
+async def test_a_batch_larger_than_what_is_published_on_the_loop_arrives_whole_and_in_order(
+    pubsub_env: PubSubEmulator, consumer_factory: Any
+) -> None:
+    consumer = consumer_factory(ordered=True)
+    handler = GoogleCloudSimplePubSubHandler(consumer.project, consumer.topic_id, ordering_key=lambda e: "k")
+    await handler.startup()
+    try:
+        await handler.handle_many([("tick", n) for n in range(500)])  # 32 on the loop, the rest from the thread
+        await handler.flush(60)
+        assert (handler.stats.delivered, handler.stats.queued) == (500, 0)
+    finally:
+        await handler.shutdown(10)
+    received = await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(500, 30))
+    assert [message.body[1] for message in received] == list(range(500))
