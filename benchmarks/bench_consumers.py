@@ -1,4 +1,5 @@
-"""Forwarder throughput and end-to-end consumer throughput for Kafka (tansu) and Redis Streams.
+"""Forwarder throughput and end-to-end consumer throughput for Kafka (tansu), Redis Streams, SQS (moto_server) and
+Pub/Sub (Google's emulator).
 
 * forwarder: events/s from ``handle_many`` (10 events per call, like a busy request) until the broker
   confirmed the last one (``flush``), in-memory queue and with a spool file;
@@ -10,6 +11,7 @@ Servers are started like the test suite does (``tests/_servers.py``). The machin
 ``load`` in the output): compare figures of one run with each other, not across runs.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_consumers.py [--events 20000] [--processes 1,2,4]
+        [--brokers kafka,redis,sqs,pubsub]
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ async def wait_handled(path: Path, count: int, timeout: float) -> None:
 
 class Broker:
     name = ""
+    #: Events per figure at most: moto_server and the Pub/Sub emulator take a large run in minutes, not seconds.
+    max_events = 1_000_000
 
     def __init__(self, server: Any) -> None:
         self.server = server
@@ -79,6 +83,10 @@ class Broker:
 
     def ready(self, logs: list[Path]) -> bool:
         return all(" consuming " in log.read_text(errors="replace") for log in logs)
+
+    def env(self) -> dict[str, str]:
+        """What the consumer processes need in their environment to reach the server."""
+        return {}
 
 
 class Kafka(Broker):
@@ -136,6 +144,59 @@ class Redis(Broker):
         return f"{base}/0/{target}?group=bench"
 
 
+class SQS(Broker):
+    name = "sqs"
+    max_events = 1_000  # moto_server takes about a hundred a second
+
+    def __init__(self, server: Any) -> None:
+        import boto3
+
+        super().__init__(server)
+        self.client = boto3.client("sqs", **server.client_kwargs)
+
+    def forwarder(self, target: str, spool: Path | None) -> Any:
+        from fastapi_events import SQSForwardHandler
+
+        url = self.client.create_queue(QueueName=target)["QueueUrl"]
+        kwargs = dict(self.server.client_kwargs)
+        region = kwargs.pop("region_name")
+        return SQSForwardHandler(url, region, spool_path=spool, max_queue_size=QUEUE_SIZE, **kwargs)
+
+    def consumer_url(self, target: str) -> str:
+        return f"sqs://{target}"  # region, endpoint and credentials from env()
+
+    def env(self) -> dict[str, str]:
+        return dict(self.server.env)
+
+
+class PubSub(Broker):
+    name = "pubsub"
+    max_events = 5_000
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        os.environ.update(server.env)  # this driver process only: its clients talk to the emulator
+        from google.cloud import pubsub_v1
+
+        self.publisher = pubsub_v1.PublisherClient()
+        self.subscriber = pubsub_v1.SubscriberClient()
+
+    def forwarder(self, target: str, spool: Path | None) -> Any:
+        from fastapi_events import GoogleCloudSimplePubSubHandler
+
+        project = self.server.project
+        # The subscription first: Pub/Sub keeps a message only for the subscriptions that exist when it arrives.
+        topic = self.publisher.create_topic(name=self.publisher.topic_path(project, target)).name
+        self.subscriber.create_subscription(name=self.subscriber.subscription_path(project, target), topic=topic)
+        return GoogleCloudSimplePubSubHandler(project, target, spool_path=spool, max_queue_size=QUEUE_SIZE)
+
+    def consumer_url(self, target: str) -> str:
+        return f"pubsub://{self.server.project}/{target}"
+
+    def env(self) -> dict[str, str]:
+        return dict(self.server.env)
+
+
 # --------------------------------------------------------------------------------------------- measuring
 
 
@@ -165,7 +226,12 @@ async def forwarder_rate(broker: Broker, events: int, spool: Path | None) -> flo
 
 
 def start_consumers(broker: Broker, target: str, count: int, workdir: Path, out: Path) -> tuple[list[Any], list[Path]]:
-    env = dict(os.environ, BENCH_OUT=str(out), PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(BENCH_DIR)]))
+    env = dict(
+        os.environ,
+        **broker.env(),
+        BENCH_OUT=str(out),
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(BENCH_DIR)]),
+    )
     processes, logs = [], []
     for index in range(count):
         log = workdir / f"consumer-{target}-{index}.log"
@@ -232,25 +298,31 @@ async def end_to_end_rate(broker: Broker, events: int, processes: int, workdir: 
 
 async def run(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     sys.path.insert(0, str(REPO_ROOT))
-    from tests._servers import KafkaBroker, RedisServer
+    from tests._servers import KafkaBroker, MotoServer, PubSubEmulator, RedisServer
 
     rows: list[tuple[str, str, float]] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-consumers-"))
-    servers = {"kafka": (KafkaBroker, Kafka), "redis": (RedisServer, Redis)}
+    servers: dict[str, tuple[Any, type[Broker]]] = {
+        "kafka": (KafkaBroker, Kafka),
+        "redis": (RedisServer, Redis),
+        "sqs": (MotoServer, SQS),
+        "pubsub": (PubSubEmulator, PubSub),
+    }
     for name in args.brokers.split(","):
         server_cls, broker_cls = servers[name]
         server = server_cls()
         server.start()
         broker = broker_cls(server)
+        events = min(args.events, broker.max_events)
         try:
-            rate = await forwarder_rate(broker, args.events, None)
+            rate = await forwarder_rate(broker, events, None)
             rows.append((name, "forwarder (memory queue)", rate))
             print(f"{name}: forwarder {rate:,.0f} events/s", file=sys.stderr)
-            rate = await forwarder_rate(broker, args.events, workdir / f"{name}-spool.db")
+            rate = await forwarder_rate(broker, events, workdir / f"{name}-spool.db")
             rows.append((name, "forwarder (spool file)", rate))
             print(f"{name}: forwarder with spool {rate:,.0f} events/s", file=sys.stderr)
             for count in (int(p) for p in args.processes.split(",")):
-                rate = await end_to_end_rate(broker, args.events, count, workdir)
+                rate = await end_to_end_rate(broker, events, count, workdir)
                 rows.append((name, f"end to end, {count} consumer process(es)", rate))
                 print(f"{name}: end to end with {count} consumer(s) {rate:,.0f} events/s", file=sys.stderr)
         finally:
@@ -262,7 +334,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--processes", default="1,2,4")
-    parser.add_argument("--brokers", default="kafka,redis")
+    parser.add_argument("--brokers", default="kafka,redis,sqs,pubsub")
     parser.add_argument("--json", action="store_true", help="one JSON object per figure on stdout")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH_DIR))
@@ -270,8 +342,13 @@ def main() -> None:
 
     rows = asyncio.run(run(args))
     meta = package_info()
+    caps = ", ".join(f"{cls.name} {cls.max_events}" for cls in (SQS, PubSub))
     if args.json:
-        meta = {**meta, "load": load_note(), "method": f"{args.events} events per figure, counted at the far end"}
+        meta = {
+            **meta,
+            "load": load_note(),
+            "method": f"{args.events} events per figure ({caps} at most), counted at the far end",
+        }
         figures = [
             Figure("consumers", f"{broker}_{what}", f"{broker}: {what}", rate, "events/s")
             for broker, what, rate in rows
@@ -279,7 +356,7 @@ def main() -> None:
         emit("bench_consumers", meta, figures, True)
         return
     print(f"\nfastapi-events {meta['version']}; {meta['stack']}")
-    print(f"{args.events} events per figure; load: {load_note()}\n")
+    print(f"{args.events} events per figure ({caps} at most); load: {load_note()}\n")
     print("| broker | what | events/s |")
     print("|---|---|---:|")
     for broker, what, rate in rows:
