@@ -177,8 +177,10 @@ class ForwardHandler(Admission, DirectSubmit, BaseEventHandler):
                 self._store = store
             else:
                 self._store = MemoryStore(self.max_queue_size, self.transport.destination)
-                # A buffering SDK takes a request's events on the request's call (see _direct.py).
-                self._submit = submitter(self.transport)
+                # A buffering SDK takes a request's events on the request's call (see _direct.py), unless its
+                # transport says batching them across requests costs less (an optional member, see Transport).
+                per_call = getattr(self.transport, "submit_per_call", True)
+                self._submit = submitter(self.transport) if per_call else None
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._run_sender(), name=f"forward:{self}")
 

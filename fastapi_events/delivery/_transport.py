@@ -62,6 +62,11 @@ class Transport(Protocol):
     Those are handed over then (the requests that dispatched them go on), and the forwarder submits its next
     round without waiting for this one's results; the awaitable resolves (or raises, as ``send_batch`` does)
     once the SDK reported on every message - retries and dead letters follow those reports.
+
+    Optional attribute ``submit_per_call: bool`` (default True), with ``submit``: whether a request's call may
+    submit its own events while nothing is queued before them (one ``submit`` per request). False when the SDK's
+    publish call costs enough per call that letting the sender batch several requests' events pays (Pub/Sub's
+    ``publish()`` is Python); the sender's rounds still submit, so events are handed over as early.
     """
 
     system: str  # "aws_sqs", "gcp_pubsub", "kafka", "redis" (OTel messaging.system)

@@ -62,17 +62,21 @@ async def test_after_startup_a_call_returns_once_the_client_holds_its_events_and
 
 
 @pytest.mark.anyio
-async def test_a_batch_larger_than_what_is_published_on_the_loop_arrives_whole_and_in_order(
+async def test_batches_larger_than_what_is_published_on_the_loop_arrive_whole_and_in_order(
     pubsub_env: PubSubEmulator, consumer_factory: Any
 ) -> None:
+    # Ten batches of 100 in one round: each one's first 32 would be published on the loop, the rest from the
+    # worker thread; a batch submitted while an earlier one's rest waits for that thread must wait behind it.
     consumer = consumer_factory(ordered=True)
-    handler = GoogleCloudSimplePubSubHandler(consumer.project, consumer.topic_id, ordering_key=lambda e: "k")
+    handler = GoogleCloudSimplePubSubHandler(
+        consumer.project, consumer.topic_id, max_batch_size=100, ordering_key=lambda e: "k"
+    )
     await handler.startup()
     try:
-        await handler.handle_many([("tick", n) for n in range(500)])  # 32 on the loop, the rest from the thread
+        await handler.handle_many([("tick", n) for n in range(1000)])
         await handler.flush(60)
-        assert (handler.stats.delivered, handler.stats.queued) == (500, 0)
+        assert (handler.stats.delivered, handler.stats.queued) == (1000, 0)
     finally:
         await handler.shutdown(10)
-    received = await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(500, 30))
-    assert [message.body[1] for message in received] == list(range(500))
+    received = await anyio.to_thread.run_sync(lambda: consumer.wait_for_count(1000, 30))
+    assert [message.body[1] for message in received] == list(range(1000))
