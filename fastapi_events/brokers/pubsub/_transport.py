@@ -2,9 +2,10 @@
 
 The delivery layer owns batching, retries, the spool and dead letters; this module hands a layer batch to
 ``PublisherClient`` and reports a result per entry. The client is thread-based: it is built, flushed and stopped in
-this transport's own worker thread, and fed there by ``send_batch``; ``submit`` feeds a request's few messages on
-the event loop (``publish()`` only adds to the client's batch, so they are handed over when it returns). Its
-publish futures complete on the client's commit threads, from where a single callback per batch wakes the loop.
+this transport's own worker thread, and fed there by ``send_batch``; ``submit`` (the sender's rounds) feeds a
+batch's first messages on the event loop (``publish()`` only adds to the client's batch, so they are handed over
+when it returns). Its publish futures complete on the client's commit threads, from where a single callback per
+batch wakes the loop.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ SERVER_MAX_REQUEST_BYTES = 10_000_000
 SERVER_MAX_BATCH_COUNT = 1000
 # publish() calls between two GIL hand-overs of the worker thread (see _publish_all).
 _YIELD_EVERY = 16
-# Messages submit() publishes on the event loop (each publish() is some tens of µs of Python): a request's events
-# are handed over when the call returns, and a large batch does not hold the loop for long.
+# Messages of a batch submit() publishes on the event loop (each publish() is some tens of µs of Python): a few
+# requests' events are handed over when it returns, and a large batch does not hold the loop for long.
 _SUBMIT_ON_LOOP = 32
 
 
