@@ -28,7 +28,7 @@ from ._outage import Outage
 from ._rounds import send_now
 from ._spool_writer import SpoolStore, acquire
 from ._store import Entry, PendingStore
-from ._transport import Transport, submitter
+from ._transport import Transport, call_submitter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -178,9 +178,8 @@ class ForwardHandler(Admission, DirectSubmit, BaseEventHandler):
             else:
                 self._store = MemoryStore(self.max_queue_size, self.transport.destination)
                 # A buffering SDK takes a request's events on the request's call (see _direct.py), unless its
-                # transport says batching them across requests costs less (an optional member, see Transport).
-                per_call = getattr(self.transport, "submit_per_call", True)
-                self._submit = submitter(self.transport) if per_call else None
+                # transport says batching them across requests costs less.
+                self._submit = call_submitter(self.transport)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._run_sender(), name=f"forward:{self}")
 

@@ -104,6 +104,12 @@ def submitter(transport: Transport) -> Callable[[Sequence[OutboundMessage]], Sub
     return submit if callable(submit) else None
 
 
+def call_submitter(transport: Transport) -> Callable[[Sequence[OutboundMessage]], Submitted] | None:
+    """:func:`submitter`, unless the transport's ``submit_per_call`` (see Transport) leaves its events to the
+    sender's rounds: what a request's call may hand its own events to."""
+    return submitter(transport) if getattr(transport, "submit_per_call", True) else None
+
+
 __all__ = [
     "DELIVERED",
     "EntryResult",
@@ -111,6 +117,7 @@ __all__ = [
     "Outcome",
     "Submitted",
     "Transport",
+    "call_submitter",
     "message_size",
     "submitter",
 ]
